@@ -1,0 +1,44 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "UsageLedger",
+    products: [
+        .library(name: "UsageLedger", targets: ["UsageLedger"]),
+        .executable(name: "usage-ledger", targets: ["usage-ledger"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+    ],
+    targets: [
+        // The C layer: LMDB as Debian ships it, nothing more.
+        .systemLibrary(
+            name: "CLMDB",
+            pkgConfig: "lmdb",
+            providers: [.apt(["liblmdb-dev"])]
+        ),
+        // A thin, safe Swift layer over LMDB: environment, scoped transactions, cursors, typed keys.
+        .target(name: "LMDBStorage", dependencies: ["CLMDB"]),
+        // The ledger's domain: events, validation, the JSON wire codec and the binary record codec.
+        .target(name: "LedgerCore"),
+        // The ledger itself: the append-only log on LMDB, and (later) projections and compaction.
+        .target(name: "UsageLedger", dependencies: ["LMDBStorage", "LedgerCore"]),
+        // The command-line tool: a thin shell over the library.
+        .executableTarget(
+            name: "usage-ledger",
+            dependencies: [
+                "UsageLedger",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "UsageLedgerTests",
+            dependencies: [
+                "UsageLedger", "LMDBStorage", "LedgerCore", "usage-ledger",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

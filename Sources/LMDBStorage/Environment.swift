@@ -1,0 +1,316 @@
+import CLMDB
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How much a commit waits for the disk, and so what a power failure (not a process crash: LMDB never
+/// loses a committed transaction to a crash of the process) can take away.
+public enum Durability: String, Sendable, CaseIterable {
+    /// fsync data and meta page on every commit: a commit that returned survives power loss.
+    case full
+    /// fsync data but not the meta page (`MDB_NOMETASYNC`): power loss may undo the last committed
+    /// transaction(s), never leave a torn one.
+    case noMetaSync
+    /// No fsync at all (`MDB_NOSYNC`): power loss may undo every transaction since the OS last flushed;
+    /// the file stays consistent on file systems that keep write order, otherwise may be corrupt.
+    case noSync
+}
+
+/// How to open an LMDB environment.
+public struct EnvironmentOptions: Sendable {
+    /// The map size to start with; it grows (doubling) on demand up to `maximumMapSize`.
+    public var initialMapSize: Int = 64 << 20
+    /// The largest the map, and so the data file, may grow.
+    public var maximumMapSize: Int = 1 << 40
+    /// The number of named databases the environment may hold.
+    public var maximumDatabases: UInt32 = 32
+    /// The number of reader slots, shared by all processes that open the environment.
+    public var maximumReaders: UInt32 = 126
+    /// What a commit waits for; see `Durability`.
+    public var durability: Durability = .full
+    /// Opens without the right to write (`MDB_RDONLY`).
+    public var readOnly = false
+    /// Creates the directory when it is missing.
+    public var createIfMissing = true
+
+    /// The default options: a 64 MiB map growing to 1 TiB, full durability.
+    public init() {}
+}
+
+/// Statistics of one named database.
+public struct DatabaseStatistics: Sendable, Equatable {
+    /// Number of key/value pairs.
+    public var entries: Int
+    /// Height of the B-tree.
+    public var depth: Int
+    /// Bytes in branch, leaf and overflow pages.
+    public var bytes: Int
+}
+
+/// Statistics of the whole environment.
+public struct EnvironmentStatistics: Sendable, Equatable {
+    /// The current map size in bytes.
+    public var mapSize: Int
+    /// Bytes of the map in use (last used page plus one, times the page size).
+    public var usedBytes: Int
+    /// The map size at which growth stops.
+    public var maximumMapSize: Int
+    /// Reader slots configured.
+    public var maximumReaders: Int
+    /// Reader slots used now, by any process.
+    public var readersInUse: Int
+    /// The page size.
+    public var pageSize: Int
+}
+
+/// An open LMDB environment: one directory holding `data.mdb` and `lock.mdb`.
+///
+/// Open one `Environment` per path and process (LMDB drops its locks when any handle to the same file
+/// closes); `UsageLedger` keeps a registry for that. Transactions are scoped closures; the map grows on
+/// `MDB_MAP_FULL` by aborting, growing and running the write closure again, so a write closure must have
+/// no effects outside LMDB.
+public final class Environment: @unchecked Sendable {
+    // @unchecked: `handle` is used only through LMDB calls that are thread-safe with MDB_NOTLS, and
+    // resizing is serialized against every transaction of this process by `gate`.
+    private let handle: OpaquePointer
+    /// The directory of the environment.
+    public let path: String
+    /// The options it was opened with.
+    public let options: EnvironmentOptions
+    private let gate = ReadWriteGate()
+
+    /// Opens (and, unless read-only, creates) the environment at `path`, a directory. Files are created
+    /// with mode 0600, the directory with 0700. Reader slots left by dead processes are cleared.
+    public init(path: String, options: EnvironmentOptions = .init()) throws(StorageError) {
+        self.path = path
+        self.options = options
+        var isDirectory = false
+        if !Self.exists(path, isDirectory: &isDirectory) {
+            guard options.createIfMissing, !options.readOnly else {
+                throw .cannotOpen(path: path, errno: ENOENT, reason: "no ledger exists at this path")
+            }
+            if mkdir(path, 0o700) != 0 && errno != EEXIST {
+                let code = errno
+                throw .cannotOpen(path: path, errno: code, reason: String(cString: strerror(code)))
+            }
+        } else if !isDirectory {
+            throw .cannotOpen(path: path, errno: ENOTDIR, reason: "the path is a file; a ledger is a directory")
+        }
+
+        var env: OpaquePointer?
+        try check(mdb_env_create(&env))
+        guard let env else { throw .lmdb(code: -1, reason: "mdb_env_create returned no environment") }
+        var flags = UInt32(MDB_NOTLS)
+        switch options.durability {
+        case .full: break
+        case .noMetaSync: flags |= UInt32(MDB_NOMETASYNC)
+        case .noSync: flags |= UInt32(MDB_NOSYNC)
+        }
+        if options.readOnly { flags |= UInt32(MDB_RDONLY) }
+        var rc = mdb_env_set_maxdbs(env, MDB_dbi(options.maximumDatabases))
+        if rc == 0 { rc = mdb_env_set_maxreaders(env, options.maximumReaders) }
+        if rc == 0 { rc = mdb_env_set_mapsize(env, min(options.initialMapSize, options.maximumMapSize)) }
+        if rc == 0 { rc = mdb_env_open(env, path, flags, 0o600) }
+        if rc != 0 {
+            mdb_env_close(env)
+            if rc > 0 {
+                let reason = rc == EACCES || rc == EROFS
+                    ? "permission denied or read-only file system (\(StorageError.describe(rc)))"
+                    : StorageError.describe(rc)
+                throw .cannotOpen(path: path, errno: rc, reason: reason)
+            }
+            throw StorageError.from(code: rc)
+        }
+        handle = env
+        var dead: Int32 = 0
+        mdb_reader_check(env, &dead)
+    }
+
+    deinit { mdb_env_close(handle) }
+
+    private static func exists(_ path: String, isDirectory: inout Bool) -> Bool {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return false }
+        isDirectory = (info.st_mode & S_IFMT) == S_IFDIR
+        return true
+    }
+
+    /// Opens named databases (creating them unless read-only) and returns them in the order asked.
+    public func openDatabases(_ names: [String]) throws(StorageError) -> [Database] {
+        if options.readOnly {
+            return try rethrowingStorage { () throws in
+                try read { txn in try names.map { try txn.openDatabase($0, create: false) } }
+            }
+        }
+        return try rethrowingStorage { () throws in
+            try write { txn in try names.map { try txn.openDatabase($0, create: true) } }
+        }
+    }
+
+    /// Runs `body` in a read-only transaction that sees one consistent snapshot.
+    public func read<R>(_ body: (borrowing ReadTransaction) throws -> R) throws -> R {
+        while true {
+            gate.lockShared()
+            var txn: OpaquePointer?
+            var rc = mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txn)
+            if rc == MDB_READERS_FULL {
+                var dead: Int32 = 0
+                mdb_reader_check(handle, &dead)
+                rc = mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txn)
+            }
+            if rc == MDB_MAP_RESIZED {
+                gate.unlock()
+                adoptResizedMap()
+                continue
+            }
+            guard rc == 0, let txn else {
+                gate.unlock()
+                throw StorageError.from(code: rc)
+            }
+            defer {
+                mdb_txn_abort(txn)
+                gate.unlock()
+            }
+            return try body(ReadTransaction(handle: txn, state: TransactionState()))
+        }
+    }
+
+    /// Runs `body` in a write transaction and commits it when `body` returns; aborts it when `body`
+    /// throws. On `MDB_MAP_FULL` the transaction is aborted, the map grown and `body` run again.
+    public func write<R>(_ body: (borrowing WriteTransaction) throws -> R) throws -> R {
+        while true {
+            gate.lockShared()
+            var txn: OpaquePointer?
+            let rc = mdb_txn_begin(handle, nil, 0, &txn)
+            if rc == MDB_MAP_RESIZED {
+                gate.unlock()
+                adoptResizedMap()
+                continue
+            }
+            guard rc == 0, let txn else {
+                gate.unlock()
+                throw StorageError.from(code: rc)
+            }
+            let state = TransactionState()
+            let result: Result<R, any Error>
+            do {
+                result = .success(try body(WriteTransaction(handle: txn, state: state)))
+            } catch {
+                result = .failure(error)
+            }
+            switch result {
+            case .success(let value) where !state.mapFull:
+                let commit = mdb_txn_commit(txn)  // frees the transaction, success or not
+                gate.unlock()
+                if commit == 0 { return value }
+                if commit != MDB_MAP_FULL { throw StorageError.from(code: commit) }
+            case .failure(let error) where !state.mapFull:
+                mdb_txn_abort(txn)
+                gate.unlock()
+                throw error
+            default:
+                mdb_txn_abort(txn)
+                gate.unlock()
+            }
+            try growMap()
+        }
+    }
+
+    /// Grows the map by doubling, up to `maximumMapSize`.
+    private func growMap() throws(StorageError) {
+        gate.lockExclusive()
+        defer { gate.unlock() }
+        let current = currentMapSize()
+        guard current < options.maximumMapSize else {
+            throw .mapFull(maximumBytes: options.maximumMapSize)
+        }
+        let next = min(max(current * 2, current + (1 << 20)), options.maximumMapSize)
+        try check(mdb_env_set_mapsize(handle, next))
+    }
+
+    /// Another process grew the map: take its size (a size of 0 means "adopt the current one").
+    private func adoptResizedMap() {
+        gate.lockExclusive()
+        defer { gate.unlock() }
+        mdb_env_set_mapsize(handle, 0)
+    }
+
+    private func currentMapSize() -> Int {
+        var info = MDB_envinfo()
+        mdb_env_info(handle, &info)
+        return info.me_mapsize
+    }
+
+    /// The map size, use, and reader slots.
+    public func statistics() -> EnvironmentStatistics {
+        var info = MDB_envinfo()
+        var stat = MDB_stat()
+        mdb_env_info(handle, &info)
+        mdb_env_stat(handle, &stat)
+        let pageSize = Int(stat.ms_psize)
+        return EnvironmentStatistics(
+            mapSize: info.me_mapsize,
+            usedBytes: (info.me_last_pgno + 1) * pageSize,
+            maximumMapSize: options.maximumMapSize,
+            maximumReaders: Int(info.me_maxreaders),
+            readersInUse: Int(info.me_numreaders),
+            pageSize: pageSize)
+    }
+
+    /// Clears reader slots of processes that died holding a read transaction; returns how many.
+    @discardableResult
+    public func clearStaleReaders() -> Int {
+        var dead: Int32 = 0
+        mdb_reader_check(handle, &dead)
+        return Int(dead)
+    }
+
+    /// Forces a flush to disk; useful after writes with `noSync` or `noMetaSync`.
+    public func sync() throws(StorageError) {
+        try check(mdb_env_sync(handle, 1))
+    }
+
+    /// Writes a consistent copy of the environment into the directory `target` (which must exist and be
+    /// empty), compacting free pages away when asked. Writers may continue meanwhile.
+    public func copy(to target: String, compacting: Bool) throws(StorageError) {
+        let rc = mdb_env_copy2(handle, target, compacting ? UInt32(MDB_CP_COMPACT) : 0)
+        if rc > 0 { throw .cannotOpen(path: target, errno: rc, reason: StorageError.describe(rc)) }
+        try check(rc)
+    }
+}
+
+/// Shared mutable facts about one transaction, seen by every copy of its handle.
+public final class TransactionState {
+    /// Set when an operation hit `MDB_MAP_FULL`; the transaction is then unusable and will be retried.
+    var mapFull = false
+    init() {}
+}
+
+/// Runs `body`, whose only errors are `StorageError`s, and rethrows them typed.
+func rethrowingStorage<R>(_ body: () throws -> R) throws(StorageError) -> R {
+    do { return try body() } catch let error as StorageError { throw error } catch {
+        throw .lmdb(code: -1, reason: "\(error)")
+    }
+}
+
+/// A process-wide reader/writer lock: transactions hold it shared, a map resize holds it exclusively
+/// (LMDB requires that no transaction of this process is active during `mdb_env_set_mapsize`).
+final class ReadWriteGate: @unchecked Sendable {
+    private let lock: UnsafeMutablePointer<pthread_rwlock_t>
+
+    init() {
+        lock = .allocate(capacity: 1)
+        lock.initialize(to: pthread_rwlock_t())
+        pthread_rwlock_init(lock, nil)
+    }
+
+    deinit {
+        pthread_rwlock_destroy(lock)
+        lock.deallocate()
+    }
+
+    func lockShared() { pthread_rwlock_rdlock(lock) }
+    func lockExclusive() { pthread_rwlock_wrlock(lock) }
+    func unlock() { pthread_rwlock_unlock(lock) }
+}

@@ -1,0 +1,183 @@
+import LMDBStorage
+import LedgerCore
+
+/// What happened to one event of an append.
+public enum AppendOutcome: Sendable, Equatable {
+    /// Recorded under a new `seq`.
+    case appended(seq: UInt64)
+    /// The same id with the same payload was already recorded under `seq`; nothing was written.
+    case duplicate(seq: UInt64)
+    /// Refused; nothing of this event was written.
+    case rejected(LedgerError)
+
+    /// The sequence number the event has in the log, when it has one.
+    public var seq: UInt64? {
+        switch self {
+        case .appended(let seq), .duplicate(let seq): return seq
+        case .rejected: return nil
+        }
+    }
+}
+
+/// The result of appending a batch: one outcome per submitted event, in submission order.
+public struct AppendResult: Sendable, Equatable {
+    /// One outcome per submitted event.
+    public var outcomes: [AppendOutcome]
+
+    /// How many events were newly recorded.
+    public var appendedCount: Int { outcomes.count { if case .appended = $0 { true } else { false } } }
+    /// How many were duplicates of recorded events.
+    public var duplicateCount: Int { outcomes.count { if case .duplicate = $0 { true } else { false } } }
+    /// The rejected events: their index in the batch and why.
+    public var rejections: [(index: Int, error: LedgerError)] {
+        outcomes.enumerated().compactMap { if case .rejected(let error) = $1 { ($0, error) } else { nil } }
+    }
+    /// The lowest `seq` assigned by this append, if any event was newly recorded.
+    public var firstSeq: UInt64? { outcomes.lazy.compactMap { if case .appended(let seq) = $0 { seq } else { nil } }.first }
+    /// The highest `seq` assigned by this append.
+    public var lastSeq: UInt64? { outcomes.reversed().lazy.compactMap { if case .appended(let seq) = $0 { seq } else { nil } }.first }
+
+    public static func == (lhs: AppendResult, rhs: AppendResult) -> Bool { lhs.outcomes == rhs.outcomes }
+}
+
+/// The receipt of a single accepted event.
+public struct AppendReceipt: Sendable, Equatable {
+    /// The event's place in the log.
+    public var seq: UInt64
+    /// Whether the event was already recorded (a retry), so that nothing was written.
+    public var isDuplicate: Bool
+}
+
+extension Ledger {
+    /// Appends one event.
+    ///
+    /// - Returns: its `seq`, and whether it was a duplicate of an event already recorded.
+    /// - Throws: the rejection (`invalid_field`, `id_conflict`, `owner_mismatch`, `in_future`, ...) or a
+    ///   failure of the ledger (`ledger_full`, `storage`).
+    @discardableResult
+    public func append(_ event: UsageEvent) throws(LedgerError) -> AppendReceipt {
+        switch try append(contentsOf: [event]).outcomes[0] {
+        case .appended(let seq): return AppendReceipt(seq: seq, isDuplicate: false)
+        case .duplicate(let seq): return AppendReceipt(seq: seq, isDuplicate: true)
+        case .rejected(let error): throw error
+        }
+    }
+
+    /// Appends a batch in one write transaction: the accepted events commit together, each rejected one
+    /// is reported with its index, and a duplicate is not an error.
+    ///
+    /// - Throws: only failures of the ledger itself (then nothing of the batch was written).
+    public func append<C: Collection>(contentsOf events: C) throws(LedgerError) -> AppendResult where C.Element == UsageEvent {
+        let now = options.clock.now()
+        // Encoding and validation need no transaction: do them before taking the writer lock.
+        let prepared: [Result<(UsageEvent, [UInt8]), LedgerError>] = events.map { event in
+            do throws(LedgerError) {
+                try EventRules.validate(event)
+                if event.occurredAt.microseconds - now.microseconds > options.futureToleranceMicroseconds {
+                    throw .inFuture(occurredAt: event.occurredAt, now: now, toleranceMicroseconds: options.futureToleranceMicroseconds)
+                }
+                return .success((event, EventRecord.payload(of: event)))
+            } catch {
+                return .failure(error)
+            }
+        }
+        let outcomes = try write { txn in try appendPrepared(prepared, recordedAt: now, in: txn) }
+        return AppendResult(outcomes: outcomes)
+    }
+
+    private func appendPrepared(_ prepared: [Result<(UsageEvent, [UInt8]), LedgerError>], recordedAt: Timestamp,
+                                in txn: borrowing WriteTransaction) throws -> [AppendOutcome] {
+        let meta = databases.meta
+        var counters = try LogCounters(reading: txn, meta: meta)
+        var outcomes: [AppendOutcome] = []
+        outcomes.reserveCapacity(prepared.count)
+        for item in prepared {
+            switch item {
+            case .failure(let error):
+                outcomes.append(.rejected(error))
+            case .success(let (event, payload)):
+                do {
+                    outcomes.append(try appendOne(event, payload: payload, recordedAt: recordedAt, counters: &counters, in: txn))
+                } catch let error as LedgerError where error.isRejection {
+                    outcomes.append(.rejected(error))
+                }
+            }
+        }
+        try counters.write(to: txn, meta: meta)
+        return outcomes
+    }
+
+    private func appendOne(_ event: UsageEvent, payload: [UInt8], recordedAt: Timestamp, counters: inout LogCounters,
+                           in txn: borrowing WriteTransaction) throws -> AppendOutcome {
+        if let existing = try txn.get(databases.eventIDs, event.id) {
+            let seq = try StorageFormat.decodeNumber(existing, what: "an event_ids entry")
+            guard let record = try txn.get(databases.events, BigEndianKey(seq)) else {
+                throw LedgerError.corrupt(reason: "event id '\(event.id)' points at seq \(seq), which is missing")
+            }
+            let stored = try EventRecord.storedPayload(record, seq: seq)
+            let same = payload.withUnsafeBytes { $0.elementsEqual(stored) }
+            guard same else { throw LedgerError.idConflict(id: event.id, existingSeq: seq) }
+            return .duplicate(seq: seq)
+        }
+        let resourceKey = StorageFormat.resourceKey(event.resource)
+        let resourceNumber: UInt64
+        if let stored = try txn.get(databases.resources, resourceKey) {
+            let (number, owner) = try StorageFormat.decodeResourceValue(stored)
+            guard owner == event.owner else {
+                throw LedgerError.ownerMismatch(resource: event.resource, owner: owner, submitted: event.owner)
+            }
+            resourceNumber = number
+        } else {
+            resourceNumber = counters.nextResourceNumber
+            counters.nextResourceNumber += 1
+            try txn.put(databases.resources, resourceKey, StorageFormat.resourceValue(number: resourceNumber, owner: event.owner))
+        }
+        let seq = counters.nextSeq
+        counters.nextSeq += 1
+        counters.count(event.kind)
+        let record = EventRecord.record(payload: payload, recordedAt: recordedAt)
+        guard try txn.put(databases.events, BigEndianKey(seq), record, mode: .append) else {
+            throw LedgerError.corrupt(reason: "seq \(seq) is not after the last recorded event")
+        }
+        try txn.put(databases.eventIDs, event.id, BigEndianKey(seq).bytes)
+        try txn.put(databases.timeline, StorageFormat.timelineKey(resource: resourceNumber, occurredAt: event.occurredAt, seq: seq),
+                    [EventRecord.kindCode(event.kind)])
+        return .appended(seq: seq)
+    }
+}
+
+/// Counters the log keeps in `meta`, read once and written once per write transaction.
+struct LogCounters {
+    var nextSeq: UInt64 = 1
+    var nextResourceNumber: UInt64 = 1
+    /// Events recorded per kind, indexed by `EventRecord.kindCode - 1`.
+    var byKind: [UInt64] = [0, 0, 0, 0]
+
+    init(reading txn: borrowing some ReadableTransaction & ~Copyable, meta: Database) throws {
+        if let bytes = try txn.get(meta, StorageFormat.MetaKey.nextSeq) {
+            nextSeq = try StorageFormat.decodeNumber(bytes, what: "next_seq")
+        }
+        if let bytes = try txn.get(meta, StorageFormat.MetaKey.nextResourceNumber) {
+            nextResourceNumber = try StorageFormat.decodeNumber(bytes, what: "next_resource_number")
+        }
+        if let bytes = try txn.get(meta, StorageFormat.MetaKey.eventsByKind) {
+            guard bytes.count == 32 else { throw LedgerError.corrupt(reason: "events_by_kind is not 4 numbers") }
+            byKind = (0..<4).map { UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self)) }
+        }
+    }
+
+    mutating func count(_ kind: EventKind) { byKind[Int(EventRecord.kindCode(kind)) - 1] += 1 }
+
+    func write(to txn: borrowing WriteTransaction, meta: Database) throws {
+        try txn.put(meta, StorageFormat.MetaKey.nextSeq, BigEndianKey(nextSeq).bytes)
+        try txn.put(meta, StorageFormat.MetaKey.nextResourceNumber, BigEndianKey(nextResourceNumber).bytes)
+        var writer = ByteWriter(capacity: 32)
+        for count in byKind { writer.writeBigEndian(count) }
+        try txn.put(meta, StorageFormat.MetaKey.eventsByKind, writer.bytes)
+    }
+}
+
+extension BigEndianKey {
+    /// The key's 8 bytes.
+    var bytes: [UInt8] { withStorageBytes { Array($0) } }
+}

@@ -1,0 +1,193 @@
+import LedgerCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One line of NDJSON input that was not recorded.
+public struct IngestRejection: Sendable, Equatable {
+    /// The line number, from 1.
+    public var line: Int
+    /// The event's `id`, when it could be read.
+    public var eventID: String?
+    /// Why the line was rejected.
+    public var error: LedgerError
+}
+
+/// The totals of one NDJSON ingest.
+public struct IngestSummary: Sendable, Equatable {
+    /// Lines read (blank lines included).
+    public var lines = 0
+    /// Events newly recorded.
+    public var appended = 0
+    /// Events already recorded (retries).
+    public var duplicates = 0
+    /// Lines rejected.
+    public var rejected = 0
+    /// Blank lines skipped.
+    public var blank = 0
+    /// The first and last `seq` assigned.
+    public var firstSeq: UInt64?
+    /// See `firstSeq`.
+    public var lastSeq: UInt64?
+}
+
+/// Streams NDJSON into a ledger in batches, in bounded memory: the importer behind `usage-ledger append`.
+///
+/// Line ends may be LF or CRLF; blank lines are skipped; a UTF-8 byte-order mark at the very start is
+/// ignored. A line that cannot be decoded is reported with its number and the rest goes on.
+public struct NDJSONIngest: Sendable {
+    /// Events per write transaction.
+    public var batchSize = 1000
+    /// The longest line accepted, in bytes; a longer one is rejected (and skipped) without being held
+    /// in memory whole.
+    public var maximumLineBytes = 1 << 20
+
+    /// An ingest with the default batch size (1000) and line limit (1 MiB).
+    public init() {}
+
+    /// Reads NDJSON from the file descriptor `fd` until its end and appends it to `ledger`.
+    ///
+    /// - Parameters:
+    ///   - onRejection: called for each rejected line, in order.
+    ///   - onProgress: called after each committed batch with the running summary.
+    /// - Throws: a failure of the ledger or of reading; batches committed before it stay committed.
+    public func run(fd: Int32, into ledger: Ledger,
+                    onRejection: (IngestRejection) -> Void,
+                    onProgress: (IngestSummary) -> Void = { _ in }) throws(LedgerError) -> IngestSummary {
+        var summary = IngestSummary()
+        var batch: [UsageEvent] = []
+        var batchLines: [Int] = []
+        batch.reserveCapacity(batchSize)
+
+        func flush() throws(LedgerError) {
+            guard !batch.isEmpty else { return }
+            let result = try ledger.append(contentsOf: batch)
+            for (index, outcome) in result.outcomes.enumerated() {
+                switch outcome {
+                case .appended(let seq):
+                    summary.appended += 1
+                    if summary.firstSeq == nil { summary.firstSeq = seq }
+                    summary.lastSeq = seq
+                case .duplicate:
+                    summary.duplicates += 1
+                case .rejected(let error):
+                    summary.rejected += 1
+                    onRejection(IngestRejection(line: batchLines[index], eventID: batch[index].id, error: error))
+                }
+            }
+            batch.removeAll(keepingCapacity: true)
+            batchLines.removeAll(keepingCapacity: true)
+            onProgress(summary)
+        }
+
+        var reader = LineReader(fd: fd, maximumLineBytes: maximumLineBytes)
+        var lineError: LedgerError?
+        while true {
+            let more = try reader.nextLine { line, tooLong in
+                summary.lines += 1
+                let number = summary.lines
+                var bytes = line
+                if number == 1, bytes.count >= 3, bytes[0] == 0xEF, bytes[1] == 0xBB, bytes[2] == 0xBF {
+                    bytes = UnsafeBufferPointer(rebasing: bytes[3...])
+                }
+                if let last = bytes.last, last == UInt8(ascii: "\r") { bytes = UnsafeBufferPointer(rebasing: bytes.dropLast()) }
+                if tooLong {
+                    summary.rejected += 1
+                    onRejection(IngestRejection(line: number, eventID: nil, error: .invalidJSON(
+                        reason: "line is longer than \(maximumLineBytes) bytes")))
+                    return
+                }
+                if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) {
+                    summary.blank += 1
+                    return
+                }
+                do throws(LedgerError) {
+                    batch.append(try EventJSON.decode(bytes))
+                    batchLines.append(number)
+                } catch {
+                    summary.rejected += 1
+                    onRejection(IngestRejection(line: number, eventID: EventJSON.peekID(bytes), error: error))
+                }
+                if batch.count >= batchSize {
+                    do throws(LedgerError) { try flush() } catch { lineError = error }
+                }
+            }
+            if let lineError { throw lineError }
+            if !more { break }
+        }
+        try flush()
+        return summary
+    }
+}
+
+/// Splits a file descriptor's bytes into lines, reading 256 KiB at a time. A line longer than the limit
+/// is reported as too long and skipped without being buffered whole.
+struct LineReader {
+    let fd: Int32
+    let maximumLineBytes: Int
+    private var buffer: [UInt8] = []
+    private var start = 0
+    private var atEnd = false
+    private var skippingLongLine = false
+
+    init(fd: Int32, maximumLineBytes: Int) {
+        self.fd = fd
+        self.maximumLineBytes = maximumLineBytes
+        buffer.reserveCapacity(1 << 18)
+    }
+
+    /// Calls `body` with the next line (without its LF); returns false once the input is exhausted.
+    mutating func nextLine(_ body: (UnsafeBufferPointer<UInt8>, _ tooLong: Bool) -> Void) throws(LedgerError) -> Bool {
+        while true {
+            if let newline = buffer[start...].firstIndex(of: UInt8(ascii: "\n")) {
+                let lineStart = start
+                start = newline + 1
+                if skippingLongLine {
+                    skippingLongLine = false
+                    continue
+                }
+                let tooLong = newline - lineStart > maximumLineBytes
+                buffer.withUnsafeBufferPointer { body(UnsafeBufferPointer(rebasing: $0[lineStart..<newline]), tooLong) }
+                return true
+            }
+            if atEnd {
+                guard start < buffer.count || skippingLongLine else { return false }
+                let lineStart = start
+                start = buffer.count
+                if skippingLongLine {
+                    skippingLongLine = false
+                    return false
+                }
+                let tooLong = buffer.count - lineStart > maximumLineBytes
+                buffer.withUnsafeBufferPointer { body(UnsafeBufferPointer(rebasing: $0[lineStart...]), tooLong) }
+                return true
+            }
+            // Keep only the unfinished line, then read more.
+            if start > 0 {
+                buffer.removeSubrange(0..<start)
+                start = 0
+            }
+            if buffer.count > maximumLineBytes {
+                if !skippingLongLine {
+                    skippingLongLine = true
+                    body(UnsafeBufferPointer(start: nil, count: 0), true)
+                    buffer.removeAll(keepingCapacity: true)
+                    return true
+                }
+                buffer.removeAll(keepingCapacity: true)
+            }
+            let chunk = 1 << 18
+            let oldCount = buffer.count
+            buffer.append(contentsOf: repeatElement(0, count: chunk))
+            let got = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress.map { $0 + oldCount }, chunk) }
+            if got < 0 {
+                let code = errno
+                buffer.removeSubrange(oldCount...)
+                if code == EINTR { continue }
+                throw .storage(reason: "reading input failed: \(String(cString: strerror(code)))")
+            }
+            buffer.removeSubrange((oldCount + got)...)
+            if got == 0 { atEnd = true }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+import LMDBStorage
+import LedgerCore
+
+/// A page of the event feed.
+public struct FeedPage: Sendable, Equatable {
+    /// Events in `seq` order, all after the cursor that was asked for.
+    public var events: [RecordedEvent]
+    /// The cursor for the next page: the last returned `seq`, or the cursor asked for when none.
+    public var nextCursor: UInt64
+}
+
+/// Facts about a ledger: what it holds and how big its files are.
+public struct LedgerStatistics: Sendable, Equatable {
+    /// The on-disk format version.
+    public var formatVersion: UInt32
+    /// Events recorded per kind (`started`, `was_running`, `stopped`, `adjustment`).
+    public var eventsByKind: [EventKind: UInt64]
+    /// Resources the ledger has seen.
+    public var resources: Int
+    /// The `seq` the next new event will get.
+    public var nextSeq: UInt64
+    /// Entries and bytes of each named database, by name.
+    public var databases: [String: DatabaseStatistics]
+    /// Map size, use and reader slots.
+    public var environment: EnvironmentStatistics
+}
+
+extension Ledger {
+    /// The most events one `events(after:limit:)` call returns.
+    public static let maximumPageSize = 100_000
+
+    /// Events with `seq` greater than `cursor`, in `seq` order, at most `limit` of them: the consumer feed.
+    /// Start with cursor 0 and pass each page's `nextCursor` to the next call.
+    public func events(after cursor: UInt64, limit: Int) throws(LedgerError) -> FeedPage {
+        guard limit > 0, limit <= Self.maximumPageSize else {
+            throw .invalidArgument(reason: "limit must be 1 to \(Self.maximumPageSize) (got \(limit))")
+        }
+        return try read { txn in
+            var events: [RecordedEvent] = []
+            let cursorAt = try txn.cursor(databases.events)
+            var entry = cursor == .max ? nil : try cursorAt.seek(atLeast: BigEndianKey(cursor + 1))
+            while let current = entry, events.count < limit {
+                let seq = try StorageFormat.decodeNumber(current.key, what: "an events key")
+                events.append(try EventRecord.decode(current.value, seq: seq))
+                entry = try cursorAt.next()
+            }
+            return FeedPage(events: events, nextCursor: events.last?.seq ?? cursor)
+        }
+    }
+
+    /// One event by its `seq`, or nil when there is none.
+    public func event(seq: UInt64) throws(LedgerError) -> RecordedEvent? {
+        try read { txn in
+            try txn.get(databases.events, BigEndianKey(seq)).map { bytes throws in try EventRecord.decode(bytes, seq: seq) }
+        }
+    }
+
+    /// The owner of `resource`, or nil when the ledger has never seen it.
+    public func owner(of resource: ResourceID) throws(LedgerError) -> String? {
+        try read { txn in
+            try txn.get(databases.resources, StorageFormat.resourceKey(resource)).map { bytes throws in
+                try StorageFormat.decodeResourceValue(bytes).owner
+            }
+        }
+    }
+
+    /// Every recorded event of `resource`, in timeline order: by `occurred_at`, then `seq`.
+    public func history(of resource: ResourceID) throws(LedgerError) -> [RecordedEvent] {
+        try read { txn in
+            guard let stored = try txn.get(databases.resources, StorageFormat.resourceKey(resource)) else { return [] }
+            let number = try StorageFormat.decodeResourceValue(stored).number
+            let prefix = StorageFormat.timelinePrefix(resource: number)
+            var events: [RecordedEvent] = []
+            let cursor = try txn.cursor(databases.timeline)
+            var entry = try cursor.seek(atLeast: prefix)
+            while let current = entry, prefix.withUnsafeBytes({ current.key.hasPrefix($0) }) {
+                guard current.key.count == 24 else { throw LedgerError.corrupt(reason: "a timeline key is not 24 bytes") }
+                let seq = UInt64(bigEndian: current.key.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
+                guard let record = try txn.get(databases.events, BigEndianKey(seq)) else {
+                    throw LedgerError.corrupt(reason: "the timeline of \(resource) names seq \(seq), which is missing")
+                }
+                events.append(try EventRecord.decode(record, seq: seq))
+                entry = try cursor.next()
+            }
+            return events
+        }
+    }
+
+    /// Counts, sizes and reader slots.
+    public func statistics() throws(LedgerError) -> LedgerStatistics {
+        try read { txn in
+            let counters = try LogCounters(reading: txn, meta: databases.meta)
+            var byKind: [EventKind: UInt64] = [:]
+            for kind in EventKind.allCases { byKind[kind] = counters.byKind[Int(EventRecord.kindCode(kind)) - 1] }
+            var perDatabase: [String: DatabaseStatistics] = [:]
+            for db in [databases.meta, databases.events, databases.eventIDs, databases.resources, databases.timeline] {
+                perDatabase[db.name] = try txn.statistics(db)
+            }
+            return LedgerStatistics(
+                formatVersion: StorageFormat.currentVersion, eventsByKind: byKind,
+                resources: perDatabase[StorageFormat.Name.resources]?.entries ?? 0,
+                nextSeq: counters.nextSeq, databases: perDatabase, environment: environment.statistics())
+        }
+    }
+
+    /// Writes a consistent copy of the ledger into the directory `target` (created if missing), while
+    /// appends may continue. With `compacting`, free pages are left out, so the copy can be smaller.
+    public func backup(to target: String, compacting: Bool) throws(LedgerError) {
+        do {
+            try makeDirectory(target)
+            try environment.copy(to: target, compacting: compacting)
+        } catch {
+            throw Self.map(error, path: target)
+        }
+    }
+}

@@ -1,0 +1,199 @@
+import ArgumentParser
+import UsageLedger
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Init: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create a ledger (a directory with mode 0700, files 0600).")
+    @OptionGroup var ledger: LedgerArguments
+
+    func run() throws {
+        let opened = try ledger.open(create: true)
+        let stats = try opened.statistics()
+        switch ledger.output {
+        case .json:
+            var writer = JSONWriter()
+            writer.object { o in
+                o.member("path", opened.path)
+                o.member("format_version", stats.formatVersion)
+                o.member("next_seq", stats.nextSeq)
+            }
+            print(writer.text)
+        case .table:
+            print("ledger ready at \(opened.path) (format \(stats.formatVersion), next seq \(stats.nextSeq))")
+        }
+    }
+}
+
+struct Append: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Ingest NDJSON events from a file or standard input.",
+        discussion: """
+            Each rejected line goes to standard error as 'line N: id ID: CODE: MESSAGE'. \
+            Exit status 0 when nothing was rejected, 3 when some lines were (the rest is committed), 2 on error.
+            """)
+    @OptionGroup var ledger: LedgerArguments
+    @Argument(help: "An NDJSON file, or - for standard input.") var file: String = "-"
+    @Option(help: "The ledger's clock as RFC 3339 (for recorded_at and the in_future check).") var now: String?
+    @Option(help: "Events per write transaction.") var batchSize: Int = 1000
+
+    func run() throws {
+        guard (1...100_000).contains(batchSize) else { throw ValidationError("--batch-size must be 1 to 100000") }
+        let opened = try ledger.open(create: true, now: try parseNow(now))
+        let fd: Int32 = file == "-" ? STDIN_FILENO : Glibc.open(file, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw LedgerError.invalidArgument(reason: "cannot read '\(file)': \(String(cString: strerror(errno)))")
+        }
+        defer { if fd != STDIN_FILENO { close(fd) } }
+        var ingest = NDJSONIngest()
+        ingest.batchSize = batchSize
+        let showProgress = isatty(STDERR_FILENO) == 1
+        let summary = try ingest.run(fd: fd, into: opened, onRejection: { rejection in
+            if showProgress { writeError("\r\u{1B}[K") }
+            let id = rejection.eventID.map { "id \($0): " } ?? ""
+            printError("line \(rejection.line): \(id)\(rejection.error.code): \(rejection.error.message)")
+        }, onProgress: { progress in
+            if showProgress { writeError("\r\(progress.lines) lines, \(progress.appended) appended, \(progress.rejected) rejected") }
+        })
+        if showProgress { writeError("\r\u{1B}[K") }
+        switch ledger.output {
+        case .json:
+            var writer = JSONWriter()
+            writer.object { o in
+                o.member("lines", summary.lines)
+                o.member("appended", summary.appended)
+                o.member("duplicates", summary.duplicates)
+                o.member("rejected", summary.rejected)
+                o.member("first_seq", json: summary.firstSeq.map { String($0) } ?? "null")
+                o.member("last_seq", json: summary.lastSeq.map { String($0) } ?? "null")
+            }
+            print(writer.text)
+        case .table:
+            let range = summary.firstSeq.map { " (seq \($0) to \(summary.lastSeq ?? $0))" } ?? ""
+            print("\(summary.appended) appended\(range), \(summary.duplicates) duplicates, \(summary.rejected) rejected, \(summary.lines) lines")
+        }
+        if summary.rejected > 0 { throw CommandExit(status: ExitStatus.someRejected) }
+    }
+}
+
+/// Prints events as NDJSON (json) or a table.
+func printEvents(_ events: [RecordedEvent], format: OutputFormat) {
+    switch format {
+    case .json:
+        var out = ""
+        for event in events {
+            out += EventJSON.encode(event)
+            out += "\n"
+        }
+        print(out, terminator: "")
+    case .table:
+        var table = TextTable("SEQ", "OCCURRED_AT", "KIND", "RESOURCE", "OWNER", "DETAIL", "ID", rightAligned: [0])
+        for recorded in events {
+            let event = recorded.event
+            var detail = ""
+            if let footprint = event.footprint { detail = footprint.map { "\($0.name)=\($0.value)" }.joined(separator: " ") }
+            if let deltas = event.deltas { detail = deltas.map { "\($0.name)\($0.value >= 0 ? "+" : "")\($0.value)" }.joined(separator: " ") }
+            if let reason = event.reason { detail += detail.isEmpty ? "(\(reason))" : " (\(reason))" }
+            table.add(String(recorded.seq), event.occurredAt.rfc3339, event.kind.rawValue, event.resource.description, event.owner, detail, event.id)
+        }
+        print(table.rendered)
+    }
+}
+
+struct Events: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print events after a cursor, in seq order (the consumer feed).")
+    @OptionGroup var ledger: LedgerArguments
+    @Option(help: "Print events with seq greater than this (0 for the start).") var after: UInt64 = 0
+    @Option(help: "The most events to print (1 to 100000).") var limit: Int = 1000
+
+    func run() throws {
+        let page = try ledger.open(readOnly: true).events(after: after, limit: limit)
+        printEvents(page.events, format: ledger.output)
+    }
+}
+
+struct History: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print one resource's events in timeline order (occurred_at, then seq).")
+    @OptionGroup var ledger: LedgerArguments
+    @Option(help: ArgumentHelp("The resource as TYPE/ID.", valueName: "TYPE/ID")) var resource: String
+
+    func run() throws {
+        guard let id = ResourceID(parsing: resource) else { throw ValidationError("--resource must be TYPE/ID, got '\(resource)'") }
+        printEvents(try ledger.open(readOnly: true).history(of: id), format: ledger.output)
+    }
+}
+
+struct Stats: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print counts by kind, resources, database sizes, map use and reader slots.")
+    @OptionGroup var ledger: LedgerArguments
+
+    func run() throws {
+        let stats = try ledger.open(readOnly: true).statistics()
+        let names = stats.databases.keys.sorted()
+        let total = stats.eventsByKind.values.reduce(0, +)
+        switch ledger.output {
+        case .json:
+            var writer = JSONWriter()
+            writer.object { o in
+                o.member("format_version", stats.formatVersion)
+                o.member("events", total)
+                o.member("events_by_kind") { k in for kind in EventKind.allCases { k.member(kind.rawValue, stats.eventsByKind[kind] ?? 0) } }
+                o.member("resources", stats.resources)
+                o.member("next_seq", stats.nextSeq)
+                o.member("databases") { d in
+                    for name in names {
+                        guard let db = stats.databases[name] else { continue }
+                        d.member(name) { e in
+                            e.member("entries", db.entries)
+                            e.member("bytes", db.bytes)
+                            e.member("depth", db.depth)
+                        }
+                    }
+                }
+                o.member("map") { m in
+                    m.member("size_bytes", stats.environment.mapSize)
+                    m.member("used_bytes", stats.environment.usedBytes)
+                    m.member("maximum_bytes", stats.environment.maximumMapSize)
+                    m.member("page_size", stats.environment.pageSize)
+                }
+                o.member("readers") { r in
+                    r.member("in_use", stats.environment.readersInUse)
+                    r.member("maximum", stats.environment.maximumReaders)
+                }
+            }
+            print(writer.text)
+        case .table:
+            print("format \(stats.formatVersion), \(total) events, \(stats.resources) resources, next seq \(stats.nextSeq)")
+            var kinds = TextTable("KIND", "EVENTS", rightAligned: [1])
+            for kind in EventKind.allCases { kinds.add(kind.rawValue, String(stats.eventsByKind[kind] ?? 0)) }
+            print(kinds.rendered + "\n")
+            var dbs = TextTable("DATABASE", "ENTRIES", "BYTES", "DEPTH", rightAligned: [1, 2, 3])
+            for name in names {
+                guard let db = stats.databases[name] else { continue }
+                dbs.add(name, String(db.entries), String(db.bytes), String(db.depth))
+            }
+            print(dbs.rendered + "\n")
+            let env = stats.environment
+            print("map: \(env.usedBytes) of \(env.mapSize) bytes used (grows to \(env.maximumMapSize)); readers: \(env.readersInUse) of \(env.maximumReaders) slots")
+        }
+    }
+}
+
+struct Backup: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write a consistent copy of the ledger while appends continue.")
+    @OptionGroup var ledger: LedgerArguments
+    @Option(help: ArgumentHelp("The directory to write the copy into (created; must hold no ledger).", valueName: "PATH")) var to: String
+    @Flag(help: "Leave free pages out of the copy (smaller, slower).") var compact = false
+
+    func run() throws {
+        try ledger.open(readOnly: true).backup(to: to, compacting: compact)
+        print(ledger.output == .json ? "{\"backup\":\(jsonString(to)),\"compacted\":\(compact)}" : "backup written to \(to)")
+    }
+}
+
+func jsonString(_ text: String) -> String {
+    var writer = JSONWriter()
+    writer.string(text)
+    return writer.text
+}

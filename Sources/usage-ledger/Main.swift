@@ -1,0 +1,117 @@
+import ArgumentParser
+import UsageLedger
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Exit statuses of `usage-ledger`.
+enum ExitStatus {
+    /// Everything was accepted.
+    static let success: Int32 = 0
+    /// Usage errors and fatal errors (nothing or only whole committed batches were written).
+    static let failure: Int32 = 2
+    /// Some input lines were rejected; the rest was committed.
+    static let someRejected: Int32 = 3
+}
+
+/// Thrown by a command to end with a given status after it has printed what it had to say.
+struct CommandExit: Error {
+    let status: Int32
+}
+
+@main
+struct UsageLedgerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "usage-ledger",
+        abstract: "An event-sourced usage ledger on LMDB: record usage events exactly once, read them back.",
+        discussion: "Exit status: 0 success, 3 some input lines rejected (the rest committed), 2 usage or fatal error.",
+        subcommands: [Init.self, Append.self, Events.self, History.self, Stats.self, Backup.self, Demo.self])
+
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let exit as CommandExit {
+            Glibc.exit(exit.status)
+        } catch let error as LedgerError {
+            printError("usage-ledger: \(error.code): \(error.message)")
+            Glibc.exit(ExitStatus.failure)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                print(fullMessage(for: error))
+                Glibc.exit(ExitStatus.success)
+            }
+            printError(fullMessage(for: error))
+            Glibc.exit(ExitStatus.failure)
+        }
+    }
+}
+
+/// Writes a line to standard error.
+func printError(_ text: String) {
+    writeError(text + "\n")
+}
+
+/// Writes text to standard error, unbuffered.
+func writeError(_ text: String) {
+    var copy = text
+    copy.withUTF8 { bytes in
+        var offset = 0
+        while offset < bytes.count {
+            let written = write(STDERR_FILENO, bytes.baseAddress.map { $0 + offset }, bytes.count - offset)
+            if written <= 0 { if errno == EINTR { continue } else { return } }
+            offset += written
+        }
+    }
+}
+
+/// Output format: JSON for programs, aligned tables for people.
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case json, table
+}
+
+/// Options every command that opens a ledger takes.
+struct LedgerArguments: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The ledger directory (or set USAGE_LEDGER_DB).", valueName: "PATH"))
+    var db: String?
+
+    @Option(name: .long, help: "json for programs, table for people (default: table on a terminal, json otherwise).")
+    var format: OutputFormat?
+
+    @Option(name: .long, help: "Durability of commits: full, noMetaSync or noSync.")
+    var durability: String = "full"
+
+    /// The ledger path from `--db` or the environment.
+    func path() throws -> String {
+        if let db { return db }
+        if let value = getenv("USAGE_LEDGER_DB") { return String(cString: value) }
+        throw ValidationError("no ledger given: pass --db PATH or set USAGE_LEDGER_DB")
+    }
+
+    /// The output format, defaulting on whether standard output is a terminal.
+    var output: OutputFormat { format ?? (isatty(STDOUT_FILENO) == 1 ? .table : .json) }
+
+    /// Opens the ledger with the given clock.
+    func open(create: Bool = false, readOnly: Bool = false, now: Timestamp? = nil) throws -> Ledger {
+        var options = LedgerOptions()
+        guard let durability = Durability(rawValue: durability) else {
+            throw ValidationError("--durability must be one of: \(Durability.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        options.durability = durability
+        options.createIfMissing = create
+        options.readOnly = readOnly
+        if let now { options.clock = .fixed(now) }
+        return try Ledger(path: try path(), options: options)
+    }
+}
+
+/// Parses `--now`.
+func parseNow(_ text: String?) throws -> Timestamp? {
+    guard let text else { return nil }
+    do {
+        return try Timestamp(rfc3339: text)
+    } catch {
+        throw ValidationError("--now: '\(text)' is not an RFC 3339 timestamp: \(error.reason)")
+    }
+}
