@@ -5,6 +5,8 @@ let package = Package(
     name: "UsageLedger",
     products: [
         .library(name: "UsageLedger", targets: ["UsageLedger"]),
+        // The storage layer on its own, for embedders and for the raw-LMDB baselines in Benchmarks/.
+        .library(name: "LMDBStorage", targets: ["LMDBStorage"]),
         .executable(name: "usage-ledger", targets: ["usage-ledger"]),
     ],
     dependencies: [

@@ -139,9 +139,22 @@ public final class Environment: @unchecked Sendable {
     /// Opens named databases (creating them unless read-only) and returns them in the order asked.
     public func openDatabases(_ names: [String]) throws(StorageError) -> [Database] {
         if options.readOnly {
-            return try rethrowingStorage { () throws in
-                try read { txn in try names.map { try txn.openDatabase($0, create: false) } }
+            // Handles opened in a read-only transaction survive only if it commits (an abort closes them).
+            gate.lockShared()
+            defer { gate.unlock() }
+            var txn: OpaquePointer?
+            try check(mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txn))
+            guard let txn else { throw .lmdb(code: -1, reason: "mdb_txn_begin returned no transaction") }
+            let reader = ReadTransaction(handle: txn, state: TransactionState())
+            let databases: [Database]
+            do {
+                databases = try names.map { name throws(StorageError) in try reader.openDatabase(name, create: false) }
+            } catch {
+                mdb_txn_abort(txn)
+                throw error
             }
+            try check(mdb_txn_commit(txn))  // frees the transaction, success or not
+            return databases
         }
         return try rethrowingStorage { () throws in
             try write { txn in try names.map { try txn.openDatabase($0, create: true) } }

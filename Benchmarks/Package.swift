@@ -1,0 +1,28 @@
+// swift-tools-version: 6.1
+import PackageDescription
+import Foundation
+
+// SwiftPM names a path dependency after its directory, which a clone does not control: derive it.
+let rootDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+let rootPackageName = rootDirectory.lastPathComponent.lowercased()
+
+let package = Package(
+    name: "UsageLedgerBenchmarks",
+    dependencies: [
+        .package(path: ".."),
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        .executableTarget(
+            name: "AppendBenchmarks",
+            dependencies: [
+                .product(name: "UsageLedger", package: rootPackageName),
+                .product(name: "LMDBStorage", package: rootPackageName),
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/AppendBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
