@@ -27,6 +27,13 @@ public final class Ledger: Sendable {
         let eventIDs: Database
         let resources: Database
         let timeline: Database
+        let resourceState: Database
+        let running: Database
+        let ownerTotals: Database
+        let hourly: Database
+
+        var all: [Database] { [meta, events, eventIDs, resources, timeline, resourceState, running, ownerTotals, hourly] }
+        var projections: [Database] { [resourceState, running, ownerTotals, hourly] }
     }
 
     /// Opens the ledger at `path` (a directory), creating it unless `options.createIfMissing` is off or
@@ -40,7 +47,8 @@ public final class Ledger: Sendable {
         do {
             environment = try EnvironmentRegistry.shared.environment(path: path, options: options.environmentOptions)
             let opened = try environment.openDatabases(StorageFormat.Name.all)
-            databases = Databases(meta: opened[0], events: opened[1], eventIDs: opened[2], resources: opened[3], timeline: opened[4])
+            databases = Databases(meta: opened[0], events: opened[1], eventIDs: opened[2], resources: opened[3], timeline: opened[4],
+                                  resourceState: opened[5], running: opened[6], ownerTotals: opened[7], hourly: opened[8])
         } catch StorageError.databaseMissing {
             throw .cannotOpen(path: path, reason: "it holds no usage ledger (run 'usage-ledger init' first)")
         } catch {
@@ -60,13 +68,25 @@ public final class Ledger: Sendable {
             guard found <= StorageFormat.currentVersion else {
                 throw .formatTooNew(found: found, supported: StorageFormat.currentVersion)
             }
+            if found < StorageFormat.currentVersion {
+                // Format 1 had the log only; format 2 adds projections, derived from the log by a rebuild.
+                guard !options.readOnly else {
+                    throw .cannotOpen(path: path, reason: "on-disk format \(found) must be upgraded; open it once for writing")
+                }
+                _ = try rebuild()
+                try stampFormat(StorageFormat.currentVersion, replacing: true)
+            }
             return
         }
         guard !options.readOnly else { throw .cannotOpen(path: path, reason: "it holds no usage ledger") }
+        try stampFormat(StorageFormat.currentVersion, replacing: false)
+    }
+
+    private func stampFormat(_ version: UInt32, replacing: Bool) throws(LedgerError) {
         try write { txn in
             var writer = ByteWriter(capacity: 4)
-            writer.writeBigEndian(StorageFormat.currentVersion)
-            try txn.put(databases.meta, StorageFormat.MetaKey.formatVersion, writer.bytes, mode: .insertOnly)
+            writer.writeBigEndian(version)
+            try txn.put(databases.meta, StorageFormat.MetaKey.formatVersion, writer.bytes, mode: replacing ? .upsert : .insertOnly)
         }
     }
 

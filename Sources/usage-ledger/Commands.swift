@@ -65,13 +65,14 @@ struct Append: ParsableCommand {
                 o.member("appended", summary.appended)
                 o.member("duplicates", summary.duplicates)
                 o.member("rejected", summary.rejected)
+                o.member("unmatched_stops", summary.unmatchedStops)
                 o.member("first_seq", json: summary.firstSeq.map { String($0) } ?? "null")
                 o.member("last_seq", json: summary.lastSeq.map { String($0) } ?? "null")
             }
             print(writer.text)
         case .table:
             let range = summary.firstSeq.map { " (seq \($0) to \(summary.lastSeq ?? $0))" } ?? ""
-            print("\(summary.appended) appended\(range), \(summary.duplicates) duplicates, \(summary.rejected) rejected, \(summary.lines) lines")
+            print("\(summary.appended) appended\(range), \(summary.duplicates) duplicates, \(summary.rejected) rejected, \(summary.unmatchedStops) unmatched stops, \(summary.lines) lines")
         }
         if summary.rejected > 0 { throw CommandExit(status: ExitStatus.someRejected) }
     }
@@ -141,6 +142,8 @@ struct Stats: ParsableCommand {
                 o.member("events_by_kind") { k in for kind in EventKind.allCases { k.member(kind.rawValue, stats.eventsByKind[kind] ?? 0) } }
                 o.member("resources", stats.resources)
                 o.member("next_seq", stats.nextSeq)
+                o.member("unmatched_stops", stats.unmatchedStops)
+                o.member("watermark", json: stats.watermark.map { jsonString($0.rfc3339) } ?? "null")
                 o.member("databases") { d in
                     for name in names {
                         guard let db = stats.databases[name] else { continue }
@@ -165,6 +168,7 @@ struct Stats: ParsableCommand {
             print(writer.text)
         case .table:
             print("format \(stats.formatVersion), \(total) events, \(stats.resources) resources, next seq \(stats.nextSeq)")
+            print("unmatched stops \(stats.unmatchedStops), rollup watermark \(stats.watermark?.rfc3339 ?? "none")\n")
             var kinds = TextTable("KIND", "EVENTS", rightAligned: [1])
             for kind in EventKind.allCases { kinds.add(kind.rawValue, String(stats.eventsByKind[kind] ?? 0)) }
             print(kinds.rendered + "\n")

@@ -24,8 +24,9 @@ struct UsageLedgerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "usage-ledger",
         abstract: "An event-sourced usage ledger on LMDB: record usage events exactly once, read them back.",
-        discussion: "Exit status: 0 success, 3 some input lines rejected (the rest committed), 2 usage or fatal error.",
-        subcommands: [Init.self, Append.self, Events.self, History.self, Stats.self, Backup.self, Demo.self])
+        discussion: "Exit status: 0 success, 1 verify found differences, 3 some input lines rejected (the rest committed), 2 usage or fatal error.",
+        subcommands: [Init.self, Append.self, Events.self, History.self, Current.self, Usage.self, Rollup.self, Reconcile.self,
+                      Verify.self, Rebuild.self, Stats.self, Backup.self, Demo.self])
 
     static func main() {
         do {
@@ -52,6 +53,9 @@ struct UsageLedgerCommand: ParsableCommand {
 func printError(_ text: String) {
     writeError(text + "\n")
 }
+
+/// Whether standard error (or output) is a terminal, for progress lines.
+func isTerminal(standardError: Bool) -> Bool { isatty(standardError ? STDERR_FILENO : STDOUT_FILENO) == 1 }
 
 /// Writes text to standard error, unbuffered.
 func writeError(_ text: String) {

@@ -13,7 +13,7 @@ struct CLITests {
         let input = try dir.file("in.ndjson", Self.allKinds)
         let append = try runCLI(["append", input, "--db", db, "--now", "2026-11-24T12:00:00Z"])
         #expect(append.status == 0, "\(append.stderr)")
-        #expect(append.stdout == #"{"lines":4,"appended":4,"duplicates":0,"rejected":0,"first_seq":1,"last_seq":4}"# + "\n")
+        #expect(append.stdout == #"{"lines":4,"appended":4,"duplicates":0,"rejected":0,"unmatched_stops":0,"first_seq":1,"last_seq":4}"# + "\n")
 
         let events = try runCLI(["events", "--after", "0", "--limit", "10", "--db", db])
         #expect(events.status == 0)
@@ -65,7 +65,7 @@ struct CLITests {
         let input = try dir.file("mixed.ndjson", lines.joined(separator: "\n"))
         let result = try runCLI(["append", input, "--db", db, "--now", "2026-11-24T12:00:00Z"])
         #expect(result.status == 3)
-        #expect(result.stdout == #"{"lines":8,"appended":2,"duplicates":0,"rejected":5,"first_seq":1,"last_seq":2}"# + "\n")
+        #expect(result.stdout == #"{"lines":8,"appended":2,"duplicates":0,"rejected":5,"unmatched_stops":0,"first_seq":1,"last_seq":2}"# + "\n")
         let errors = result.stderr.split(separator: "\n").map(String.init)
         #expect(errors == [
             "line 3: id bad-1: invalid_field: footprint: is required on 'started' events (it may be {})",
@@ -84,7 +84,7 @@ struct CLITests {
         #expect(first.status == 0)
         let second = try runCLI(["append", "-", "--db", db, "--now", "2026-11-24T13:00:00Z"], stdin: Self.allKinds)
         #expect(second.status == 0)
-        #expect(second.stdout == #"{"lines":4,"appended":0,"duplicates":4,"rejected":0,"first_seq":null,"last_seq":null}"# + "\n")
+        #expect(second.stdout == #"{"lines":4,"appended":0,"duplicates":4,"rejected":0,"unmatched_stops":0,"first_seq":null,"last_seq":null}"# + "\n")
         let stats = try runCLI(["stats", "--db", db])
         #expect(stats.stdout.contains(#""events":4,"events_by_kind":{"started":1,"was_running":1,"stopped":1,"adjustment":1}"#))
     }
@@ -167,10 +167,10 @@ struct CLITests {
             return
         }
         let keys = members.map(\.key)
-        #expect(keys == ["format_version", "events", "events_by_kind", "resources", "next_seq", "databases", "map", "readers"])
+        #expect(keys == ["format_version", "events", "events_by_kind", "resources", "next_seq", "unmatched_stops", "watermark", "databases", "map", "readers"])
         #expect(members.first { $0.key == "resources" }?.value == .number("3"))
         let table = try runCLI(["stats", "--db", db, "--format", "table"])
-        #expect(table.stdout.contains("format 1, 4 events, 3 resources, next seq 5"))
+        #expect(table.stdout.contains("format \(Ledger.formatVersion), 4 events, 3 resources, next seq 5"))
     }
 
     @Test("backup writes a consistent copy that opens as the same ledger")

@@ -175,9 +175,9 @@ struct LedgerTests {
             writer.writeBigEndian(UInt32(99))
             try txn.put(meta, "format_version", writer.bytes)
         }
-        #expect(throws: LedgerError.formatTooNew(found: 99, supported: 1)) { try openLedger(dir) }
-        #expect(LedgerError.formatTooNew(found: 99, supported: 1).message
-            == "the ledger has on-disk format 99, newer than format 1 that this build reads; upgrade usage-ledger")
+        #expect(throws: LedgerError.formatTooNew(found: 99, supported: Ledger.formatVersion)) { try openLedger(dir) }
+        #expect(LedgerError.formatTooNew(found: 99, supported: 2).message
+            == "the ledger has on-disk format 99, newer than format 2 that this build reads; upgrade usage-ledger")
     }
 
     @Test("a record with a flipped byte is reported as corrupt, not returned")

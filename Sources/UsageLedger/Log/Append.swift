@@ -23,6 +23,9 @@ public enum AppendOutcome: Sendable, Equatable {
 public struct AppendResult: Sendable, Equatable {
     /// One outcome per submitted event.
     public var outcomes: [AppendOutcome]
+    /// Indexes of appended `stopped` events that found their resource not running (unmatched stops:
+    /// stored, without effect on usage).
+    public var unmatchedStops: [Int] = []
 
     /// How many events were newly recorded.
     public var appendedCount: Int { outcomes.count { if case .appended = $0 { true } else { false } } }
@@ -70,45 +73,52 @@ extension Ledger {
     public func append<C: Collection>(contentsOf events: C) throws(LedgerError) -> AppendResult where C.Element == UsageEvent {
         let now = options.clock.now()
         // Encoding and validation need no transaction: do them before taking the writer lock.
-        let prepared: [Result<(UsageEvent, [UInt8]), LedgerError>] = events.map { event in
-            do throws(LedgerError) {
-                try EventRules.validate(event)
-                if event.occurredAt.microseconds - now.microseconds > options.futureToleranceMicroseconds {
-                    throw .inFuture(occurredAt: event.occurredAt, now: now, toleranceMicroseconds: options.futureToleranceMicroseconds)
-                }
-                return .success((event, EventRecord.payload(of: event)))
-            } catch {
-                return .failure(error)
-            }
-        }
-        let outcomes = try write { txn in try appendPrepared(prepared, recordedAt: now, in: txn) }
-        return AppendResult(outcomes: outcomes)
+        let prepared = events.map { prepare($0, now: now) }
+        return try write { txn in try appendPrepared(prepared, recordedAt: now, in: txn) }
     }
 
-    private func appendPrepared(_ prepared: [Result<(UsageEvent, [UInt8]), LedgerError>], recordedAt: Timestamp,
-                                in txn: borrowing WriteTransaction) throws -> [AppendOutcome] {
+    /// Validates an event against the rules and the clock, and encodes its payload.
+    func prepare(_ event: UsageEvent, now: Timestamp) -> Result<(UsageEvent, [UInt8]), LedgerError> {
+        do throws(LedgerError) {
+            try EventRules.validate(event)
+            if event.occurredAt.microseconds - now.microseconds > options.futureToleranceMicroseconds {
+                throw .inFuture(occurredAt: event.occurredAt, now: now, toleranceMicroseconds: options.futureToleranceMicroseconds)
+            }
+            return .success((event, EventRecord.payload(of: event)))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    func appendPrepared(_ prepared: [Result<(UsageEvent, [UInt8]), LedgerError>], recordedAt: Timestamp,
+                                in txn: borrowing WriteTransaction) throws -> AppendResult {
         let meta = databases.meta
         var counters = try LogCounters(reading: txn, meta: meta)
-        var outcomes: [AppendOutcome] = []
-        outcomes.reserveCapacity(prepared.count)
-        for item in prepared {
+        var context = try ProjectionContext(reading: txn, meta: meta)
+        var result = AppendResult(outcomes: [])
+        result.outcomes.reserveCapacity(prepared.count)
+        for (index, item) in prepared.enumerated() {
             switch item {
             case .failure(let error):
-                outcomes.append(.rejected(error))
+                result.outcomes.append(.rejected(error))
             case .success(let (event, payload)):
                 do {
-                    outcomes.append(try appendOne(event, payload: payload, recordedAt: recordedAt, counters: &counters, in: txn))
+                    let (outcome, unmatched) = try appendOne(event, payload: payload, recordedAt: recordedAt, counters: &counters,
+                                                             context: &context, in: txn)
+                    result.outcomes.append(outcome)
+                    if unmatched { result.unmatchedStops.append(index) }
                 } catch let error as LedgerError where error.isRejection {
-                    outcomes.append(.rejected(error))
+                    result.outcomes.append(.rejected(error))
                 }
             }
         }
         try counters.write(to: txn, meta: meta)
-        return outcomes
+        try context.write(to: txn, meta: meta)
+        return result
     }
 
     private func appendOne(_ event: UsageEvent, payload: [UInt8], recordedAt: Timestamp, counters: inout LogCounters,
-                           in txn: borrowing WriteTransaction) throws -> AppendOutcome {
+                           context: inout ProjectionContext, in txn: borrowing WriteTransaction) throws -> (AppendOutcome, Bool) {
         if let existing = try txn.get(databases.eventIDs, event.id) {
             let seq = try StorageFormat.decodeNumber(existing, what: "an event_ids entry")
             guard let record = try txn.get(databases.events, BigEndianKey(seq)) else {
@@ -117,7 +127,7 @@ extension Ledger {
             let stored = try EventRecord.storedPayload(record, seq: seq)
             let same = payload.withUnsafeBytes { $0.elementsEqual(stored) }
             guard same else { throw LedgerError.idConflict(id: event.id, existingSeq: seq) }
-            return .duplicate(seq: seq)
+            return (.duplicate(seq: seq), false)
         }
         let resourceKey = StorageFormat.resourceKey(event.resource)
         let resourceNumber: UInt64
@@ -142,7 +152,8 @@ extension Ledger {
         try txn.put(databases.eventIDs, event.id, BigEndianKey(seq).bytes)
         try txn.put(databases.timeline, StorageFormat.timelineKey(resource: resourceNumber, occurredAt: event.occurredAt, seq: seq),
                     [EventRecord.kindCode(event.kind)])
-        return .appended(seq: seq)
+        let unmatched = try project(event, seq: seq, resourceNumber: resourceNumber, context: &context, in: txn)
+        return (.appended(seq: seq), unmatched)
     }
 }
 

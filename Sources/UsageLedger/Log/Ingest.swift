@@ -25,6 +25,8 @@ public struct IngestSummary: Sendable, Equatable {
     public var rejected = 0
     /// Blank lines skipped.
     public var blank = 0
+    /// Appended `stopped` events that found their resource not running.
+    public var unmatchedStops = 0
     /// The first and last `seq` assigned.
     public var firstSeq: UInt64?
     /// See `firstSeq`.
@@ -62,6 +64,7 @@ public struct NDJSONIngest: Sendable {
         func flush() throws(LedgerError) {
             guard !batch.isEmpty else { return }
             let result = try ledger.append(contentsOf: batch)
+            summary.unmatchedStops += result.unmatchedStops.count
             for (index, outcome) in result.outcomes.enumerated() {
                 switch outcome {
                 case .appended(let seq):

@@ -19,6 +19,10 @@ public struct LedgerStatistics: Sendable, Equatable {
     public var resources: Int
     /// The `seq` the next new event will get.
     public var nextSeq: UInt64
+    /// `stopped` events that found their resource not running (stored, without effect on usage).
+    public var unmatchedStops: UInt64
+    /// Hours before this instant are rolled up into hourly snapshots (nil before the first rollup).
+    public var watermark: Timestamp?
     /// Entries and bytes of each named database, by name.
     public var databases: [String: DatabaseStatistics]
     /// Map size, use and reader slots.
@@ -93,13 +97,16 @@ extension Ledger {
             var byKind: [EventKind: UInt64] = [:]
             for kind in EventKind.allCases { byKind[kind] = counters.byKind[Int(EventRecord.kindCode(kind)) - 1] }
             var perDatabase: [String: DatabaseStatistics] = [:]
-            for db in [databases.meta, databases.events, databases.eventIDs, databases.resources, databases.timeline] {
+            for db in databases.all {
                 perDatabase[db.name] = try txn.statistics(db)
             }
             return LedgerStatistics(
                 formatVersion: StorageFormat.currentVersion, eventsByKind: byKind,
                 resources: perDatabase[StorageFormat.Name.resources]?.entries ?? 0,
-                nextSeq: counters.nextSeq, databases: perDatabase, environment: environment.statistics())
+                nextSeq: counters.nextSeq,
+                unmatchedStops: try txn.get(databases.meta, ProjectionMeta.unmatchedStops).map { try StorageFormat.decodeNumber($0, what: "unmatched_stops") } ?? 0,
+                watermark: try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.watermark),
+                databases: perDatabase, environment: environment.statistics())
         }
     }
 

@@ -5,7 +5,7 @@ import LedgerCore
 /// prose of this file; change both together, and bump `currentVersion` for any incompatible change.
 enum StorageFormat {
     /// The on-disk format this build writes and reads.
-    static let currentVersion: UInt32 = 1
+    static let currentVersion: UInt32 = 2
 
     /// Every named database, in the order `Ledger` opens them.
     enum Name {
@@ -14,7 +14,13 @@ enum StorageFormat {
         static let eventIDs = "event_ids"
         static let resources = "resources"
         static let timeline = "timeline"
-        static let all = [meta, events, eventIDs, resources, timeline]
+        static let resourceState = "resource_state"
+        static let running = "running"
+        static let ownerTotals = "owner_totals"
+        static let hourly = "hourly"
+        static let all = [meta, events, eventIDs, resources, timeline, resourceState, running, ownerTotals, hourly]
+        /// The databases derived from the log, which `rebuild` clears and refills.
+        static let projections = [resourceState, running, ownerTotals, hourly]
     }
 
     /// Keys of the `meta` database.

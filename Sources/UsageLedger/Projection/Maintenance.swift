@@ -1,0 +1,274 @@
+import LMDBStorage
+import LedgerCore
+
+/// What one `rollUp` did.
+public struct RollupSummary: Sendable, Equatable {
+    /// Hours before this instant are materialized for every resource.
+    public var watermark: Timestamp
+    /// The watermark before this rollup.
+    public var previousWatermark: Timestamp?
+    /// Running resources whose open run was materialized.
+    public var resourcesRolled: Int
+    /// Resource-hours written.
+    public var resourceHours: Int
+}
+
+/// What `verify` found.
+public struct VerifyReport: Sendable, Equatable {
+    /// Resources whose timeline was replayed.
+    public var resourcesChecked: Int
+    /// Events replayed.
+    public var eventsReplayed: Int
+    /// How many stored projection entries differ from the log's replay.
+    public var differenceCount: Int
+    /// The first differences, for a person.
+    public var differences: [String]
+    /// Whether the projections match the log exactly.
+    public var isConsistent: Bool { differenceCount == 0 }
+}
+
+/// What `rebuild` did.
+public struct RebuildSummary: Sendable, Equatable {
+    /// Resources folded.
+    public var resources: Int
+    /// Events replayed.
+    public var events: Int
+    /// Hourly rows written.
+    public var hourlyRows: Int
+}
+
+extension Ledger {
+    /// The default grace before an hour is rolled up: 5 minutes, for events that arrive a little late.
+    public static let defaultRollupGraceMicroseconds: Int64 = 5 * 60 * 1_000_000
+
+    /// Materializes every running resource's usage into hourly rows up to the watermark
+    /// `floor_to_hour(now - grace)`. Idempotent: a second run, or a run after one interrupted half-way,
+    /// gives the same rows. Runs in transactions of `batchSize` resources so appends are not held up.
+    public func rollUp(now: Timestamp? = nil, graceMicroseconds: Int64 = Ledger.defaultRollupGraceMicroseconds,
+                       batchSize: Int = 1000) throws(LedgerError) -> RollupSummary {
+        try rollUp(now: now, graceMicroseconds: graceMicroseconds, batchSize: batchSize, stopAfterBatches: nil)
+    }
+
+    /// `rollUp`, optionally stopping after some batches as a crash would (for tests).
+    func rollUp(now: Timestamp?, graceMicroseconds: Int64, batchSize: Int, stopAfterBatches: Int?) throws(LedgerError) -> RollupSummary {
+        guard batchSize > 0 else { throw .invalidArgument(reason: "batch size must be positive") }
+        let clock = now ?? options.clock.now()
+        let wanted = Timestamp(microseconds: clock.microseconds - graceMicroseconds).hourFloor
+        let meta = databases.meta
+        let (previous, target) = try write { txn -> (Timestamp?, Timestamp) in
+            let previous = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.watermark)
+            let pending = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.rollupTarget)
+            let target = max(wanted, pending ?? .earliest, previous ?? .earliest)
+            if target > (previous ?? .earliest) { try ProjectionMeta.put(txn, meta, ProjectionMeta.rollupTarget, target) }
+            return (previous, target)
+        }
+        var summary = RollupSummary(watermark: target, previousWatermark: previous, resourcesRolled: 0, resourceHours: 0)
+        guard target > (previous ?? .earliest) else { return summary }
+        var resumeAfter: [UInt8]? = nil
+        var batches = 0
+        while true {
+            if let stopAfterBatches, batches >= stopAfterBatches { return summary }
+            let (lastKey, rolled, hours) = try write { txn -> ([UInt8]?, Int, Int) in
+                let cursor = try txn.cursor(databases.running)
+                var entry = try resumeAfter.map { key in try cursor.seek(atLeast: key + [0]) } ?? cursor.first()
+                var lastKey: [UInt8]? = nil
+                var rolled = 0, hours = 0, seen = 0
+                while let current = entry, seen < batchSize {
+                    seen += 1
+                    lastKey = Array(current.key)
+                    let number = try StorageFormat.decodeNumber(current.value, what: "a running entry")
+                    let stateKey = BigEndianKey(number)
+                    guard let stored = try txn.get(databases.resourceState, stateKey) else {
+                        throw LedgerError.corrupt(reason: "running resource \(number) has no state")
+                    }
+                    var state = try ProjectionFormat.decodeState(stored)
+                    if state.running, state.accruedUntil < target, let since = state.footprintSince {
+                        let segment = RunSegment(start: max(since, state.accruedUntil), end: target, footprint: state.footprint)
+                        hours += Int((target.microseconds - segment.start.hourFloor.microseconds + Timestamp.microsecondsPerHour - 1) / Timestamp.microsecondsPerHour)
+                        try addRunning(segment, of: state, until: target, in: txn)
+                        state.accruedUntil = target
+                        try txn.put(databases.resourceState, stateKey, ProjectionFormat.encode(state))
+                        rolled += 1
+                    }
+                    entry = try cursor.next()
+                }
+                return (lastKey, rolled, hours)
+            }
+            batches += 1
+            summary.resourcesRolled += rolled
+            summary.resourceHours += hours
+            guard let lastKey else { break }
+            resumeAfter = lastKey
+        }
+        try write { txn in
+            try ProjectionMeta.put(txn, meta, ProjectionMeta.watermark, target)
+            try txn.delete(meta, ProjectionMeta.rollupTarget)
+        }
+        return summary
+    }
+
+    /// The rollup watermark: hours before it are materialized for every resource (nil before any rollup).
+    public func watermark() throws(LedgerError) -> Timestamp? {
+        try read { txn in try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.watermark) }
+    }
+
+    /// Rewrites every projection from the log alone, in one transaction (readers see the old projections
+    /// or the new ones, never a mix).
+    public func rebuild(progress: (Int) -> Void = { _ in }) throws(LedgerError) -> RebuildSummary {
+        try write { txn in
+            let meta = databases.meta
+            let watermark = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.watermark)
+            let target = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.rollupTarget)
+            let materializeUntil = max(watermark ?? .earliest, target ?? .earliest)
+            for db in databases.projections { try txn.clear(db) }
+            var summary = RebuildSummary(resources: 0, events: 0, hourlyRows: 0)
+            var unmatched: UInt64 = 0
+            for (number, _) in try allResources(in: txn) {
+                let entries = try timeline(resourceNumber: number, in: txn)
+                guard let first = entries.first else { continue }
+                let (state, rows) = try expectedProjection(entries, resource: first.event.resource, owner: first.event.owner,
+                                                           materializeUntil: materializeUntil)
+                for (hour, amounts) in rows {
+                    try txn.put(databases.hourly, ProjectionFormat.hourlyKey(hour: hour, owner: state.owner, resource: state.resource),
+                                ProjectionFormat.encode(amounts))
+                }
+                try txn.put(databases.resourceState, BigEndianKey(number), ProjectionFormat.encode(state))
+                try updateCurrent(from: nil, to: state, resourceNumber: number, in: txn)
+                unmatched += state.unmatchedStops
+                summary.resources += 1
+                summary.events += entries.count
+                summary.hourlyRows += rows.count
+                if summary.resources % 1000 == 0 { progress(summary.resources) }
+            }
+            try txn.put(meta, ProjectionMeta.unmatchedStops, BigEndianKey(unmatched).bytes)
+            if materializeUntil > .earliest { try ProjectionMeta.put(txn, meta, ProjectionMeta.watermark, materializeUntil) }
+            try txn.delete(meta, ProjectionMeta.rollupTarget)
+            return summary
+        }
+    }
+
+    /// Replays every resource's timeline and compares the result with the stored projections.
+    public func verify(maximumDifferences: Int = 20) throws(LedgerError) -> VerifyReport {
+        try read { txn in
+            let meta = databases.meta
+            let watermark = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.watermark) ?? .earliest
+            let target = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.rollupTarget) ?? watermark
+            var report = VerifyReport(resourcesChecked: 0, eventsReplayed: 0, differenceCount: 0, differences: [])
+            func differ(_ text: String) {
+                report.differenceCount += 1
+                if report.differences.count < maximumDifferences { report.differences.append(text) }
+            }
+            // Every stored row, removed as the replay accounts for it; what is left was not expected.
+            var storedRows: [[UInt8]: UsageAmounts] = [:]
+            let rows = try txn.cursor(databases.hourly)
+            var row = try rows.first()
+            while let current = row {
+                storedRows[Array(current.key)] = try ProjectionFormat.decodeRow(current.value)
+                row = try rows.next()
+            }
+            var expectedRunning: [[UInt8]: UInt64] = [:]
+            var expectedTotals: [[UInt8]: ProjectionFormat.OwnerTotals] = [:]
+            var unmatched: UInt64 = 0
+            for (number, resource) in try allResources(in: txn) {
+                let entries = try timeline(resourceNumber: number, in: txn)
+                report.resourcesChecked += 1
+                report.eventsReplayed += entries.count
+                guard let first = entries.first else { continue }
+                guard let storedBytes = try txn.get(databases.resourceState, BigEndianKey(number)) else {
+                    differ("\(resource): no current state stored")
+                    continue
+                }
+                let stored = try ProjectionFormat.decodeState(storedBytes)
+                // A running resource is materialized to the watermark, or to a rollup's target if that
+                // rollup is still in progress and has reached it.
+                let replay = try Fold.replay(entries, resource: first.event.resource, owner: first.event.owner)
+                let candidates = [max(watermark, replay.state.lastOccurredAt), max(target, replay.state.lastOccurredAt)]
+                let materializeUntil = replay.state.running && candidates.contains(stored.accruedUntil) ? stored.accruedUntil : candidates[0]
+                let (expected, expectedRows) = try expectedProjection(entries, resource: first.event.resource, owner: first.event.owner,
+                                                                      materializeUntil: materializeUntil)
+                var comparable = stored
+                if !expected.running { comparable.accruedUntil = expected.accruedUntil }
+                if comparable != expected { differ("\(resource): stored state \(describe(stored)) differs from the log's \(describe(expected))") }
+                for (hour, amounts) in expectedRows.sorted(by: { $0.key < $1.key }) {
+                    let key = ProjectionFormat.hourlyKey(hour: hour, owner: expected.owner, resource: expected.resource)
+                    let found = storedRows.removeValue(forKey: key)
+                    if found != amounts {
+                        differ("\(resource) hour \(Timestamp(microseconds: hour)): stored \(found.map(describe) ?? "nothing"), the log gives \(describe(amounts))")
+                    }
+                }
+                if expected.running {
+                    expectedRunning[ProjectionFormat.ownerKey(expected.owner, type: expected.resource.type, id: expected.resource.id)] = number
+                    try expectedTotals[ProjectionFormat.ownerKey(expected.owner, type: expected.resource.type), default: .init()]
+                        .add(expected.footprint, sign: 1)
+                }
+                unmatched += expected.unmatchedStops
+            }
+            for key in storedRows.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+                let parts = try key.withUnsafeBytes { try ProjectionFormat.decodeHourlyKey($0) }
+                differ("\(parts.resource) hour \(Timestamp(microseconds: parts.hour)): a row is stored that the log does not give")
+            }
+            var storedRunning: [[UInt8]: UInt64] = [:]
+            let running = try txn.cursor(databases.running)
+            var entry = try running.first()
+            while let current = entry {
+                storedRunning[Array(current.key)] = try StorageFormat.decodeNumber(current.value, what: "a running entry")
+                entry = try running.next()
+            }
+            if storedRunning != expectedRunning {
+                differ("running index: \(storedRunning.count) entries stored, the log gives \(expectedRunning.count) (or they name other resources)")
+            }
+            var storedTotals: [[UInt8]: ProjectionFormat.OwnerTotals] = [:]
+            let totals = try txn.cursor(databases.ownerTotals)
+            entry = try totals.first()
+            while let current = entry {
+                storedTotals[Array(current.key)] = try ProjectionFormat.decodeTotals(current.value)
+                entry = try totals.next()
+            }
+            if storedTotals != expectedTotals {
+                differ("owner totals: stored totals differ from the sums of running resources' footprints")
+            }
+            let storedUnmatched = try txn.get(meta, ProjectionMeta.unmatchedStops).map { try StorageFormat.decodeNumber($0, what: "unmatched_stops") } ?? 0
+            if storedUnmatched != unmatched { differ("unmatched stops: \(storedUnmatched) counted, the log gives \(unmatched)") }
+            return report
+        }
+    }
+
+    /// The state and hourly rows that a timeline gives when running usage is materialized to `materializeUntil`.
+    func expectedProjection(_ entries: [TimelineEntry], resource: ResourceID, owner: String,
+                            materializeUntil: Timestamp) throws -> (ResourceState, [Int64: UsageAmounts]) {
+        let fold = try Fold.replay(entries, resource: resource, owner: owner)
+        var state = fold.state
+        state.accruedUntil = max(materializeUntil, state.lastOccurredAt)
+        let rows = try Fold.hourly(fold, from: .earliest, runningUntil: state.running ? state.accruedUntil : .latest)
+        return (state, rows)
+    }
+
+    /// Every resource the ledger has seen: its number and identity.
+    func allResources(in txn: borrowing some ReadableTransaction & ~Copyable) throws -> [(UInt64, ResourceID)] {
+        var resources: [(UInt64, ResourceID)] = []
+        let cursor = try txn.cursor(databases.resources)
+        var entry = try cursor.first()
+        while let current = entry {
+            let parts = Array(current.key).split(separator: 0, maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2 else { throw LedgerError.corrupt(reason: "a resources key has no type/id separator") }
+            let resource = ResourceID(type: String(decoding: parts[0], as: UTF8.self), id: String(decoding: parts[1], as: UTF8.self))
+            resources.append((try StorageFormat.decodeResourceValue(current.value).number, resource))
+            entry = try cursor.next()
+        }
+        return resources
+    }
+
+    private func describe(_ state: ResourceState) -> String {
+        let running = state.running ? "running since \(state.runStartedAt.map(\.rfc3339) ?? "?") with \(state.footprint.map { "\($0.name)=\($0.value)" }.joined(separator: ","))" : "stopped"
+        return "(\(running), unmatched stops \(state.unmatchedStops))"
+    }
+
+    private func describe(_ amounts: UsageAmounts) -> String {
+        var parts = ["running_seconds=\(ExactDecimal.seconds(fromMicroseconds: amounts.runningMicroseconds))"]
+        for name in amounts.meterMicroseconds.keys.sorted() {
+            parts.append("\(name)_seconds=\(ExactDecimal.seconds(fromMicroseconds: amounts.meterMicroseconds[name] ?? 0))")
+        }
+        for name in amounts.adjustments.keys.sorted() { parts.append("\(name)=\(amounts.adjustments[name] ?? 0)") }
+        return parts.joined(separator: " ")
+    }
+}

@@ -1,0 +1,162 @@
+import LMDBStorage
+import LedgerCore
+
+/// Facts the projector reads once per write transaction.
+struct ProjectionContext {
+    /// Running resources are materialized into hourly rows up to here: the rollup watermark, or the
+    /// target of a rollup in progress.
+    var materializeUntil: Timestamp
+    /// Change to the ledger-wide count of unmatched stops.
+    var unmatchedStopsDelta: Int64 = 0
+
+    init(reading txn: borrowing some ReadableTransaction & ~Copyable, meta: Database) throws {
+        let watermark = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.watermark)
+        let target = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.rollupTarget)
+        materializeUntil = max(watermark ?? .earliest, target ?? .earliest)
+    }
+
+    func write(to txn: borrowing WriteTransaction, meta: Database) throws {
+        guard unmatchedStopsDelta != 0 else { return }
+        let current = try txn.get(meta, ProjectionMeta.unmatchedStops).map { try StorageFormat.decodeNumber($0, what: "unmatched_stops") } ?? 0
+        let updated = UInt64(max(0, Int64(current) + unmatchedStopsDelta))
+        try txn.put(meta, ProjectionMeta.unmatchedStops, BigEndianKey(updated).bytes)
+    }
+}
+
+/// `meta` keys of the projections.
+enum ProjectionMeta {
+    static let watermark = "watermark"
+    static let rollupTarget = "rollup_target"
+    static let unmatchedStops = "unmatched_stops"
+
+    static func timestamp(_ txn: borrowing some ReadableTransaction & ~Copyable, _ meta: Database, _ key: String) throws -> Timestamp? {
+        guard let bytes = try txn.get(meta, key) else { return nil }
+        return Timestamp(microseconds: Int64(bitPattern: try StorageFormat.decodeNumber(bytes, what: key)))
+    }
+
+    static func put(_ txn: borrowing WriteTransaction, _ meta: Database, _ key: String, _ value: Timestamp) throws {
+        try txn.put(meta, key, BigEndianKey(UInt64(bitPattern: value.microseconds)).bytes)
+    }
+}
+
+extension Ledger {
+    /// Folds a newly recorded event into the projections, in the transaction that records it.
+    /// Returns whether the event is a stop that found its resource not running.
+    func project(_ event: UsageEvent, seq: UInt64, resourceNumber: UInt64, context: inout ProjectionContext,
+                 in txn: borrowing WriteTransaction) throws -> Bool {
+        let stateKey = BigEndianKey(resourceNumber)
+        let stored = try txn.get(databases.resourceState, stateKey).map { try ProjectionFormat.decodeState($0) }
+        let before = stored ?? ResourceState(resource: event.resource, owner: event.owner)
+        var after: ResourceState
+        let t = event.occurredAt
+        if stored == nil || (t >= before.lastOccurredAt && t >= before.accruedUntil) {
+            // In timeline order and after everything materialized: close the open segment at t.
+            after = before
+            if after.running, let since = after.footprintSince {
+                let start = max(since, after.accruedUntil)
+                try addRunning(RunSegment(start: start, end: t, footprint: after.footprint), of: after, until: t, in: txn)
+            }
+            try after.apply(event) { _ throws(LedgerError) in }
+            if event.kind == .adjustment, let deltas = event.deltas {
+                var amounts = UsageAmounts()
+                try amounts.addAdjustment(deltas)
+                try addToRow(hour: t.hourFloor.microseconds, owner: after.owner, resource: after.resource, amounts, in: txn)
+            }
+            after.accruedUntil = max(after.accruedUntil, t)
+            if after.running, after.accruedUntil < context.materializeUntil, let since = after.footprintSince {
+                let start = max(since, after.accruedUntil)
+                try addRunning(RunSegment(start: start, end: context.materializeUntil, footprint: after.footprint),
+                               of: after, until: context.materializeUntil, in: txn)
+                after.accruedUntil = context.materializeUntil
+            }
+        } else {
+            after = try refold(resourceNumber: resourceNumber, before: before, insertedAt: t, excludingSeq: seq,
+                               materializeUntil: context.materializeUntil, in: txn)
+        }
+        try txn.put(databases.resourceState, stateKey, ProjectionFormat.encode(after))
+        try updateCurrent(from: stored, to: after, resourceNumber: resourceNumber, in: txn)
+        let unmatched = Int64(after.unmatchedStops) - Int64(before.unmatchedStops)
+        context.unmatchedStopsDelta += unmatched
+        return event.kind == .stopped && unmatched > 0
+    }
+
+    /// A late event: fold the resource's timeline again and rewrite its hourly rows from the event's hour on.
+    private func refold(resourceNumber: UInt64, before: ResourceState, insertedAt t: Timestamp, excludingSeq seq: UInt64,
+                        materializeUntil: Timestamp, in txn: borrowing WriteTransaction) throws -> ResourceState {
+        let entries = try timeline(resourceNumber: resourceNumber, in: txn)
+        let old = try Fold.replay(entries.filter { $0.seq != seq }, resource: before.resource, owner: before.owner)
+        var new = try Fold.replay(entries, resource: before.resource, owner: before.owner)
+        let from = t.hourFloor
+        let oldUntil = old.state.running ? before.accruedUntil : .latest
+        let newAccrued = new.state.running
+            ? max(before.accruedUntil, materializeUntil, new.state.lastOccurredAt)
+            : max(before.accruedUntil, new.state.lastOccurredAt)
+        let newRows = try Fold.hourly(new, from: from, runningUntil: new.state.running ? newAccrued : .latest)
+        for hour in try Fold.hourly(old, from: from, runningUntil: oldUntil).keys where newRows[hour] == nil {
+            try txn.delete(databases.hourly, ProjectionFormat.hourlyKey(hour: hour, owner: before.owner, resource: before.resource))
+        }
+        for (hour, amounts) in newRows {
+            try txn.put(databases.hourly, ProjectionFormat.hourlyKey(hour: hour, owner: before.owner, resource: before.resource),
+                        ProjectionFormat.encode(amounts))
+        }
+        new.state.accruedUntil = newAccrued
+        return new.state
+    }
+
+    /// Adds a run segment's usage, clipped at `until`, to the resource's hourly rows.
+    func addRunning(_ segment: RunSegment, of state: ResourceState, until: Timestamp, in txn: borrowing WriteTransaction) throws {
+        var hours: [Int64: UsageAmounts] = [:]
+        try Fold.addRunning(segment, from: segment.start, until: until, into: &hours)
+        for (hour, amounts) in hours {
+            try addToRow(hour: hour, owner: state.owner, resource: state.resource, amounts, in: txn)
+        }
+    }
+
+    /// Adds `amounts` to one hourly row, creating it when missing.
+    func addToRow(hour: Int64, owner: String, resource: ResourceID, _ amounts: UsageAmounts, in txn: borrowing WriteTransaction) throws {
+        let key = ProjectionFormat.hourlyKey(hour: hour, owner: owner, resource: resource)
+        var row = try txn.get(databases.hourly, key).map { try ProjectionFormat.decodeRow($0) } ?? UsageAmounts()
+        try row.add(amounts)
+        try txn.put(databases.hourly, key, ProjectionFormat.encode(row))
+    }
+
+    /// Keeps the `running` index and `owner_totals` in step with a resource's state.
+    func updateCurrent(from old: ResourceState?, to new: ResourceState, resourceNumber: UInt64, in txn: borrowing WriteTransaction) throws {
+        let wasRunning = old?.running ?? false
+        guard wasRunning || new.running else { return }
+        if wasRunning, new.running, old?.footprint == new.footprint { return }
+        let totalsKey = ProjectionFormat.ownerKey(new.owner, type: new.resource.type)
+        var totals = try txn.get(databases.ownerTotals, totalsKey).map { try ProjectionFormat.decodeTotals($0) } ?? .init()
+        if let old, wasRunning { try totals.add(old.footprint, sign: -1) }
+        if new.running { try totals.add(new.footprint, sign: 1) }
+        if totals.running == 0 {
+            try txn.delete(databases.ownerTotals, totalsKey)
+        } else {
+            try txn.put(databases.ownerTotals, totalsKey, ProjectionFormat.encode(totals))
+        }
+        let runningKey = ProjectionFormat.ownerKey(new.owner, type: new.resource.type, id: new.resource.id)
+        if new.running && !wasRunning {
+            try txn.put(databases.running, runningKey, BigEndianKey(resourceNumber).bytes)
+        } else if !new.running && wasRunning {
+            try txn.delete(databases.running, runningKey)
+        }
+    }
+
+    /// A resource's events in timeline order.
+    func timeline(resourceNumber: UInt64, in txn: borrowing some ReadableTransaction & ~Copyable) throws -> [TimelineEntry] {
+        let prefix = StorageFormat.timelinePrefix(resource: resourceNumber)
+        var entries: [TimelineEntry] = []
+        let cursor = try txn.cursor(databases.timeline)
+        var entry = try cursor.seek(atLeast: prefix)
+        while let current = entry, prefix.withUnsafeBytes({ current.key.hasPrefix($0) }) {
+            guard current.key.count == 24 else { throw LedgerError.corrupt(reason: "a timeline key is not 24 bytes") }
+            let seq = UInt64(bigEndian: current.key.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
+            guard let record = try txn.get(databases.events, BigEndianKey(seq)) else {
+                throw LedgerError.corrupt(reason: "the timeline of resource \(resourceNumber) names seq \(seq), which is missing")
+            }
+            entries.append(TimelineEntry(seq: seq, event: try EventRecord.decode(record, seq: seq).event))
+            entry = try cursor.next()
+        }
+        return entries
+    }
+}

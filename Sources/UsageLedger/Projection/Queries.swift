@@ -1,0 +1,334 @@
+import LMDBStorage
+import LedgerCore
+
+/// The current state of one resource.
+public struct ResourceStatus: Sendable, Equatable {
+    /// The resource.
+    public var resource: ResourceID
+    /// Its owner.
+    public var owner: String
+    /// Whether it runs now.
+    public var running: Bool
+    /// The first beginning of the current run.
+    public var runStartedAt: Timestamp?
+    /// The latest beginning of the current run: the footprint applies since then.
+    public var footprintSince: Timestamp?
+    /// The current footprint (empty when not running).
+    public var footprint: Meters
+    /// The attributes of the latest beginning.
+    public var attributes: Attributes
+
+    init(_ state: ResourceState) {
+        resource = state.resource
+        owner = state.owner
+        running = state.running
+        runStartedAt = state.runStartedAt
+        footprintSince = state.footprintSince
+        footprint = state.footprint
+        attributes = state.attributes
+    }
+}
+
+/// What runs now, and the sum of its footprints.
+public struct CurrentUsage: Sendable, Equatable {
+    /// The running resources, by owner, type and id.
+    public var resources: [ResourceStatus]
+    /// How many resources run.
+    public var runningCount: Int
+    /// The sum of each footprint meter over the running resources (a meter no running resource has is absent).
+    public var totals: [String: Int128]
+}
+
+/// Whose usage a query asks for.
+public enum UsageSubject: Sendable, Hashable {
+    /// Every resource of one owner.
+    case owner(String)
+    /// One resource.
+    case resource(ResourceID)
+}
+
+/// How a usage answer is split in time.
+public enum UsageGranularity: String, Sendable, CaseIterable {
+    /// One period: the whole interval.
+    case total
+    /// UTC hours.
+    case hour
+    /// UTC days.
+    case day
+}
+
+/// Usage in one period (and of one resource, when grouped by resource).
+public struct UsageRow: Sendable, Equatable {
+    /// The start of the period (inclusive), never before the query's `from`.
+    public var periodStart: Timestamp
+    /// The end of the period (exclusive), never after the query's end.
+    public var periodEnd: Timestamp
+    /// The resource, when grouped by resource.
+    public var resource: ResourceID?
+    /// The usage.
+    public var amounts: UsageAmounts
+}
+
+/// The answer to a usage query.
+public struct UsageReport: Sendable, Equatable {
+    /// The start asked for.
+    public var from: Timestamp
+    /// The end of the answer: the end asked for, or the ledger's clock when that is earlier (no usage in
+    /// the future).
+    public var to: Timestamp
+    /// Periods with usage, by period start, then resource. With `.total` and no grouping there is always
+    /// exactly one row.
+    public var rows: [UsageRow]
+}
+
+extension Ledger {
+    /// What runs now for an owner (or everyone) and a type (or every type), with footprint totals kept per
+    /// owner and type, so that totals do not scan resources.
+    public func currentUsage(owner: String? = nil, type: String? = nil) throws(LedgerError) -> CurrentUsage {
+        try read { txn in
+            var totals: [String: Int128] = [:]
+            var runningCount = 0
+            let totalsPrefix = owner.map { ProjectionFormat.ownerKey($0, type: type) } ?? []
+            let exactTotalsKey = owner != nil && type != nil
+            try scan(databases.ownerTotals, prefix: totalsPrefix, in: txn) { key, value in
+                if exactTotalsKey && key.count != totalsPrefix.count { return }
+                if owner == nil, let type {
+                    let parts = Array(key).split(separator: 0, omittingEmptySubsequences: false)
+                    guard parts.count == 2, String(decoding: parts[1], as: UTF8.self) == type else { return }
+                }
+                let entry = try ProjectionFormat.decodeTotals(value)
+                runningCount += Int(entry.running)
+                for (name, meter) in entry.meters { totals[name] = try checkedAdd(totals[name] ?? 0, meter.sum, name) }
+            }
+            var resources: [ResourceStatus] = []
+            let runningPrefix = owner.map { ProjectionFormat.ownerKey($0, type: type).appendingSeparator(if: type != nil) } ?? []
+            try scan(databases.running, prefix: runningPrefix, in: txn) { _, value in
+                let number = try StorageFormat.decodeNumber(value, what: "a running entry")
+                guard let stored = try txn.get(databases.resourceState, BigEndianKey(number)) else {
+                    throw LedgerError.corrupt(reason: "running resource \(number) has no state")
+                }
+                let state = try ProjectionFormat.decodeState(stored)
+                if owner == nil, let type, state.resource.type != type { return }
+                resources.append(ResourceStatus(state))
+            }
+            return CurrentUsage(resources: resources, runningCount: runningCount, totals: totals)
+        }
+    }
+
+    /// The current state of one resource, or nil when the ledger has never seen it.
+    public func status(of resource: ResourceID) throws(LedgerError) -> ResourceStatus? {
+        try read { txn in
+            guard let number = try resourceNumber(resource, in: txn),
+                  let stored = try txn.get(databases.resourceState, BigEndianKey(number)) else { return nil }
+            return ResourceStatus(try ProjectionFormat.decodeState(stored))
+        }
+    }
+
+    /// Exact usage of an owner or a resource in [from, to), capped at the ledger's clock.
+    ///
+    /// Whole hours come from the hourly rows (plus running resources' usage not yet rolled up); the partial
+    /// hours at either end are folded from the log. The cost grows with the rows returned and the hours
+    /// asked for, not with the size of the ledger: an owner query reads only that owner's keys.
+    public func usage(_ subject: UsageSubject, from: Timestamp, to: Timestamp, granularity: UsageGranularity = .total,
+                      groupByResource: Bool = false) throws(LedgerError) -> UsageReport {
+        guard from <= to else { throw .invalidArgument(reason: "from (\(from)) is after to (\(to))") }
+        let end = min(to, options.clock.now())
+        let query = UsageQuery(subject: subject, from: from, end: end, granularity: granularity, groupByResource: groupByResource)
+        var buckets: [BucketKey: UsageAmounts] = [:]
+        if from < end {
+            buckets = try read { txn in try collectUsage(query, in: txn) }
+        }
+        if granularity == .total, !groupByResource, buckets.isEmpty {
+            buckets[BucketKey(start: from.microseconds, resource: nil)] = UsageAmounts()
+        }
+        let rows = buckets.map { key, amounts -> UsageRow in
+            let length: Int64 = granularity == .day ? 86_400_000_000 : Timestamp.microsecondsPerHour
+            let periodStart = max(Timestamp(microseconds: key.start), from)
+            let periodEnd = granularity == .total ? end : min(Timestamp(microseconds: key.start + length), end)
+            return UsageRow(periodStart: periodStart, periodEnd: max(periodEnd, periodStart), resource: key.resource, amounts: amounts)
+        }.sorted { ($0.periodStart, $0.resource?.description ?? "") < ($1.periodStart, $1.resource?.description ?? "") }
+        return UsageReport(from: from, to: max(end, from), rows: rows)
+    }
+
+    /// Appends one adjustment whose deltas make the ledger's sum of each named meter for the resource
+    /// equal `reportedTotals` (as a metering agent's cumulative counters report them). Meters already
+    /// equal get no delta; when all are equal nothing is appended. `key` makes it idempotent: a retry with
+    /// the same key appends nothing more.
+    public func reconcile(resource: ResourceID, owner: String, reportedTotals: Meters, at: Timestamp, key: String,
+                          reason: String = "reconcile") throws(LedgerError) -> ReconcileOutcome {
+        guard !reportedTotals.isEmpty else { throw .invalidField(field: "totals", reason: "name at least one meter") }
+        for (name, _) in reportedTotals { try EventRules.checkMeterName(name, field: "totals") }
+        let id = "reconcile/" + key
+        let now = options.clock.now()
+        return try write { txn -> ReconcileOutcome in
+            if let existing = try txn.get(databases.eventIDs, id) {
+                return .alreadyRecorded(seq: try StorageFormat.decodeNumber(existing, what: "an event_ids entry"))
+            }
+            var current: [String: Int128] = [:]
+            if let number = try resourceNumber(resource, in: txn), let stored = try txn.get(databases.resourceState, BigEndianKey(number)) {
+                let state = try ProjectionFormat.decodeState(stored)
+                guard state.owner == owner else { throw LedgerError.ownerMismatch(resource: resource, owner: state.owner, submitted: owner) }
+                current = state.adjustmentTotals
+            }
+            var deltas: [(String, Int64)] = []
+            for (name, total) in reportedTotals {
+                let difference = Int128(total) - (current[name] ?? 0)
+                guard difference != 0 else { continue }
+                guard let delta = Int64(exactly: difference) else {
+                    throw LedgerError.overflow(field: "totals.\(name)", reason: "the correction does not fit a signed 64-bit integer")
+                }
+                deltas.append((name, delta))
+            }
+            guard !deltas.isEmpty else { return .nothingToDo }
+            let event = UsageEvent(id: id, kind: .adjustment, resource: resource, owner: owner, occurredAt: at,
+                                   deltas: Meters(deltas), reason: reason)
+            let result = try appendPrepared([prepare(event, now: now)], recordedAt: now, in: txn)
+            switch result.outcomes.first {
+            case .appended(let seq)?: return .appended(seq: seq, deltas: Meters(deltas))
+            case .duplicate(let seq)?: return .alreadyRecorded(seq: seq)
+            case .rejected(let error)?: throw error
+            case nil: throw LedgerError.storage(reason: "reconcile appended nothing")
+            }
+        }
+    }
+
+    /// Sums the subject's usage into buckets, inside one read transaction (one consistent snapshot).
+    private func collectUsage(_ query: UsageQuery, in txn: borrowing ReadTransaction) throws -> [BucketKey: UsageAmounts] {
+        var buckets: [BucketKey: UsageAmounts] = [:]
+        let owner: String
+        var running: [(number: UInt64, state: ResourceState)] = []
+        switch query.subject {
+        case .owner(let name):
+            owner = name
+            try scan(databases.running, prefix: ProjectionFormat.ownerKey(name), in: txn) { _, value in
+                let number = try StorageFormat.decodeNumber(value, what: "a running entry")
+                guard let stored = try txn.get(databases.resourceState, BigEndianKey(number)) else { return }
+                running.append((number, try ProjectionFormat.decodeState(stored)))
+            }
+        case .resource(let resource):
+            guard let number = try resourceNumber(resource, in: txn),
+                  let stored = try txn.get(databases.resourceState, BigEndianKey(number)) else { return [:] }
+            let state = try ProjectionFormat.decodeState(stored)
+            owner = state.owner
+            if state.running { running.append((number, state)) }
+        }
+        let hourLength = Timestamp.microsecondsPerHour
+        let from = query.from, end = query.end
+        let firstWhole = from.hourFloor == from ? from.microseconds : from.hourFloor.microseconds + hourLength
+        let lastWhole = end.hourFloor.microseconds
+        var edges: [(Timestamp, Timestamp)] = []
+        if firstWhole > lastWhole {
+            edges.append((from, end))
+        } else {
+            if from.microseconds < firstWhole { edges.append((from, Timestamp(microseconds: firstWhole))) }
+            if lastWhole < end.microseconds { edges.append((end.hourFloor, end)) }
+            var hour = firstWhole
+            while hour < lastWhole {
+                try rows(of: query.subject, owner: owner, hour: hour, in: txn) { resource, amounts in
+                    try buckets[query.bucket(hour, resource), default: .init()].add(amounts)
+                }
+                hour += hourLength
+            }
+            // Running usage not yet in rows: from each running resource's accrued_until on.
+            for (_, state) in running {
+                guard let since = state.footprintSince else { continue }
+                var open: [Int64: UsageAmounts] = [:]
+                try Fold.addRunning(RunSegment(start: max(since, state.accruedUntil), end: nil, footprint: state.footprint),
+                                    from: Timestamp(microseconds: firstWhole), until: Timestamp(microseconds: lastWhole), into: &open)
+                for (hour, amounts) in open { try buckets[query.bucket(hour, state.resource), default: .init()].add(amounts) }
+            }
+        }
+        // Partial hours: fold the timelines of every resource with a row there or running now.
+        var folds: [ResourceID: FoldResult] = [:]
+        for (start, stop) in edges {
+            var candidates: [ResourceID: UInt64?] = [:]
+            try rows(of: query.subject, owner: owner, hour: start.hourFloor.microseconds, in: txn) { resource, _ in
+                candidates[resource] = .some(nil)
+            }
+            for (number, state) in running { candidates[state.resource] = number }
+            for (resource, knownNumber) in candidates {
+                if folds[resource] == nil {
+                    guard let number = try knownNumber ?? resourceNumber(resource, in: txn) else { continue }
+                    folds[resource] = try Fold.replay(try timeline(resourceNumber: number, in: txn), resource: resource, owner: owner)
+                }
+                guard let fold = folds[resource] else { continue }
+                let amounts = try Fold.usage(fold, from: start, to: stop)
+                let ranThen = fold.segments.contains { $0.start < stop && ($0.end ?? stop) > start }
+                if !amounts.isEmpty || ranThen {
+                    try buckets[query.bucket(start.hourFloor.microseconds, resource), default: .init()].add(amounts)
+                }
+            }
+        }
+        return buckets
+    }
+
+    /// Calls `visit` with the subject's hourly rows of one hour.
+    private func rows(of subject: UsageSubject, owner: String, hour: Int64, in txn: borrowing ReadTransaction,
+                      _ visit: (ResourceID, UsageAmounts) throws -> Void) throws {
+        switch subject {
+        case .owner:
+            try scan(databases.hourly, prefix: ProjectionFormat.hourlyPrefix(hour: hour, owner: owner), in: txn) { key, value in
+                try visit(try ProjectionFormat.decodeHourlyKey(key).resource, try ProjectionFormat.decodeRow(value))
+            }
+        case .resource(let resource):
+            if let value = try txn.get(databases.hourly, ProjectionFormat.hourlyKey(hour: hour, owner: owner, resource: resource)) {
+                try visit(resource, try ProjectionFormat.decodeRow(value))
+            }
+        }
+    }
+
+    func resourceNumber(_ resource: ResourceID, in txn: borrowing some ReadableTransaction & ~Copyable) throws -> UInt64? {
+        try txn.get(databases.resources, StorageFormat.resourceKey(resource)).map { try StorageFormat.decodeResourceValue($0).number }
+    }
+
+    /// Calls `visit` with every entry whose key begins with `prefix`, in key order.
+    func scan(_ db: Database, prefix: [UInt8], in txn: borrowing some ReadableTransaction & ~Copyable,
+              _ visit: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) throws {
+        let cursor = try txn.cursor(db)
+        var entry = prefix.isEmpty ? try cursor.first() : try cursor.seek(atLeast: prefix)
+        while let current = entry, prefix.withUnsafeBytes({ current.key.hasPrefix($0) }) {
+            try visit(current.key, current.value)
+            entry = try cursor.next()
+        }
+    }
+}
+
+/// What a reconcile did.
+public enum ReconcileOutcome: Sendable, Equatable {
+    /// An adjustment was appended with these deltas.
+    case appended(seq: UInt64, deltas: Meters)
+    /// The key was used before: nothing more was appended.
+    case alreadyRecorded(seq: UInt64)
+    /// Every named meter already equals the reported total.
+    case nothingToDo
+}
+
+struct BucketKey: Hashable {
+    var start: Int64
+    var resource: ResourceID?
+}
+
+/// A usage query's parameters, and how it assigns an hour to a period.
+struct UsageQuery {
+    var subject: UsageSubject
+    var from: Timestamp
+    var end: Timestamp
+    var granularity: UsageGranularity
+    var groupByResource: Bool
+
+    func bucket(_ hour: Int64, _ resource: ResourceID) -> BucketKey {
+        let day: Int64 = 86_400_000_000
+        let start: Int64
+        switch granularity {
+        case .total: start = from.microseconds
+        case .hour: start = hour
+        case .day: start = hour - ((hour % day) + day) % day
+        }
+        return BucketKey(start: start, resource: groupByResource ? resource : nil)
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// Appends a 0x00 separator when `condition` holds (so that a type prefix does not match a longer type).
+    func appendingSeparator(if condition: Bool) -> [UInt8] { condition ? self + [0] : self }
+}

@@ -1,0 +1,244 @@
+import ArgumentParser
+import UsageLedger
+
+/// Exit status of `verify` when the projections differ from the log.
+let verifyMismatchStatus: Int32 = 1
+
+struct Current: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List running resources and the totals per meter.")
+    @OptionGroup var ledger: LedgerArguments
+    @Option(help: "Only this owner.") var owner: String?
+    @Option(help: "Only this resource type.") var type: String?
+
+    func run() throws {
+        let current = try ledger.open(readOnly: true).currentUsage(owner: owner, type: type)
+        switch ledger.output {
+        case .json:
+            var writer = JSONWriter()
+            writer.object { o in
+                o.member("running", current.runningCount)
+                o.member("totals") { t in for name in current.totals.keys.sorted() { t.member(name, String(current.totals[name] ?? 0)) } }
+                o.member("resources", json: "[" + current.resources.map(statusJSON).joined(separator: ",") + "]")
+            }
+            print(writer.text)
+        case .table:
+            var table = TextTable("RESOURCE", "OWNER", "RUN_STARTED_AT", "FOOTPRINT_SINCE", "FOOTPRINT")
+            for status in current.resources {
+                table.add(status.resource.description, status.owner, status.runStartedAt?.rfc3339 ?? "", status.footprintSince?.rfc3339 ?? "",
+                          status.footprint.map { "\($0.name)=\($0.value)" }.joined(separator: " "))
+            }
+            print(table.rendered)
+            let totals = current.totals.keys.sorted().map { "\($0)=\(current.totals[$0] ?? 0)" }.joined(separator: " ")
+            print("\n\(current.runningCount) running" + (totals.isEmpty ? "" : "; totals: \(totals)"))
+        }
+    }
+}
+
+func statusJSON(_ status: ResourceStatus) -> String {
+    var writer = JSONWriter()
+    writer.object { o in
+        o.member("type", status.resource.type)
+        o.member("id", status.resource.id)
+        o.member("owner", status.owner)
+        o.member("running", status.running)
+        if let at = status.runStartedAt { o.member("run_started_at", at.rfc3339) }
+        if let at = status.footprintSince { o.member("footprint_since", at.rfc3339) }
+        o.member("footprint") { f in for (name, value) in status.footprint { f.member(name, value) } }
+        o.member("attributes") { a in for (key, value) in status.attributes { a.member(key, value) } }
+    }
+    return writer.text
+}
+
+struct Usage: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Exact usage of an owner or a resource over [from, to), capped at now.",
+        discussion: "Amounts are exact decimal strings: running_seconds, METER_seconds (footprint meter × seconds), and adjustment sums.")
+    @OptionGroup var ledger: LedgerArguments
+    @Option(help: "Every resource of this owner.") var owner: String?
+    @Option(help: ArgumentHelp("One resource, as TYPE/ID.", valueName: "TYPE/ID")) var resource: String?
+    @Option(help: "Start, RFC 3339 (inclusive).") var from: String
+    @Option(help: "End, RFC 3339 (exclusive).") var to: String
+    @Option(help: "total, hour or day.") var granularity: String = "total"
+    @Option(help: "'resource' to split by resource.") var groupBy: String?
+    @Option(help: "The ledger's clock as RFC 3339 (usage is capped here).") var now: String?
+
+    func run() throws {
+        let subject: UsageSubject
+        switch (owner, resource) {
+        case (let owner?, nil): subject = .owner(owner)
+        case (nil, let text?):
+            guard let id = ResourceID(parsing: text) else { throw ValidationError("--resource must be TYPE/ID, got '\(text)'") }
+            subject = .resource(id)
+        default: throw ValidationError("give exactly one of --owner and --resource")
+        }
+        guard let granularity = UsageGranularity(rawValue: granularity) else { throw ValidationError("--granularity must be total, hour or day") }
+        guard groupBy == nil || groupBy == "resource" else { throw ValidationError("--group-by takes 'resource'") }
+        let start = try parseTime(from, "--from"), end = try parseTime(to, "--to")
+        let report = try ledger.open(readOnly: true, now: try parseNow(now))
+            .usage(subject, from: start, to: end, granularity: granularity, groupByResource: groupBy != nil)
+        switch ledger.output {
+        case .json:
+            var writer = JSONWriter()
+            writer.object { o in
+                o.member("from", report.from.rfc3339)
+                o.member("to", report.to.rfc3339)
+                o.member("granularity", granularity.rawValue)
+                o.member("rows", json: "[" + report.rows.map(usageRowJSON).joined(separator: ",") + "]")
+            }
+            print(writer.text)
+        case .table:
+            var table = TextTable("PERIOD_START", "PERIOD_END", "RESOURCE", "RUNNING_SECONDS", "USAGE", "ADJUSTMENTS", rightAligned: [3])
+            for row in report.rows {
+                let usage = row.amounts.meterMicroseconds.keys.sorted().map {
+                    "\($0)_seconds=\(ExactDecimal.seconds(fromMicroseconds: row.amounts.meterMicroseconds[$0] ?? 0))"
+                }.joined(separator: " ")
+                let adjustments = row.amounts.adjustments.keys.sorted().map { "\($0)=\(row.amounts.adjustments[$0] ?? 0)" }.joined(separator: " ")
+                table.add(row.periodStart.rfc3339, row.periodEnd.rfc3339, row.resource?.description ?? "",
+                          ExactDecimal.seconds(fromMicroseconds: row.amounts.runningMicroseconds), usage, adjustments)
+            }
+            print(table.rendered)
+        }
+    }
+}
+
+func usageRowJSON(_ row: UsageRow) -> String {
+    var writer = JSONWriter()
+    writer.object { o in
+        o.member("period_start", row.periodStart.rfc3339)
+        o.member("period_end", row.periodEnd.rfc3339)
+        if let resource = row.resource { o.member("resource", resource.description) }
+        o.member("running_seconds", ExactDecimal.seconds(fromMicroseconds: row.amounts.runningMicroseconds))
+        o.member("usage") { u in
+            for name in row.amounts.meterMicroseconds.keys.sorted() {
+                u.member("\(name)_seconds", ExactDecimal.seconds(fromMicroseconds: row.amounts.meterMicroseconds[name] ?? 0))
+            }
+        }
+        o.member("adjustments") { a in
+            for name in row.amounts.adjustments.keys.sorted() { a.member(name, String(row.amounts.adjustments[name] ?? 0)) }
+        }
+    }
+    return writer.text
+}
+
+func parseTime(_ text: String, _ option: String) throws -> Timestamp {
+    do { return try Timestamp(rfc3339: text) } catch {
+        throw ValidationError("\(option): '\(text)' is not an RFC 3339 timestamp: \(error.reason)")
+    }
+}
+
+struct Rollup: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Materialize hourly snapshots up to floor_to_hour(now - grace); idempotent.")
+    @OptionGroup var ledger: LedgerArguments
+    @Option(help: "The ledger's clock as RFC 3339.") var now: String?
+    @Option(help: "Seconds an hour stays open for late events.") var graceSeconds: Int64 = 300
+    @Option(help: "Running resources per write transaction.") var batchSize: Int = 1000
+
+    func run() throws {
+        guard graceSeconds >= 0, graceSeconds <= 86_400 * 366 else { throw ValidationError("--grace-seconds must be 0 to one year") }
+        let summary = try ledger.open(now: try parseNow(now)).rollUp(graceMicroseconds: graceSeconds * 1_000_000, batchSize: batchSize)
+        switch ledger.output {
+        case .json:
+            var writer = JSONWriter()
+            writer.object { o in
+                o.member("watermark", summary.watermark.rfc3339)
+                o.member("previous_watermark", json: summary.previousWatermark.map { jsonString($0.rfc3339) } ?? "null")
+                o.member("resources_rolled", summary.resourcesRolled)
+                o.member("resource_hours", summary.resourceHours)
+            }
+            print(writer.text)
+        case .table:
+            print("watermark \(summary.watermark) (was \(summary.previousWatermark?.rfc3339 ?? "none")): \(summary.resourcesRolled) running resources, \(summary.resourceHours) resource-hours")
+        }
+    }
+}
+
+struct Reconcile: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Append one adjustment that makes a resource's meter sums equal reported cumulative totals; idempotent by --key.")
+    @OptionGroup var ledger: LedgerArguments
+    @Option(help: ArgumentHelp("The resource, as TYPE/ID.", valueName: "TYPE/ID")) var resource: String
+    @Option(help: "The resource's owner.") var owner: String
+    @Option(help: #"Reported totals as JSON, e.g. '{"network_bytes":123}'."#) var totals: String
+    @Option(help: "When the totals were read, RFC 3339.") var at: String
+    @Option(help: "Idempotency key: a retry with the same key appends nothing more.") var key: String
+    @Option(help: "The ledger's clock as RFC 3339.") var now: String?
+
+    func run() throws {
+        guard let id = ResourceID(parsing: resource) else { throw ValidationError("--resource must be TYPE/ID, got '\(resource)'") }
+        let reported: Meters
+        do {
+            guard case .object(let members) = try JSONParser.parse(totals) else { throw ValidationError("--totals must be a JSON object") }
+            var pairs: [(String, Int64)] = []
+            for member in members {
+                guard case .number(let text) = member.value else { throw ValidationError("--totals: \(member.key) must be an integer") }
+                pairs.append((member.key, try EventJSON.integer(text, field: "totals.\(member.key)")))
+            }
+            reported = Meters(pairs)
+        } catch let error as JSONSyntaxError {
+            throw ValidationError("--totals is not JSON: \(error.reason) at byte \(error.offset + 1)")
+        }
+        let outcome = try ledger.open(create: true, now: try parseNow(now))
+            .reconcile(resource: id, owner: owner, reportedTotals: reported, at: try parseTime(at, "--at"), key: key)
+        var writer = JSONWriter()
+        writer.object { o in
+            switch outcome {
+            case .appended(let seq, let deltas):
+                o.member("outcome", "appended")
+                o.member("seq", seq)
+                o.member("deltas") { d in for (name, value) in deltas { d.member(name, value) } }
+            case .alreadyRecorded(let seq):
+                o.member("outcome", "already_recorded")
+                o.member("seq", seq)
+            case .nothingToDo:
+                o.member("outcome", "nothing_to_do")
+            }
+        }
+        print(writer.text)
+    }
+}
+
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Rebuild every projection from the log in memory and compare; exit status 1 on any difference.")
+    @OptionGroup var ledger: LedgerArguments
+
+    func run() throws {
+        let report = try ledger.open(readOnly: true).verify()
+        switch ledger.output {
+        case .json:
+            var writer = JSONWriter()
+            writer.object { o in
+                o.member("consistent", report.isConsistent)
+                o.member("resources_checked", report.resourcesChecked)
+                o.member("events_replayed", report.eventsReplayed)
+                o.member("differences", report.differenceCount)
+                o.member("first_differences", json: "[" + report.differences.map(jsonString).joined(separator: ",") + "]")
+            }
+            print(writer.text)
+        case .table:
+            print(report.isConsistent
+                  ? "consistent: \(report.resourcesChecked) resources, \(report.eventsReplayed) events replayed"
+                  : "\(report.differenceCount) differences; the first:\n" + report.differences.map { "  " + $0 }.joined(separator: "\n"))
+        }
+        if !report.isConsistent {
+            for difference in report.differences { printError("verify: \(difference)") }
+            throw CommandExit(status: verifyMismatchStatus)
+        }
+    }
+}
+
+struct Rebuild: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Rewrite every projection from the log.")
+    @OptionGroup var ledger: LedgerArguments
+
+    func run() throws {
+        let showProgress = isTerminal(standardError: true)
+        let summary = try ledger.open().rebuild { done in
+            if showProgress { writeError("\r\(done) resources folded") }
+        }
+        if showProgress { writeError("\r\u{1B}[K") }
+        print(ledger.output == .json
+              ? "{\"resources\":\(summary.resources),\"events\":\(summary.events),\"hourly_rows\":\(summary.hourlyRows)}"
+              : "rebuilt: \(summary.resources) resources, \(summary.events) events, \(summary.hourlyRows) hourly rows")
+    }
+}
