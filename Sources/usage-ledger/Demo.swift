@@ -28,6 +28,8 @@ struct Demo: ParsableCommand {
             let events = simulation.hour(hour)
             clock.now = Timestamp(microseconds: start.microseconds + Int64(hour + 1) * Timestamp.microsecondsPerHour)
             let result = try ledger.append(contentsOf: events)
+            // The orchestrator rolls up every simulated hour, as it would on a timer.
+            _ = try ledger.rollUp()
             if hour == 0 { firstBatch = events }
             totals.appended += result.appendedCount
             totals.duplicates += result.duplicateCount
@@ -45,29 +47,44 @@ struct Demo: ParsableCommand {
         let lateSeq = lateResult.outcomes.first?.seq.map(String.init) ?? "none"
         print("a late adjustment of \(late.resource) occurred at \(late.occurredAt), recorded as seq \(lateSeq)\n")
 
-        var table = TextTable("TENANT", "RESOURCES", "STARTED", "WAS_RUNNING", "STOPPED", "ADJUSTMENTS", rightAligned: [1, 2, 3, 4, 5])
+        let end = clock.now
+        print("what runs now (\(end)):")
+        var current = TextTable("TENANT", "RUNNING", "INSTANCES", "MEMORY_MB", "DISK_MB", rightAligned: [1, 2, 3, 4])
         for tenant in simulation.tenants {
-            var counts: [EventKind: Int] = [:]
-            var resources = 0
-            for resource in simulation.resources(of: tenant) {
-                let history = try ledger.history(of: resource)
-                if !history.isEmpty { resources += 1 }
-                for recorded in history { counts[recorded.event.kind, default: 0] += 1 }
-            }
-            table.add(tenant, String(resources), String(counts[.started] ?? 0), String(counts[.wasRunning] ?? 0),
-                      String(counts[.stopped] ?? 0), String(counts[.adjustment] ?? 0))
+            let now = try ledger.currentUsage(owner: tenant)
+            current.add(tenant, String(now.runningCount), String(now.totals["instances"] ?? 0), String(now.totals["memory_mb"] ?? 0),
+                        String(now.totals["disk_mb"] ?? 0))
         }
-        print(table.rendered + "\n")
+        print(current.rendered + "\n")
+        print("usage by day (exact integers, rendered without rounding):")
+        var usage = TextTable("TENANT", "DAY", "RUNNING_SECONDS", "MEMORY_MB_SECONDS", "NETWORK_BYTES", rightAligned: [2, 3, 4])
+        for tenant in simulation.tenants {
+            let report = try ledger.usage(.owner(tenant), from: start, to: end, granularity: .day)
+            for row in report.rows {
+                usage.add(tenant, String(row.periodStart.rfc3339.prefix(10)),
+                          ExactDecimal.seconds(fromMicroseconds: row.amounts.runningMicroseconds),
+                          ExactDecimal.seconds(fromMicroseconds: row.amounts.meterMicroseconds["memory_mb"] ?? 0),
+                          String(row.amounts.adjustments["network_bytes"] ?? 0))
+            }
+        }
+        print(usage.rendered + "\n")
         print("timeline of \(late.resource) (the late adjustment sits in occurred_at order):")
         printEvents(try ledger.history(of: late.resource), format: .table)
         let stats = try ledger.statistics()
-        print("\nledger: \(stats.eventsByKind.values.reduce(0, +)) events, \(stats.resources) resources, next seq \(stats.nextSeq), map \(stats.environment.usedBytes) bytes used")
+        print("\nledger: \(stats.eventsByKind.values.reduce(0, +)) events, \(stats.resources) resources, next seq \(stats.nextSeq), rolled up to \(stats.watermark?.rfc3339 ?? "never"), map \(stats.environment.usedBytes) bytes used")
+        let verified = try ledger.verify()
+        print(verified.isConsistent
+              ? "verify: consistent (\(verified.eventsReplayed) events replayed over \(verified.resourcesChecked) resources)"
+              : "verify: \(verified.differenceCount) differences: \(verified.differences.joined(separator: "; "))")
+        guard verified.isConsistent else { throw CommandExit(status: verifyMismatchStatus) }
         print("""
 
             Explore it:
               swift run usage-ledger stats --db \(db) --format table
               swift run usage-ledger events --db \(db) --after 0 --limit 10 --format table
               swift run usage-ledger history --db \(db) --resource \(late.resource) --format table
+              swift run usage-ledger current --db \(db) --owner org-acme --format table
+              swift run usage-ledger usage --db \(db) --owner org-globex --from 2026-11-01T00:00:00Z --to 2026-11-04T00:00:00Z --granularity day --group-by resource --now \(end) --format table
             """)
     }
 }
