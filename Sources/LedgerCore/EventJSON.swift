@@ -86,14 +86,14 @@ public enum EventJSON {
                           occurredAt: occurredAt, footprint: footprint, deltas: deltas, reason: reason, attributes: attributes)
     }
 
-    private static func string(_ value: JSONValue, field: String) throws(LedgerError) -> String {
+    static func string(_ value: JSONValue, field: String) throws(LedgerError) -> String {
         guard case .string(let text) = value else {
             throw .invalidField(field: field, reason: "must be a string, got \(value.typeName)")
         }
         return text
     }
 
-    private static func meters(_ value: JSONValue, field: String) throws(LedgerError) -> Meters {
+    static func meters(_ value: JSONValue, field: String) throws(LedgerError) -> Meters {
         guard case .object(let members) = value else {
             throw .invalidField(field: field, reason: "must be an object of meter names to integers, got \(value.typeName)")
         }
@@ -120,7 +120,7 @@ public enum EventJSON {
         return value
     }
 
-    private static func stringPairs(_ value: JSONValue, field: String) throws(LedgerError) -> Attributes {
+    static func stringPairs(_ value: JSONValue, field: String) throws(LedgerError) -> Attributes {
         guard case .object(let members) = value else {
             throw .invalidField(field: field, reason: "must be an object of strings, got \(value.typeName)")
         }

@@ -16,6 +16,13 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The event is older than the compaction horizon and can no longer be folded (`too_late`).
     case tooLate(occurredAt: Timestamp, horizon: Timestamp)
 
+    /// A query reaches before what retention kept: before the snapshots' retained range, or into a
+    /// partial hour before the compaction horizon (`outside_retention`).
+    case outsideRetention(reason: String)
+    /// Another compaction holds the ledger's compaction lock (`compaction_running`).
+    case compactionRunning(holder: String)
+    /// Compaction refused to prune because something it depends on is missing (`compaction_refused`).
+    case compactionRefused(reason: String)
     /// The ledger reached its configured maximum size; the failed transaction wrote nothing (`ledger_full`).
     case ledgerFull(maximumBytes: Int)
     /// The ledger was written by a newer on-disk format than this build reads (`format_too_new`).
@@ -39,6 +46,9 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
         case .inFuture: return "in_future"
         case .overflow: return "overflow"
         case .tooLate: return "too_late"
+        case .outsideRetention: return "outside_retention"
+        case .compactionRunning: return "compaction_running"
+        case .compactionRefused: return "compaction_refused"
         case .ledgerFull: return "ledger_full"
         case .formatTooNew: return "format_too_new"
         case .cannotOpen: return "cannot_open"
@@ -72,6 +82,9 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
         case .overflow(let field, let reason): return "\(field): \(reason)"
         case .tooLate(let at, let horizon):
             return "occurred_at: \(at) is before the compaction horizon \(horizon); the log before it can no longer be refolded"
+        case .outsideRetention(let reason): return reason
+        case .compactionRunning(let holder): return "another compaction is running (\(holder)); this one did nothing"
+        case .compactionRefused(let reason): return reason
         case .ledgerFull(let max): return "the ledger reached its maximum size of \(max) bytes; nothing of the failed batch was written"
         case .formatTooNew(let found, let supported):
             return "the ledger has on-disk format \(found), newer than format \(supported) that this build reads; upgrade usage-ledger"

@@ -31,8 +31,9 @@ public final class Ledger: Sendable {
         let running: Database
         let ownerTotals: Database
         let hourly: Database
+        let compactionBase: Database
 
-        var all: [Database] { [meta, events, eventIDs, resources, timeline, resourceState, running, ownerTotals, hourly] }
+        var all: [Database] { [meta, events, eventIDs, resources, timeline, resourceState, running, ownerTotals, hourly, compactionBase] }
         var projections: [Database] { [resourceState, running, ownerTotals, hourly] }
     }
 
@@ -48,7 +49,8 @@ public final class Ledger: Sendable {
             environment = try EnvironmentRegistry.shared.environment(path: path, options: options.environmentOptions)
             let opened = try environment.openDatabases(StorageFormat.Name.all)
             databases = Databases(meta: opened[0], events: opened[1], eventIDs: opened[2], resources: opened[3], timeline: opened[4],
-                                  resourceState: opened[5], running: opened[6], ownerTotals: opened[7], hourly: opened[8])
+                                  resourceState: opened[5], running: opened[6], ownerTotals: opened[7], hourly: opened[8],
+                                  compactionBase: opened[9])
         } catch StorageError.databaseMissing {
             throw .cannotOpen(path: path, reason: "it holds no usage ledger (run 'usage-ledger init' first)")
         } catch {

@@ -111,6 +111,10 @@ struct Events: ParsableCommand {
     func run() throws {
         let page = try ledger.open(readOnly: true).events(after: after, limit: limit)
         printEvents(page.events, format: ledger.output)
+        if let pruned = page.pruned {
+            printError("usage-ledger: events_pruned: compaction pruned events up to seq \(pruned.throughSeq) (before \(pruned.horizon)) after cursor \(after); what remains was printed. Rebuild your view from 'usage-ledger current' (and 'usage'), then continue from seq \(max(after, pruned.throughSeq)).")
+            throw CommandExit(status: prunedFeedStatus)
+        }
     }
 }
 

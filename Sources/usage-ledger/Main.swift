@@ -24,9 +24,9 @@ struct UsageLedgerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "usage-ledger",
         abstract: "An event-sourced usage ledger on LMDB: record usage events exactly once, read them back.",
-        discussion: "Exit status: 0 success, 1 verify found differences, 3 some input lines rejected (the rest committed), 2 usage or fatal error.",
+        discussion: "Exit status: 0 success, 1 verify found differences, 2 usage or fatal error, 3 some input lines rejected (the rest committed), 4 events: the cursor predates pruned events.",
         subcommands: [Init.self, Append.self, Events.self, History.self, Current.self, Usage.self, Rollup.self, Reconcile.self,
-                      Verify.self, Rebuild.self, Stats.self, Backup.self, Demo.self])
+                      Verify.self, Rebuild.self, Compact.self, SeedBaseline.self, PurgeAndReseed.self, Stats.self, Backup.self, Demo.self])
 
     static func main() {
         do {

@@ -129,6 +129,9 @@ extension Ledger {
             guard same else { throw LedgerError.idConflict(id: event.id, existingSeq: seq) }
             return (.duplicate(seq: seq), false)
         }
+        if let horizon = context.horizon, event.occurredAt < horizon {
+            throw LedgerError.tooLate(occurredAt: event.occurredAt, horizon: horizon)
+        }
         let resourceKey = StorageFormat.resourceKey(event.resource)
         let resourceNumber: UInt64
         if let stored = try txn.get(databases.resources, resourceKey) {

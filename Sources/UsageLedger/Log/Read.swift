@@ -7,6 +7,17 @@ public struct FeedPage: Sendable, Equatable {
     public var events: [RecordedEvent]
     /// The cursor for the next page: the last returned `seq`, or the cursor asked for when none.
     public var nextCursor: UInt64
+    /// Set when compaction pruned events after the cursor: the page holds only what remains, and a
+    /// consumer that needs every event must rebuild its view from `currentUsage` (and `usage`) instead.
+    public var pruned: PrunedEvents?
+}
+
+/// The signal that a feed cursor predates events compaction removed.
+public struct PrunedEvents: Sendable, Equatable {
+    /// The highest `seq` compaction has pruned.
+    public var throughSeq: UInt64
+    /// The compaction horizon: events before it were pruned (opening events of running resources kept).
+    public var horizon: Timestamp
 }
 
 /// Facts about a ledger: what it holds and how big its files are.
@@ -23,6 +34,10 @@ public struct LedgerStatistics: Sendable, Equatable {
     public var unmatchedStops: UInt64
     /// Hours before this instant are rolled up into hourly snapshots (nil before the first rollup).
     public var watermark: Timestamp?
+    /// Events before this instant were compacted away (nil before the first compaction).
+    public var horizon: Timestamp?
+    /// Hourly snapshots before this instant were dropped by retention (nil if none were).
+    public var snapshotsRetainedFrom: Timestamp?
     /// Entries and bytes of each named database, by name.
     public var databases: [String: DatabaseStatistics]
     /// Map size, use and reader slots.
@@ -48,7 +63,12 @@ extension Ledger {
                 events.append(try EventRecord.decode(current.value, seq: seq))
                 entry = try cursorAt.next()
             }
-            return FeedPage(events: events, nextCursor: events.last?.seq ?? cursor)
+            var pruned: PrunedEvents?
+            if let through = try txn.get(databases.meta, ProjectionMeta.prunedThroughSeq).map({ try StorageFormat.decodeNumber($0, what: "pruned_through_seq") }),
+               cursor < through, let horizon = try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.horizon) {
+                pruned = PrunedEvents(throughSeq: through, horizon: horizon)
+            }
+            return FeedPage(events: events, nextCursor: events.last?.seq ?? cursor, pruned: pruned)
         }
     }
 
@@ -106,6 +126,8 @@ extension Ledger {
                 nextSeq: counters.nextSeq,
                 unmatchedStops: try txn.get(databases.meta, ProjectionMeta.unmatchedStops).map { try StorageFormat.decodeNumber($0, what: "unmatched_stops") } ?? 0,
                 watermark: try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.watermark),
+                horizon: try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.horizon),
+                snapshotsRetainedFrom: try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.snapshotsRetainedFrom),
                 databases: perDatabase, environment: environment.statistics())
         }
     }

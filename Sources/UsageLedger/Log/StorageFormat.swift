@@ -18,7 +18,8 @@ enum StorageFormat {
         static let running = "running"
         static let ownerTotals = "owner_totals"
         static let hourly = "hourly"
-        static let all = [meta, events, eventIDs, resources, timeline, resourceState, running, ownerTotals, hourly]
+        static let compactionBase = "compaction_base"
+        static let all = [meta, events, eventIDs, resources, timeline, resourceState, running, ownerTotals, hourly, compactionBase]
         /// The databases derived from the log, which `rebuild` clears and refills.
         static let projections = [resourceState, running, ownerTotals, hourly]
     }

@@ -86,10 +86,24 @@ struct ResourceState: Equatable {
     }
 }
 
+/// What a resource's pruned events carried that its state still needs: compaction removes old events
+/// but keeps their sums here, so that replaying the remaining log from this base gives the same state.
+struct CompactionBase: Equatable {
+    var lastOccurredAt = Timestamp.earliest
+    var unmatchedStops: UInt64 = 0
+    var adjustmentTotals: [String: Int128] = [:]
+
+    var isEmpty: Bool { self == CompactionBase() }
+}
+
 enum Fold {
-    /// Folds a whole timeline (entries in timeline order).
-    static func replay(_ entries: [TimelineEntry], resource: ResourceID, owner: String) throws(LedgerError) -> FoldResult {
+    /// Folds a whole timeline (entries in timeline order), starting from what compaction kept of pruned events.
+    static func replay(_ entries: [TimelineEntry], resource: ResourceID, owner: String,
+                       base: CompactionBase = CompactionBase()) throws(LedgerError) -> FoldResult {
         var result = FoldResult(state: ResourceState(resource: resource, owner: owner))
+        result.state.lastOccurredAt = base.lastOccurredAt
+        result.state.unmatchedStops = base.unmatchedStops
+        result.state.adjustmentTotals = base.adjustmentTotals
         for entry in entries {
             try result.state.apply(entry.event) { segment throws(LedgerError) in result.segments.append(segment) }
             if entry.event.kind == .adjustment, let deltas = entry.event.deltas { result.adjustments.append((entry.occurredAt, deltas)) }

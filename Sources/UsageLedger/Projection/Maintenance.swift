@@ -120,14 +120,17 @@ extension Ledger {
             let watermark = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.watermark)
             let target = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.rollupTarget)
             let materializeUntil = max(watermark ?? .earliest, target ?? .earliest)
-            for db in databases.projections { try txn.clear(db) }
+            // Hours before the compaction horizon are sealed: their events are gone, their rows stay.
+            let horizon = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.horizon) ?? .earliest
+            for db in [databases.resourceState, databases.running, databases.ownerTotals] { try txn.clear(db) }
+            try deleteRows(from: horizon, in: txn)
             var summary = RebuildSummary(resources: 0, events: 0, hourlyRows: 0)
             var unmatched: UInt64 = 0
-            for (number, _) in try allResources(in: txn) {
+            for (number, resource, owner) in try allResources(in: txn) {
                 let entries = try timeline(resourceNumber: number, in: txn)
-                guard let first = entries.first else { continue }
-                let (state, rows) = try expectedProjection(entries, resource: first.event.resource, owner: first.event.owner,
-                                                           materializeUntil: materializeUntil)
+                let base = try compactionBase(resourceNumber: number, in: txn)
+                let (state, rows) = try expectedProjection(entries, resource: resource, owner: owner, base: base,
+                                                           materializeUntil: materializeUntil, rowsFrom: horizon)
                 for (hour, amounts) in rows {
                     try txn.put(databases.hourly, ProjectionFormat.hourlyKey(hour: hour, owner: state.owner, resource: state.resource),
                                 ProjectionFormat.encode(amounts))
@@ -147,21 +150,37 @@ extension Ledger {
         }
     }
 
+    /// Deletes the hourly rows of hours at or after `from`, as one key range.
+    func deleteRows(from: Timestamp, in txn: borrowing WriteTransaction) throws {
+        var writer = ByteWriter(capacity: 8)
+        writer.writeOrdered(from.microseconds)
+        let cursor = try txn.cursor(databases.hourly)
+        var entry = try cursor.seek(atLeast: writer.bytes)
+        while entry != nil {
+            try cursor.deleteCurrent()
+            entry = try cursor.seek(atLeast: writer.bytes)
+        }
+    }
+
     /// Replays every resource's timeline and compares the result with the stored projections.
     public func verify(maximumDifferences: Int = 20) throws(LedgerError) -> VerifyReport {
         try read { txn in
             let meta = databases.meta
             let watermark = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.watermark) ?? .earliest
             let target = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.rollupTarget) ?? watermark
+            let horizon = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.horizon) ?? .earliest
             var report = VerifyReport(resourcesChecked: 0, eventsReplayed: 0, differenceCount: 0, differences: [])
             func differ(_ text: String) {
                 report.differenceCount += 1
                 if report.differences.count < maximumDifferences { report.differences.append(text) }
             }
-            // Every stored row, removed as the replay accounts for it; what is left was not expected.
+            // Every stored row of an hour at or after the horizon (earlier hours are sealed), removed as the
+            // replay accounts for it; what is left was not expected.
             var storedRows: [[UInt8]: UsageAmounts] = [:]
             let rows = try txn.cursor(databases.hourly)
-            var row = try rows.first()
+            var horizonKey = ByteWriter(capacity: 8)
+            horizonKey.writeOrdered(horizon.microseconds)
+            var row = try rows.seek(atLeast: horizonKey.bytes)
             while let current = row {
                 storedRows[Array(current.key)] = try ProjectionFormat.decodeRow(current.value)
                 row = try rows.next()
@@ -169,11 +188,11 @@ extension Ledger {
             var expectedRunning: [[UInt8]: UInt64] = [:]
             var expectedTotals: [[UInt8]: ProjectionFormat.OwnerTotals] = [:]
             var unmatched: UInt64 = 0
-            for (number, resource) in try allResources(in: txn) {
+            for (number, resource, owner) in try allResources(in: txn) {
                 let entries = try timeline(resourceNumber: number, in: txn)
+                let base = try compactionBase(resourceNumber: number, in: txn)
                 report.resourcesChecked += 1
                 report.eventsReplayed += entries.count
-                guard let first = entries.first else { continue }
                 guard let storedBytes = try txn.get(databases.resourceState, BigEndianKey(number)) else {
                     differ("\(resource): no current state stored")
                     continue
@@ -181,11 +200,11 @@ extension Ledger {
                 let stored = try ProjectionFormat.decodeState(storedBytes)
                 // A running resource is materialized to the watermark, or to a rollup's target if that
                 // rollup is still in progress and has reached it.
-                let replay = try Fold.replay(entries, resource: first.event.resource, owner: first.event.owner)
+                let replay = try Fold.replay(entries, resource: resource, owner: owner, base: base)
                 let candidates = [max(watermark, replay.state.lastOccurredAt), max(target, replay.state.lastOccurredAt)]
                 let materializeUntil = replay.state.running && candidates.contains(stored.accruedUntil) ? stored.accruedUntil : candidates[0]
-                let (expected, expectedRows) = try expectedProjection(entries, resource: first.event.resource, owner: first.event.owner,
-                                                                      materializeUntil: materializeUntil)
+                let (expected, expectedRows) = try expectedProjection(entries, resource: resource, owner: owner, base: base,
+                                                                      materializeUntil: materializeUntil, rowsFrom: horizon)
                 var comparable = stored
                 if !expected.running { comparable.accruedUntil = expected.accruedUntil }
                 if comparable != expected { differ("\(resource): stored state \(describe(stored)) differs from the log's \(describe(expected))") }
@@ -234,25 +253,26 @@ extension Ledger {
     }
 
     /// The state and hourly rows that a timeline gives when running usage is materialized to `materializeUntil`.
-    func expectedProjection(_ entries: [TimelineEntry], resource: ResourceID, owner: String,
-                            materializeUntil: Timestamp) throws -> (ResourceState, [Int64: UsageAmounts]) {
-        let fold = try Fold.replay(entries, resource: resource, owner: owner)
+    func expectedProjection(_ entries: [TimelineEntry], resource: ResourceID, owner: String, base: CompactionBase,
+                            materializeUntil: Timestamp, rowsFrom: Timestamp) throws -> (ResourceState, [Int64: UsageAmounts]) {
+        let fold = try Fold.replay(entries, resource: resource, owner: owner, base: base)
         var state = fold.state
         state.accruedUntil = max(materializeUntil, state.lastOccurredAt)
-        let rows = try Fold.hourly(fold, from: .earliest, runningUntil: state.running ? state.accruedUntil : .latest)
+        let rows = try Fold.hourly(fold, from: rowsFrom, runningUntil: state.running ? state.accruedUntil : .latest)
         return (state, rows)
     }
 
-    /// Every resource the ledger has seen: its number and identity.
-    func allResources(in txn: borrowing some ReadableTransaction & ~Copyable) throws -> [(UInt64, ResourceID)] {
-        var resources: [(UInt64, ResourceID)] = []
+    /// Every resource the ledger has seen: its number, identity and owner.
+    func allResources(in txn: borrowing some ReadableTransaction & ~Copyable) throws -> [(UInt64, ResourceID, String)] {
+        var resources: [(UInt64, ResourceID, String)] = []
         let cursor = try txn.cursor(databases.resources)
         var entry = try cursor.first()
         while let current = entry {
             let parts = Array(current.key).split(separator: 0, maxSplits: 1, omittingEmptySubsequences: false)
             guard parts.count == 2 else { throw LedgerError.corrupt(reason: "a resources key has no type/id separator") }
             let resource = ResourceID(type: String(decoding: parts[0], as: UTF8.self), id: String(decoding: parts[1], as: UTF8.self))
-            resources.append((try StorageFormat.decodeResourceValue(current.value).number, resource))
+            let value = try StorageFormat.decodeResourceValue(current.value)
+            resources.append((value.number, resource, value.owner))
             entry = try cursor.next()
         }
         return resources

@@ -33,6 +33,12 @@ enum ProjectionFormat {
         return writer.bytes
     }
 
+    /// The hour (start, µs) an `hourly` key begins with.
+    static func hour(ofHourlyKey key: UnsafeRawBufferPointer) -> Int64? {
+        guard key.count >= 8 else { return nil }
+        return Int64(bitPattern: UInt64(bigEndian: key.loadUnaligned(as: UInt64.self)) ^ (1 << 63))
+    }
+
     /// Splits an `hourly` key into hour, owner and resource.
     static func decodeHourlyKey(_ key: UnsafeRawBufferPointer) throws(LedgerError) -> (hour: Int64, owner: String, resource: ResourceID) {
         guard key.count > 8 else { throw .corrupt(reason: "an hourly key is too short") }
@@ -94,6 +100,31 @@ enum ProjectionFormat {
             return state
         } catch {
             throw .corrupt(reason: "a resource_state entry is malformed: expected \(error.expected) at byte \(error.offset)")
+        }
+    }
+
+    // MARK: - Compaction base
+
+    static func encode(_ base: CompactionBase) -> [UInt8] {
+        var writer = ByteWriter(capacity: 32)
+        writer.write(1)
+        writer.writeOrdered(base.lastOccurredAt.microseconds)
+        writer.writeVarint(base.unmatchedStops)
+        writeAmounts(base.adjustmentTotals, into: &writer)
+        return writer.bytes
+    }
+
+    static func decodeBase(_ bytes: UnsafeRawBufferPointer) throws(LedgerError) -> CompactionBase {
+        var reader = ByteReader(bytes)
+        do throws(ByteReader.Malformed) {
+            guard try reader.readByte() == 1 else { throw ByteReader.Malformed(offset: 0, expected: "base version 1") }
+            var base = CompactionBase()
+            base.lastOccurredAt = Timestamp(microseconds: try reader.readOrderedInt64())
+            base.unmatchedStops = try reader.readVarint()
+            base.adjustmentTotals = try readAmounts(&reader)
+            return base
+        } catch {
+            throw .corrupt(reason: "a compaction_base entry is malformed: expected \(error.expected) at byte \(error.offset)")
         }
     }
 

@@ -8,8 +8,11 @@ struct ProjectionContext {
     var materializeUntil: Timestamp
     /// Change to the ledger-wide count of unmatched stops.
     var unmatchedStopsDelta: Int64 = 0
+    /// The compaction horizon: events before it can no longer be folded (`too_late`).
+    var horizon: Timestamp?
 
     init(reading txn: borrowing some ReadableTransaction & ~Copyable, meta: Database) throws {
+        horizon = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.horizon)
         let watermark = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.watermark)
         let target = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.rollupTarget)
         materializeUntil = max(watermark ?? .earliest, target ?? .earliest)
@@ -28,6 +31,9 @@ enum ProjectionMeta {
     static let watermark = "watermark"
     static let rollupTarget = "rollup_target"
     static let unmatchedStops = "unmatched_stops"
+    static let horizon = "horizon"
+    static let prunedThroughSeq = "pruned_through_seq"
+    static let snapshotsRetainedFrom = "snapshots_retained_from"
 
     static func timestamp(_ txn: borrowing some ReadableTransaction & ~Copyable, _ meta: Database, _ key: String) throws -> Timestamp? {
         guard let bytes = try txn.get(meta, key) else { return nil }
@@ -84,8 +90,9 @@ extension Ledger {
     private func refold(resourceNumber: UInt64, before: ResourceState, insertedAt t: Timestamp, excludingSeq seq: UInt64,
                         materializeUntil: Timestamp, in txn: borrowing WriteTransaction) throws -> ResourceState {
         let entries = try timeline(resourceNumber: resourceNumber, in: txn)
-        let old = try Fold.replay(entries.filter { $0.seq != seq }, resource: before.resource, owner: before.owner)
-        var new = try Fold.replay(entries, resource: before.resource, owner: before.owner)
+        let base = try compactionBase(resourceNumber: resourceNumber, in: txn)
+        let old = try Fold.replay(entries.filter { $0.seq != seq }, resource: before.resource, owner: before.owner, base: base)
+        var new = try Fold.replay(entries, resource: before.resource, owner: before.owner, base: base)
         let from = t.hourFloor
         let oldUntil = old.state.running ? before.accruedUntil : .latest
         let newAccrued = new.state.running
@@ -140,6 +147,11 @@ extension Ledger {
         } else if !new.running && wasRunning {
             try txn.delete(databases.running, runningKey)
         }
+    }
+
+    /// What compaction kept of a resource's pruned events.
+    func compactionBase(resourceNumber: UInt64, in txn: borrowing some ReadableTransaction & ~Copyable) throws -> CompactionBase {
+        try txn.get(databases.compactionBase, BigEndianKey(resourceNumber)).map { try ProjectionFormat.decodeBase($0) } ?? CompactionBase()
     }
 
     /// A resource's events in timeline order.

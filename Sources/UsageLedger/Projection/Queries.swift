@@ -222,6 +222,15 @@ extension Ledger {
         } else {
             if from.microseconds < firstWhole { edges.append((from, Timestamp(microseconds: firstWhole))) }
             if lastWhole < end.microseconds { edges.append((end.hourFloor, end)) }
+        }
+        if let retained = try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.snapshotsRetainedFrom), from < retained {
+            throw LedgerError.outsideRetention(reason: "usage before \(retained) is gone: snapshot retention dropped those hours; ask from \(retained) on")
+        }
+        if let horizon = try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.horizon),
+           let edge = edges.first(where: { $0.0 < horizon }) {
+            throw LedgerError.outsideRetention(reason: "before the compaction horizon \(horizon) usage is kept per whole hour only; \(edge.0) to \(edge.1) is part of an hour: align from and to to whole hours there")
+        }
+        if firstWhole <= lastWhole {
             var hour = firstWhole
             while hour < lastWhole {
                 try rows(of: query.subject, owner: owner, hour: hour, in: txn) { resource, amounts in

@@ -1,0 +1,145 @@
+import ArgumentParser
+import UsageLedger
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Exit status of `events` when compaction pruned events after the cursor (the page still holds what remains).
+let prunedFeedStatus: Int32 = 4
+
+struct Compact: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Prune events older than the horizon, keeping running resources' opening events; drop old snapshots.",
+        discussion: """
+            The horizon is now minus --cutoff-age-days, floored to a whole hour. Refuses unless hourly snapshots \
+            cover the horizon (run rollup first). One compaction at a time: a second exits with status 2 naming the holder.
+            """)
+    @OptionGroup var ledger: LedgerArguments
+    @Option(help: "Events older than this many days are pruned (by the rules in docs/compaction.md).") var cutoffAgeDays: Int = 31
+    @Option(help: "Hourly snapshots older than this many days are dropped.") var snapshotRetentionDays: Int = 400
+    @Option(help: "About this many events pruned per write transaction.") var batchSize: Int = 10_000
+    @Flag(help: "Print what would be pruned, by kind and rule, and change nothing.") var dryRun = false
+    @Option(help: "The ledger's clock as RFC 3339.") var now: String?
+
+    func run() throws {
+        var options = CompactionOptions()
+        options.cutoffAgeDays = cutoffAgeDays
+        options.snapshotRetentionDays = snapshotRetentionDays
+        options.batchSize = batchSize
+        options.dryRun = dryRun
+        options.now = try parseNow(now)
+        let showProgress = isTerminal(standardError: true)
+        let summary = try ledger.open(readOnly: dryRun, now: options.now).compact(options) { progress in
+            if showProgress {
+                writeError("\rcompacting: \(progress.resourcesVisited)/\(progress.resourcesTotal) resources, \(progress.eventsPruned) events pruned")
+            }
+        }
+        if showProgress { writeError("\r\u{1B}[K") }
+        switch ledger.output {
+        case .json:
+            var writer = JSONWriter()
+            writer.object { o in
+                o.member("dry_run", summary.dryRun)
+                o.member("horizon", summary.horizon.rfc3339)
+                o.member("events_examined", summary.eventsExamined)
+                o.member("resources_compacted", summary.resourcesCompacted)
+                o.member("pruned", summary.prunedCount)
+                o.member("pruned_by_kind") { kinds in
+                    for kind in EventKind.allCases {
+                        guard let rules = summary.pruned[kind] else { continue }
+                        kinds.member(kind.rawValue) { r in for rule in PruneRule.allCases { if let n = rules[rule] { r.member(rule.rawValue, n) } } }
+                    }
+                }
+                o.member("opening_events_kept", summary.openingEventsKept)
+                o.member("snapshots_dropped", summary.snapshotsDropped)
+                o.member("snapshots_retained_from", summary.snapshotsRetainedFrom.rfc3339)
+                o.member("duration_ms", summary.durationMicroseconds / 1000)
+            }
+            print(writer.text)
+        case .table:
+            print("\(summary.dryRun ? "would prune" : "pruned") \(summary.prunedCount) events before \(summary.horizon) (\(summary.eventsExamined) examined, \(summary.resourcesCompacted) resources); kept \(summary.openingEventsKept) opening events")
+            var table = TextTable("KIND", "RULE", "EVENTS", rightAligned: [2])
+            for kind in EventKind.allCases {
+                for rule in PruneRule.allCases { if let n = summary.pruned[kind]?[rule] { table.add(kind.rawValue, rule.rawValue, String(n)) } }
+            }
+            print(table.rendered)
+            print("snapshots \(summary.dryRun ? "to drop" : "dropped") before \(summary.snapshotsRetainedFrom): \(summary.snapshotsDropped); took \(summary.durationMicroseconds / 1000) ms")
+        }
+    }
+}
+
+/// Reads the `--running FILE` NDJSON of running resources; a bad line is a usage error naming the line.
+func readRunning(_ file: String) throws -> [RunningResource] {
+    let fd = file == "-" ? STDIN_FILENO : open(file, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw LedgerError.invalidArgument(reason: "cannot read '\(file)': \(String(cString: strerror(errno)))") }
+    defer { if fd != STDIN_FILENO { close(fd) } }
+    var data: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, 1 << 16) }
+        if count < 0 && errno == EINTR { continue }
+        guard count > 0 else { break }
+        data.append(contentsOf: chunk[0..<count])
+    }
+    var resources: [RunningResource] = []
+    for (number, line) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
+        var text = String(decoding: line, as: UTF8.self)
+        if text.hasSuffix("\r") { text.removeLast() }
+        if text.allSatisfy({ $0 == " " || $0 == "\t" }) { continue }
+        do throws(LedgerError) {
+            resources.append(try RunningResource.decode(text))
+        } catch {
+            throw ValidationError("\(file) line \(number + 1): \(error.code): \(error.message)")
+        }
+    }
+    return resources
+}
+
+func printSeed(_ summary: SeedSummary, format: OutputFormat) {
+    for (index, error) in summary.rejected { printError("running resource \(index + 1): \(error.code): \(error.message)") }
+    switch format {
+    case .json:
+        print(#"{"baselines_appended":\#(summary.baselinesAppended),"already_running":\#(summary.alreadyRunning),"stopped_missing":\#(summary.stoppedMissing),"duplicates":\#(summary.duplicates),"rejected":\#(summary.rejected.count)}"#)
+    case .table:
+        print("\(summary.baselinesAppended) baselines appended, \(summary.alreadyRunning) already running, \(summary.stoppedMissing) missing ones stopped, \(summary.duplicates) duplicates, \(summary.rejected.count) rejected")
+    }
+}
+
+struct SeedBaseline: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "seed-baseline",
+        abstract: "Append a was_running baseline, at now, for each listed resource the ledger does not see running.")
+    @OptionGroup var ledger: LedgerArguments
+    @Option(help: ArgumentHelp("NDJSON of running resources: {\"resource\":{...},\"footprint\":{...},\"attributes\":{...}}", valueName: "FILE"))
+    var running: String
+    @Flag(help: "Also stop (reason absent_at_reseed) every running resource the list omits.") var stopMissing = false
+    @Option(help: "The ledger's clock as RFC 3339 (the baselines' occurred_at).") var now: String?
+
+    func run() throws {
+        let resources = try readRunning(running)
+        let summary = try ledger.open(create: true, now: try parseNow(now)).seedBaselines(resources, stopMissing: stopMissing)
+        printSeed(summary, format: ledger.output)
+        if !summary.rejected.isEmpty { throw CommandExit(status: ExitStatus.someRejected) }
+    }
+}
+
+struct PurgeAndReseed: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "purge-and-reseed",
+        abstract: "Destructively empty the log and projections, then seed baselines; refuses without --yes.")
+    @OptionGroup var ledger: LedgerArguments
+    @Option(help: ArgumentHelp("NDJSON of running resources.", valueName: "FILE")) var running: String
+    @Flag(help: "Really delete.") var yes = false
+    @Option(help: "The ledger's clock as RFC 3339.") var now: String?
+
+    func run() throws {
+        let resources = try readRunning(running)
+        let opened = try ledger.open(now: try parseNow(now))
+        guard yes else {
+            let preview = try opened.purgePreview()
+            printError("purge-and-reseed: refusing without --yes. It would delete \(preview.events) events, \(preview.resources) resources and \(preview.hourlyRows) hourly snapshot rows, then seed \(resources.count) baselines.")
+            throw CommandExit(status: ExitStatus.failure)
+        }
+        printSeed(try opened.purgeAndReseed(running: resources), format: ledger.output)
+    }
+}
