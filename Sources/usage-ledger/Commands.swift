@@ -148,6 +148,8 @@ struct Stats: ParsableCommand {
                 o.member("next_seq", stats.nextSeq)
                 o.member("unmatched_stops", stats.unmatchedStops)
                 o.member("watermark", json: stats.watermark.map { jsonString($0.rfc3339) } ?? "null")
+                o.member("horizon", json: stats.horizon.map { jsonString($0.rfc3339) } ?? "null")
+                o.member("snapshots_retained_from", json: stats.snapshotsRetainedFrom.map { jsonString($0.rfc3339) } ?? "null")
                 o.member("databases") { d in
                     for name in names {
                         guard let db = stats.databases[name] else { continue }
@@ -172,7 +174,7 @@ struct Stats: ParsableCommand {
             print(writer.text)
         case .table:
             print("format \(stats.formatVersion), \(total) events, \(stats.resources) resources, next seq \(stats.nextSeq)")
-            print("unmatched stops \(stats.unmatchedStops), rollup watermark \(stats.watermark?.rfc3339 ?? "none")\n")
+            print("unmatched stops \(stats.unmatchedStops), rollup watermark \(stats.watermark?.rfc3339 ?? "none"), compaction horizon \(stats.horizon?.rfc3339 ?? "none"), snapshots from \(stats.snapshotsRetainedFrom?.rfc3339 ?? "the start")\n")
             var kinds = TextTable("KIND", "EVENTS", rightAligned: [1])
             for kind in EventKind.allCases { kinds.add(kind.rawValue, String(stats.eventsByKind[kind] ?? 0)) }
             print(kinds.rendered + "\n")

@@ -45,7 +45,7 @@ struct ProjectionCLITests {
         #expect(verify.stdout.contains(#""consistent":true"#))
 
         let stats = try runCLI(["stats", "--db", db])
-        #expect(stats.stdout.contains(#""unmatched_stops":1,"watermark":"2026-11-01T11:00:00Z""#))
+        #expect(stats.stdout.contains(#""unmatched_stops":1,"watermark":"2026-11-01T11:00:00Z","horizon":null"#))
 
         // Tamper with a projection: verify fails with status 1 and says where; rebuild repairs it.
         do {
