@@ -140,11 +140,8 @@ public final class Environment: @unchecked Sendable {
     public func openDatabases(_ names: [String]) throws(StorageError) -> [Database] {
         if options.readOnly {
             // Handles opened in a read-only transaction survive only if it commits (an abort closes them).
-            gate.lockShared()
+            let txn = try begin(flags: UInt32(MDB_RDONLY))
             defer { gate.unlock() }
-            var txn: OpaquePointer?
-            try check(mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txn))
-            guard let txn else { throw .lmdb(code: -1, reason: "mdb_txn_begin returned no transaction") }
             let reader = ReadTransaction(handle: txn, state: TransactionState())
             let databases: [Database]
             do {
@@ -163,29 +160,33 @@ public final class Environment: @unchecked Sendable {
 
     /// Runs `body` in a read-only transaction that sees one consistent snapshot.
     public func read<R>(_ body: (borrowing ReadTransaction) throws -> R) throws -> R {
+        let txn = try begin(flags: UInt32(MDB_RDONLY))
+        defer {
+            mdb_txn_abort(txn)
+            gate.unlock()
+        }
+        return try body(ReadTransaction(handle: txn, state: TransactionState()))
+    }
+
+    /// Begins a transaction holding the gate shared; the caller ends both. Adopts a map another process
+    /// grew (`MDB_MAP_RESIZED`) and clears stale readers when slots run out, then tries again.
+    private func begin(flags: UInt32) throws(StorageError) -> OpaquePointer {
+        var clearedReaders = false
         while true {
             gate.lockShared()
             var txn: OpaquePointer?
-            var rc = mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txn)
-            if rc == MDB_READERS_FULL {
-                var dead: Int32 = 0
-                mdb_reader_check(handle, &dead)
-                rc = mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txn)
-            }
-            if rc == MDB_MAP_RESIZED {
-                gate.unlock()
+            let rc = mdb_txn_begin(handle, nil, flags, &txn)
+            if rc == 0, let txn { return txn }
+            gate.unlock()
+            switch rc {
+            case MDB_MAP_RESIZED:
                 adoptResizedMap()
-                continue
-            }
-            guard rc == 0, let txn else {
-                gate.unlock()
+            case MDB_READERS_FULL where !clearedReaders:
+                clearedReaders = true
+                clearStaleReaders()
+            default:
                 throw StorageError.from(code: rc)
             }
-            defer {
-                mdb_txn_abort(txn)
-                gate.unlock()
-            }
-            return try body(ReadTransaction(handle: txn, state: TransactionState()))
         }
     }
 
@@ -193,18 +194,7 @@ public final class Environment: @unchecked Sendable {
     /// throws. On `MDB_MAP_FULL` the transaction is aborted, the map grown and `body` run again.
     public func write<R>(_ body: (borrowing WriteTransaction) throws -> R) throws -> R {
         while true {
-            gate.lockShared()
-            var txn: OpaquePointer?
-            let rc = mdb_txn_begin(handle, nil, 0, &txn)
-            if rc == MDB_MAP_RESIZED {
-                gate.unlock()
-                adoptResizedMap()
-                continue
-            }
-            guard rc == 0, let txn else {
-                gate.unlock()
-                throw StorageError.from(code: rc)
-            }
+            let txn = try begin(flags: 0)
             let state = TransactionState()
             let result: Result<R, any Error>
             do {

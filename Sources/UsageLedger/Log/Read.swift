@@ -91,22 +91,8 @@ extension Ledger {
     /// Every recorded event of `resource`, in timeline order: by `occurred_at`, then `seq`.
     public func history(of resource: ResourceID) throws(LedgerError) -> [RecordedEvent] {
         try read { txn in
-            guard let stored = try txn.get(databases.resources, StorageFormat.resourceKey(resource)) else { return [] }
-            let number = try StorageFormat.decodeResourceValue(stored).number
-            let prefix = StorageFormat.timelinePrefix(resource: number)
-            var events: [RecordedEvent] = []
-            let cursor = try txn.cursor(databases.timeline)
-            var entry = try cursor.seek(atLeast: prefix)
-            while let current = entry, prefix.withUnsafeBytes({ current.key.hasPrefix($0) }) {
-                guard current.key.count == 24 else { throw LedgerError.corrupt(reason: "a timeline key is not 24 bytes") }
-                let seq = UInt64(bigEndian: current.key.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
-                guard let record = try txn.get(databases.events, BigEndianKey(seq)) else {
-                    throw LedgerError.corrupt(reason: "the timeline of \(resource) names seq \(seq), which is missing")
-                }
-                events.append(try EventRecord.decode(record, seq: seq))
-                entry = try cursor.next()
-            }
-            return events
+            guard let number = try resourceNumber(resource, in: txn) else { return [] }
+            return try recordedTimeline(resourceNumber: number, in: txn)
         }
     }
 

@@ -154,10 +154,15 @@ extension Ledger {
         try txn.get(databases.compactionBase, BigEndianKey(resourceNumber)).map { try ProjectionFormat.decodeBase($0) } ?? CompactionBase()
     }
 
-    /// A resource's events in timeline order.
+    /// A resource's events in timeline order, as the fold needs them.
     func timeline(resourceNumber: UInt64, in txn: borrowing some ReadableTransaction & ~Copyable) throws -> [TimelineEntry] {
+        try recordedTimeline(resourceNumber: resourceNumber, in: txn).map { TimelineEntry(seq: $0.seq, event: $0.event) }
+    }
+
+    /// A resource's recorded events in timeline order: a prefix scan of `timeline`, each event read by `seq`.
+    func recordedTimeline(resourceNumber: UInt64, in txn: borrowing some ReadableTransaction & ~Copyable) throws -> [RecordedEvent] {
         let prefix = StorageFormat.timelinePrefix(resource: resourceNumber)
-        var entries: [TimelineEntry] = []
+        var events: [RecordedEvent] = []
         let cursor = try txn.cursor(databases.timeline)
         var entry = try cursor.seek(atLeast: prefix)
         while let current = entry, prefix.withUnsafeBytes({ current.key.hasPrefix($0) }) {
@@ -166,9 +171,9 @@ extension Ledger {
             guard let record = try txn.get(databases.events, BigEndianKey(seq)) else {
                 throw LedgerError.corrupt(reason: "the timeline of resource \(resourceNumber) names seq \(seq), which is missing")
             }
-            entries.append(TimelineEntry(seq: seq, event: try EventRecord.decode(record, seq: seq).event))
+            events.append(try EventRecord.decode(record, seq: seq))
             entry = try cursor.next()
         }
-        return entries
+        return events
     }
 }
