@@ -1,12 +1,17 @@
 /// A parsed JSON value. Numbers keep their source text so that integers are read exactly, never through
 /// floating point; objects keep their members in source order.
 public indirect enum JSONValue: Sendable, Equatable {
+    /// `null`.
     case null
+    /// `true` or `false`.
     case bool(Bool)
     /// The number's text as written, e.g. `-12` or `1.5e3`.
     case number(String)
+    /// A string, unescaped.
     case string(String)
+    /// An array.
     case array([JSONValue])
+    /// An object's members in source order (keys are unique: duplicates are a syntax error).
     case object([JSONMember])
 
     /// A short name of the value's type, for error messages.

@@ -4,6 +4,7 @@ import LMDBStorage
 import Glibc
 #endif
 
+/// What a commit waits for; see `LMDBStorage.Durability` and docs/operations.md.
 public typealias Durability = LMDBStorage.Durability
 
 /// The ledger's source of "now": the system clock, or a fixed or simulated one in tests and demos.
