@@ -113,7 +113,7 @@ extension Ledger {
             }
         }
         try counters.write(to: txn, meta: meta)
-        try context.write(to: txn, meta: meta)
+        try context.write(to: txn, meta: meta, totals: databases.ownerTotals)
         return result
     }
 

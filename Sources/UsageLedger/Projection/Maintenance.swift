@@ -126,6 +126,7 @@ extension Ledger {
             try deleteRows(from: horizon, in: txn)
             var summary = RebuildSummary(resources: 0, events: 0, hourlyRows: 0)
             var unmatched: UInt64 = 0
+            var context = try ProjectionContext(reading: txn, meta: meta)
             for (number, resource, owner) in try allResources(in: txn) {
                 let entries = try timeline(resourceNumber: number, in: txn)
                 let base = try compactionBase(resourceNumber: number, in: txn)
@@ -136,13 +137,15 @@ extension Ledger {
                                 ProjectionFormat.encode(amounts))
                 }
                 try txn.put(databases.resourceState, BigEndianKey(number), ProjectionFormat.encode(state))
-                try updateCurrent(from: nil, to: state, resourceNumber: number, in: txn)
+                try updateCurrent(from: nil, to: state, resourceNumber: number, context: &context, in: txn)
                 unmatched += state.unmatchedStops
                 summary.resources += 1
                 summary.events += entries.count
                 summary.hourlyRows += rows.count
                 if summary.resources % 1000 == 0 { progress(summary.resources) }
             }
+            context.unmatchedStopsDelta = 0
+            try context.write(to: txn, meta: meta, totals: databases.ownerTotals)
             try txn.put(meta, ProjectionMeta.unmatchedStops, BigEndianKey(unmatched).bytes)
             if materializeUntil > .earliest { try ProjectionMeta.put(txn, meta, ProjectionMeta.watermark, materializeUntil) }
             try txn.delete(meta, ProjectionMeta.rollupTarget)

@@ -10,6 +10,9 @@ struct ProjectionContext {
     var unmatchedStopsDelta: Int64 = 0
     /// The compaction horizon: events before it can no longer be folded (`too_late`).
     var horizon: Timestamp?
+    /// `owner_totals` entries read or changed in this transaction, written once by `write(to:meta:totals:)`:
+    /// a batch of events for one owner would otherwise decode and encode the same entry per event.
+    var ownerTotals: [[UInt8]: ProjectionFormat.OwnerTotals] = [:]
 
     init(reading txn: borrowing some ReadableTransaction & ~Copyable, meta: Database) throws {
         horizon = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.horizon)
@@ -18,7 +21,15 @@ struct ProjectionContext {
         materializeUntil = max(watermark ?? .earliest, target ?? .earliest)
     }
 
-    func write(to txn: borrowing WriteTransaction, meta: Database) throws {
+    /// Writes what the transaction's events changed: owner totals, then the unmatched-stop count.
+    func write(to txn: borrowing WriteTransaction, meta: Database, totals: Database) throws {
+        for (key, entry) in ownerTotals {
+            if entry.running == 0 {
+                try txn.delete(totals, key)
+            } else {
+                try txn.put(totals, key, ProjectionFormat.encode(entry))
+            }
+        }
         guard unmatchedStopsDelta != 0 else { return }
         let current = try txn.get(meta, ProjectionMeta.unmatchedStops).map { try StorageFormat.decodeNumber($0, what: "unmatched_stops") } ?? 0
         let updated = UInt64(max(0, Int64(current) + unmatchedStopsDelta))
@@ -80,7 +91,7 @@ extension Ledger {
                                materializeUntil: context.materializeUntil, in: txn)
         }
         try txn.put(databases.resourceState, stateKey, ProjectionFormat.encode(after))
-        try updateCurrent(from: stored, to: after, resourceNumber: resourceNumber, in: txn)
+        try updateCurrent(from: stored, to: after, resourceNumber: resourceNumber, context: &context, in: txn)
         let unmatched = Int64(after.unmatchedStops) - Int64(before.unmatchedStops)
         context.unmatchedStopsDelta += unmatched
         return event.kind == .stopped && unmatched > 0
@@ -128,19 +139,17 @@ extension Ledger {
     }
 
     /// Keeps the `running` index and `owner_totals` in step with a resource's state.
-    func updateCurrent(from old: ResourceState?, to new: ResourceState, resourceNumber: UInt64, in txn: borrowing WriteTransaction) throws {
+    func updateCurrent(from old: ResourceState?, to new: ResourceState, resourceNumber: UInt64,
+                       context: inout ProjectionContext, in txn: borrowing WriteTransaction) throws {
         let wasRunning = old?.running ?? false
         guard wasRunning || new.running else { return }
         if wasRunning, new.running, old?.footprint == new.footprint { return }
         let totalsKey = ProjectionFormat.ownerKey(new.owner, type: new.resource.type)
-        var totals = try txn.get(databases.ownerTotals, totalsKey).map { try ProjectionFormat.decodeTotals($0) } ?? .init()
+        var totals = try context.ownerTotals[totalsKey]
+            ?? txn.get(databases.ownerTotals, totalsKey).map { try ProjectionFormat.decodeTotals($0) } ?? .init()
         if let old, wasRunning { try totals.add(old.footprint, sign: -1) }
         if new.running { try totals.add(new.footprint, sign: 1) }
-        if totals.running == 0 {
-            try txn.delete(databases.ownerTotals, totalsKey)
-        } else {
-            try txn.put(databases.ownerTotals, totalsKey, ProjectionFormat.encode(totals))
-        }
+        context.ownerTotals[totalsKey] = totals
         let runningKey = ProjectionFormat.ownerKey(new.owner, type: new.resource.type, id: new.resource.id)
         if new.running && !wasRunning {
             try txn.put(databases.running, runningKey, BigEndianKey(resourceNumber).bytes)
