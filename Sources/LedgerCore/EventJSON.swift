@@ -6,15 +6,21 @@ public enum EventJSON {
 
     /// Decodes one event from the bytes of one line (without its line end) and validates it.
     public static func decode(_ line: UnsafeBufferPointer<UInt8>) throws(LedgerError) -> UsageEvent {
+        let event = try decodeUnvalidated(line)
+        try EventRules.validate(event)
+        return event
+    }
+
+    /// Decodes one event without checking the value rules, for callers that append it right away
+    /// (`Ledger.append` validates every event itself, so the import path does not pay twice).
+    package static func decodeUnvalidated(_ line: UnsafeBufferPointer<UInt8>) throws(LedgerError) -> UsageEvent {
         let value: JSONValue
         do {
             value = try JSONParser.parse(line)
         } catch {
             throw .invalidJSON(reason: "\(error.reason) at byte \(error.offset + 1)")
         }
-        let event = try decode(value)
-        try EventRules.validate(event)
-        return event
+        return try decode(value)
     }
 
     /// Decodes one event from a string and validates it.

@@ -59,9 +59,17 @@ public struct NDJSONIngest: Sendable {
         var summary = IngestSummary()
         var batch: [UsageEvent] = []
         var batchLines: [Int] = []
+        // Lines that failed to decode, reported with the batch they fall in so that rejections stay in line order.
+        var undecodable: [IngestRejection] = []
         batch.reserveCapacity(batchSize)
 
         func flush() throws(LedgerError) {
+            guard !batch.isEmpty || !undecodable.isEmpty else { return }
+            var rejections = undecodable
+            undecodable.removeAll(keepingCapacity: true)
+            defer {
+                for rejection in rejections.sorted(by: { $0.line < $1.line }) { onRejection(rejection) }
+            }
             guard !batch.isEmpty else { return }
             let result = try ledger.append(contentsOf: batch)
             summary.unmatchedStops += result.unmatchedStops.count
@@ -75,7 +83,7 @@ public struct NDJSONIngest: Sendable {
                     summary.duplicates += 1
                 case .rejected(let error):
                     summary.rejected += 1
-                    onRejection(IngestRejection(line: batchLines[index], eventID: batch[index].id, error: error))
+                    rejections.append(IngestRejection(line: batchLines[index], eventID: batch[index].id, error: error))
                 }
             }
             batch.removeAll(keepingCapacity: true)
@@ -96,7 +104,7 @@ public struct NDJSONIngest: Sendable {
                 if let last = bytes.last, last == UInt8(ascii: "\r") { bytes = UnsafeBufferPointer(rebasing: bytes.dropLast()) }
                 if tooLong {
                     summary.rejected += 1
-                    onRejection(IngestRejection(line: number, eventID: nil, error: .invalidJSON(
+                    undecodable.append(IngestRejection(line: number, eventID: nil, error: .invalidJSON(
                         reason: "line is longer than \(maximumLineBytes) bytes")))
                     return
                 }
@@ -105,13 +113,13 @@ public struct NDJSONIngest: Sendable {
                     return
                 }
                 do throws(LedgerError) {
-                    batch.append(try EventJSON.decode(bytes))
+                    batch.append(try EventJSON.decodeUnvalidated(bytes))  // append validates
                     batchLines.append(number)
                 } catch {
                     summary.rejected += 1
-                    onRejection(IngestRejection(line: number, eventID: EventJSON.peekID(bytes), error: error))
+                    undecodable.append(IngestRejection(line: number, eventID: EventJSON.peekID(bytes), error: error))
                 }
-                if batch.count >= batchSize {
+                if batch.count + undecodable.count >= batchSize {
                     do throws(LedgerError) { try flush() } catch { lineError = error }
                 }
             }
