@@ -1,5 +1,5 @@
 # The two fresh-machine commands are `make demo` and `make test`; both install what they need first.
-.PHONY: deps demo test bench clean
+.PHONY: deps demo test bench bench-large clean
 
 deps:
 	@bash .ci/install-deps
@@ -10,8 +10,13 @@ demo: deps
 test: deps
 	swift test
 
+# Benchmarks (a separate package): prints the tables and writes Benchmarks/results.md.
 bench: deps
-	cd Benchmarks && swift package --disable-sandbox benchmark --format markdown --path . 2>&1 | tee results.md
+	cd Benchmarks && swift package --disable-sandbox benchmark --format markdown --no-progress | tee results.md
+
+# The same at 1M events (USAGE_LEDGER_BENCH_EVENTS sets any size).
+bench-large: deps
+	cd Benchmarks && USAGE_LEDGER_BENCH_EVENTS=1000000 swift package --disable-sandbox benchmark --format markdown --no-progress | tee results-1M.md
 
 clean:
 	rm -rf .build Benchmarks/.build demo-ledger

@@ -13,14 +13,20 @@ let package = Package(
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
+        // The deterministic workload generator shared by every benchmark.
+        .target(
+            name: "Workload",
+            dependencies: [.product(name: "UsageLedger", package: rootPackageName)]
+        ),
         .executableTarget(
-            name: "AppendBenchmarks",
+            name: "LedgerBenchmarks",
             dependencies: [
+                "Workload",
                 .product(name: "UsageLedger", package: rootPackageName),
                 .product(name: "LMDBStorage", package: rootPackageName),
                 .product(name: "Benchmark", package: "benchmark"),
             ],
-            path: "Benchmarks/AppendBenchmarks",
+            path: "Benchmarks/LedgerBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
     ],

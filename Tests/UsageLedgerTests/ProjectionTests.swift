@@ -168,6 +168,8 @@ struct WorkedExampleTests {
         #expect(apps.totals == ["memory_mb": 100])
         #expect(try ledger.currentUsage(type: "app").totals == ["memory_mb": 1100])
         #expect(try ledger.currentUsage().runningCount == 4)
+        let totalsOnly = try ledger.currentUsage(owner: "org-1", listingResources: false)
+        #expect(totalsOnly == CurrentUsage(resources: [], runningCount: 3, totals: ["memory_mb": 111]))
         let usage = try total(ledger, .owner("org-1"), "2026-11-01T10:00:00Z", "2026-11-01T11:00:00Z")
         #expect(usage.meterMicroseconds == ["memory_mb": µs(111 * 3600)])
     }
@@ -400,6 +402,19 @@ struct ProjectionMaintenanceTests {
             if try cursor.first() != nil { try cursor.deleteCurrent() }
         }
         #expect(try ledger.verify().differenceCount == 2)
+        // Add rows the log does not give: an hour of a resource that did not run then, and one of a stranger.
+        try ledger.environment.write { txn in
+            var amounts = UsageAmounts()
+            amounts.runningMicroseconds = 5
+            for (hour, resource) in [(ts("2026-10-01T00:00:00Z"), ResourceID(type: "app", id: "f1")), (ts("2026-11-02T00:00:00Z"), ResourceID(type: "app", id: "ghost"))] {
+                try txn.put(ledger.databases.hourly, ProjectionFormat.hourlyKey(hour: hour.microseconds, owner: "org-1", resource: resource),
+                            ProjectionFormat.encode(amounts))
+            }
+        }
+        let extra = try ledger.verify()
+        #expect(extra.differenceCount == 4)
+        #expect(extra.differences.contains { $0.hasPrefix("app/f1 hour 2026-10-01T00:00:00Z: a row is stored that the log does not give") })
+        #expect(extra.differences.contains { $0.hasPrefix("app/ghost hour 2026-11-02T00:00:00Z: a row is stored") })
         let rebuilt = try ledger.rebuild()
         #expect(rebuilt.resources == 50)
         #expect(try ledger.verify().isConsistent)

@@ -83,8 +83,9 @@ public struct UsageReport: Sendable, Equatable {
 
 extension Ledger {
     /// What runs now for an owner (or everyone) and a type (or every type), with footprint totals kept per
-    /// owner and type, so that totals do not scan resources.
-    public func currentUsage(owner: String? = nil, type: String? = nil) throws(LedgerError) -> CurrentUsage {
+    /// owner and type, so that totals do not scan resources. With `listingResources` false only the count
+    /// and totals are read (a few keys, whatever the number of running resources).
+    public func currentUsage(owner: String? = nil, type: String? = nil, listingResources: Bool = true) throws(LedgerError) -> CurrentUsage {
         try read { txn in
             var totals: [String: Int128] = [:]
             var runningCount = 0
@@ -101,6 +102,7 @@ extension Ledger {
                 for (name, meter) in entry.meters { totals[name] = try checkedAdd(totals[name] ?? 0, meter.sum, name) }
             }
             var resources: [ResourceStatus] = []
+            guard listingResources else { return CurrentUsage(resources: [], runningCount: runningCount, totals: totals) }
             let runningPrefix = owner.map { ProjectionFormat.ownerKey($0, type: type).appendingSeparator(if: type != nil) } ?? []
             try scan(databases.running, prefix: runningPrefix, in: txn) { _, value in
                 let number = try StorageFormat.decodeNumber(value, what: "a running entry")

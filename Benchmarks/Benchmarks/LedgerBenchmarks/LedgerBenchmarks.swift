@@ -1,0 +1,199 @@
+import Benchmark
+import Foundation
+import LMDBStorage
+import Synchronization
+import UsageLedger
+import Workload
+
+// Every benchmark draws from one deterministic workload (see Sources/Workload). Its size comes from
+// USAGE_LEDGER_BENCH_EVENTS (default 100,000; `make bench-large` runs 1M). Each figure is measured in the
+// same run as the raw-LMDB baseline it is compared with.
+
+let eventCount = benchmarkEventCount
+let eventsPerSecond = BenchmarkMetric.custom("events per second", polarity: .prefersLarger, useScalingFactor: false)
+
+/// A value built on first use and shared by a benchmark's iterations.
+final class Lazy<Value>: @unchecked Sendable {
+    private let make: () throws -> Value
+    private let value = Mutex<Value?>(nil)
+    init(_ make: @escaping () throws -> Value) { self.make = make }
+    func get() throws -> Value {
+        try value.withLock { stored in
+            if let stored { return stored }
+            let made = try make()
+            stored = made
+            return made
+        }
+    }
+}
+
+func ledgerOptions(_ durability: Durability, clock: Timestamp) -> LedgerOptions {
+    var options = LedgerOptions()
+    options.durability = durability
+    options.clock = .fixed(clock)
+    return options
+}
+
+/// A ledger holding the whole workload, rolled up: the fixture of the query and maintenance benchmarks.
+let loaded = Lazy { () throws -> (Ledger, Workload) in
+    let workload = Workload(count: eventCount)
+    let ledger = try Ledger(path: scratchDirectory("loaded"), options: ledgerOptions(.noSync, clock: workload.end))
+    var index = 0
+    while index < workload.events.count {
+        _ = try ledger.append(contentsOf: workload.events[index..<min(index + 1000, workload.events.count)])
+        index += 1000
+    }
+    // One owner running 1,000 resources, the subject of the `current` benchmark.
+    let big = (0..<1000).map { n in
+        UsageEvent(id: "big-\(n)", kind: .started, resource: ResourceID(type: "app", id: "big-\(n)"), owner: "org-big",
+                   occurredAt: workload.start, footprint: ["instances": 1, "memory_mb": 512])
+    }
+    _ = try ledger.append(contentsOf: big)
+    _ = try ledger.rollUp(now: workload.end)
+    return (ledger, workload)
+}
+
+let benchmarks: @Sendable () -> Void = {
+    Benchmark.defaultConfiguration = .init(metrics: [.wallClock, .mallocCountTotal, .peakMemoryResident],
+                                           maxDuration: .seconds(30), maxIterations: 5)
+    let workload = Lazy { Workload(count: eventCount) }
+
+    // 1. Batched append against raw MDB_APPEND of the same number of 120-byte records.
+    for durability in [Durability.full, Durability.noSync] {
+        Benchmark("1 append, batches of 1000, \(durability.rawValue)", configuration: .init(metrics: [.wallClock, .mallocCountTotal, eventsPerSecond])) { benchmark in
+            let work = try workload.get()
+            let path = scratchDirectory("append")
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            let ledger = try Ledger(path: path, options: ledgerOptions(durability, clock: work.end))
+            let started = ContinuousClock.now
+            benchmark.startMeasurement()
+            var index = 0
+            while index < work.events.count {
+                _ = try ledger.append(contentsOf: work.events[index..<min(index + 1000, work.events.count)])
+                index += 1000
+            }
+            benchmark.stopMeasurement()
+            benchmark.measurement(eventsPerSecond, rate(work.events.count, since: started))
+        }
+
+        Benchmark("1 raw LMDB MDB_APPEND baseline, batches of 1000, \(durability.rawValue)", configuration: .init(metrics: [.wallClock, eventsPerSecond])) { benchmark in
+            let path = scratchDirectory("raw")
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            var options = EnvironmentOptions()
+            options.durability = durability
+            let environment = try Environment(path: path, options: options)
+            let database = try environment.openDatabases(["records"])[0]
+            let value = [UInt8](repeating: 0xAB, count: 120)
+            let started = ContinuousClock.now
+            benchmark.startMeasurement()
+            var next: UInt64 = 1
+            while next <= UInt64(eventCount) {
+                let first = next
+                try environment.write { txn in
+                    for seq in first..<min(first + 1000, UInt64(eventCount) + 1) { try txn.put(database, BigEndianKey(seq), value, mode: .append) }
+                }
+                next = first + 1000
+            }
+            benchmark.stopMeasurement()
+            benchmark.measurement(eventsPerSecond, rate(eventCount, since: started))
+        }
+    }
+
+    // 2. Single-event append latency: one event per iteration, one commit each.
+    for durability in [Durability.full, Durability.noMetaSync] {
+        let single = Lazy { () throws -> (Ledger, Workload, Counter) in
+            let work = Workload(count: 20_000, seed: 77)
+            return (try Ledger(path: scratchDirectory("single"), options: ledgerOptions(durability, clock: work.end)), work, Counter())
+        }
+        Benchmark("2 append one event, \(durability.rawValue)",
+                  configuration: .init(metrics: [.wallClock], maxDuration: .seconds(10), maxIterations: 2000)) { benchmark in
+            let (ledger, work, next) = try single.get()
+            let index = next.value.add(1, ordering: .relaxed).oldValue % work.events.count
+            benchmark.startMeasurement()
+            _ = try ledger.append(contentsOf: [work.events[index]])
+            benchmark.stopMeasurement()
+        }
+    }
+
+    // 3. NDJSON import through the CLI's code path (NDJSONIngest), parsing included.
+    Benchmark("3 import NDJSON", configuration: .init(metrics: [.wallClock, .peakMemoryResident, .mallocCountTotal, eventsPerSecond])) { benchmark in
+        let work = try workload.get()
+        let directory = scratchDirectory("import")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let file = directory + "/events.ndjson"
+        try work.ndjson.write(to: URL(fileURLWithPath: file))
+        let ledger = try Ledger(path: directory + "/ledger", options: ledgerOptions(.noSync, clock: work.end))
+        let fd = open(file, O_RDONLY)
+        defer { close(fd) }
+        let started = ContinuousClock.now
+        benchmark.startMeasurement()
+        let summary = try NDJSONIngest().run(fd: fd, into: ledger, onRejection: { _ in })
+        benchmark.stopMeasurement()
+        benchmark.measurement(eventsPerSecond, rate(summary.lines, since: started))
+    }
+
+    // 4. `current` for one owner running 1,000 resources: totals only, and with the listing.
+    let queries = Benchmark.Configuration(metrics: [.wallClock], maxDuration: .seconds(5), maxIterations: 10_000)
+    Benchmark("4 current totals, one owner of 1000 running", configuration: queries) { benchmark in
+        let (ledger, _) = try loaded.get()
+        benchmark.startMeasurement()
+        blackHole(try ledger.currentUsage(owner: "org-big", listingResources: false))
+    }
+    Benchmark("4 current with listing, one owner of 1000 running", configuration: .init(metrics: [.wallClock], maxDuration: .seconds(5), maxIterations: 1000)) { benchmark in
+        let (ledger, _) = try loaded.get()
+        benchmark.startMeasurement()
+        blackHole(try ledger.currentUsage(owner: "org-big"))
+    }
+
+    // 5. Usage: one owner over 30 days by hour; one resource over the whole period.
+    Benchmark("5 usage, one owner, 30 days by hour", configuration: .init(metrics: [.wallClock], maxDuration: .seconds(5), maxIterations: 1000)) { benchmark in
+        let (ledger, work) = try loaded.get()
+        benchmark.startMeasurement()
+        blackHole(try ledger.usage(.owner("org-7"), from: work.start, to: Timestamp(microseconds: work.start.microseconds + 30 * 86_400_000_000),
+                                   granularity: .hour))
+    }
+    Benchmark("5 usage, one resource, whole period by day", configuration: queries) { benchmark in
+        let (ledger, work) = try loaded.get()
+        benchmark.startMeasurement()
+        blackHole(try ledger.usage(.resource(ResourceID(type: "app", id: "app-7")), from: work.start, to: work.end, granularity: .day))
+    }
+
+    // 6. Rollup rate (resource-hours per second) and verify replay (events per second).
+    let resourceHoursPerSecond = BenchmarkMetric.custom("resource-hours per second", polarity: .prefersLarger, useScalingFactor: false)
+    Benchmark("6 rollup of the whole period", configuration: .init(metrics: [.wallClock, resourceHoursPerSecond])) { benchmark in
+        let work = try workload.get()
+        let path = scratchDirectory("rollup")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let ledger = try Ledger(path: path, options: ledgerOptions(.noSync, clock: work.end))
+        var index = 0
+        while index < work.events.count {
+            _ = try ledger.append(contentsOf: work.events[index..<min(index + 1000, work.events.count)])
+            index += 1000
+        }
+        let started = ContinuousClock.now
+        benchmark.startMeasurement()
+        let summary = try ledger.rollUp(now: work.end)
+        benchmark.stopMeasurement()
+        benchmark.measurement(resourceHoursPerSecond, rate(summary.resourceHours, since: started))
+    }
+    Benchmark("6 verify (replay every timeline)", configuration: .init(metrics: [.wallClock, .peakMemoryResident, eventsPerSecond], maxIterations: 3)) { benchmark in
+        let (ledger, _) = try loaded.get()
+        let started = ContinuousClock.now
+        benchmark.startMeasurement()
+        let report = try ledger.verify()
+        benchmark.stopMeasurement()
+        benchmark.measurement(eventsPerSecond, rate(report.eventsReplayed, since: started))
+    }
+}
+
+/// A shared position in the single-append workload.
+final class Counter: Sendable {
+    let value = Atomic<Int>(0)
+}
+
+/// Events per second from a count and a start instant.
+func rate(_ count: Int, since start: ContinuousClock.Instant) -> Int {
+    let elapsed = ContinuousClock.now - start
+    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    return seconds > 0 ? Int(Double(count) / seconds) : 0
+}
