@@ -32,9 +32,10 @@ public final class Ledger: Sendable {
         let ownerTotals: Database
         let hourly: Database
         let compactionBase: Database
+        let pending: Database
 
-        var all: [Database] { [meta, events, eventIDs, resources, timeline, resourceState, running, ownerTotals, hourly, compactionBase] }
-        var projections: [Database] { [resourceState, running, ownerTotals, hourly] }
+        var all: [Database] { [meta, events, eventIDs, resources, timeline, resourceState, running, ownerTotals, hourly, compactionBase, pending] }
+        var projections: [Database] { [resourceState, running, ownerTotals, hourly, pending] }
     }
 
     /// Opens the ledger at `path` (a directory), creating it unless `options.createIfMissing` is off or
@@ -50,7 +51,7 @@ public final class Ledger: Sendable {
             let opened = try environment.openDatabases(StorageFormat.Name.all)
             databases = Databases(meta: opened[0], events: opened[1], eventIDs: opened[2], resources: opened[3], timeline: opened[4],
                                   resourceState: opened[5], running: opened[6], ownerTotals: opened[7], hourly: opened[8],
-                                  compactionBase: opened[9])
+                                  compactionBase: opened[9], pending: opened[10])
         } catch StorageError.databaseMissing {
             throw .cannotOpen(path: path, reason: "it holds no usage ledger (run 'usage-ledger init' first)")
         } catch {
@@ -71,7 +72,8 @@ public final class Ledger: Sendable {
                 throw .formatTooNew(found: found, supported: StorageFormat.currentVersion)
             }
             if found < StorageFormat.currentVersion {
-                // Format 1 had the log only; format 2 adds projections, derived from the log by a rebuild.
+                // Format 1 had the log only; 2 materialized rows on append; 3 in rollup. Projections are
+                // derived from the log, so a rebuild upgrades them.
                 guard !options.readOnly else {
                     throw .cannotOpen(path: path, reason: "on-disk format \(found) must be upgraded; open it once for writing")
                 }

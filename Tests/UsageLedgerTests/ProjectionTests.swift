@@ -436,6 +436,6 @@ struct ProjectionMaintenanceTests {
         let reopened = try openLedger(dir)
         #expect(try reopened.currentUsage().runningCount == 50)
         #expect(try reopened.verify().isConsistent)
-        #expect(try reopened.statistics().formatVersion == 2)
+        #expect(try reopened.statistics().formatVersion == Ledger.formatVersion)
     }
 }

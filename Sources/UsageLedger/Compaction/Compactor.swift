@@ -136,7 +136,7 @@ extension Ledger {
                         index += 1
                         guard let plan = try planCompaction(number, resource: resource, owner: owner, horizon: horizon, in: txn) else { continue }
                         plan.record(into: &summary)
-                        try apply(plan, in: txn)
+                        try apply(plan, horizon: horizon, in: txn)
                         pruned += plan.prune.count
                     }
                     return index
@@ -187,8 +187,17 @@ extension Ledger {
 
     /// Prunes a planned resource's events, all of them in this transaction, and keeps what they carried in
     /// the resource's base so that replaying what remains gives exactly the state the whole timeline gives.
-    private func apply(_ plan: CompactionPlan, in txn: borrowing WriteTransaction) throws {
+    private func apply(_ plan: CompactionPlan, horizon: Timestamp, in txn: borrowing WriteTransaction) throws {
         guard !plan.prune.isEmpty else { return }
+        // Fail closed per resource: its rows must cover every hour before the horizon before its events go.
+        let stateKey = BigEndianKey(plan.number)
+        if let stored = try txn.get(databases.resourceState, stateKey) {
+            var state = try ProjectionFormat.decodeState(stored)
+            if state.accruedUntil < horizon {
+                _ = try materialize(resourceNumber: plan.number, state: &state, until: horizon, in: txn)
+                try txn.put(databases.resourceState, stateKey, ProjectionFormat.encode(state))
+            }
+        }
         let prunedSeqs = Set(plan.prune.map(\.0.seq))
         let remaining = plan.entries.filter { !prunedSeqs.contains($0.seq) }
         let full = try Fold.replay(plan.entries, resource: plan.resource, owner: plan.owner, base: plan.base)

@@ -5,7 +5,7 @@ import LedgerCore
 /// prose of this file; change both together, and bump `currentVersion` for any incompatible change.
 enum StorageFormat {
     /// The on-disk format this build writes and reads.
-    static let currentVersion: UInt32 = 2
+    static let currentVersion: UInt32 = 3
 
     /// Every named database, in the order `Ledger` opens them.
     enum Name {
@@ -19,9 +19,10 @@ enum StorageFormat {
         static let ownerTotals = "owner_totals"
         static let hourly = "hourly"
         static let compactionBase = "compaction_base"
-        static let all = [meta, events, eventIDs, resources, timeline, resourceState, running, ownerTotals, hourly, compactionBase]
+        static let pending = "pending"
+        static let all = [meta, events, eventIDs, resources, timeline, resourceState, running, ownerTotals, hourly, compactionBase, pending]
         /// The databases derived from the log, which `rebuild` clears and refills.
-        static let projections = [resourceState, running, ownerTotals, hourly]
+        static let projections = [resourceState, running, ownerTotals, hourly, pending]
     }
 
     /// Keys of the `meta` database.

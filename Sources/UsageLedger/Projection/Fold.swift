@@ -39,8 +39,13 @@ struct ResourceState: Equatable {
     var attributes = Attributes()
     /// The latest `occurred_at` in the timeline.
     var lastOccurredAt = Timestamp.earliest
-    /// Hourly rows hold this resource's running usage before this instant (and all of it once stopped).
+    /// Hourly rows hold this resource's usage (running time and adjustments) before this instant; rollup
+    /// moves it forward.
     var accruedUntil = Timestamp.earliest
+    /// Whether the resource was running at `accruedUntil` (after every event before it)...
+    var checkpointRunning = false
+    /// ...and with which footprint: where rollup and queries continue folding from.
+    var checkpointFootprint = Meters()
     /// Stops that found the resource not running.
     var unmatchedStops: UInt64 = 0
     /// The sum of every adjustment delta, by meter.
@@ -112,17 +117,50 @@ enum Fold {
         return result
     }
 
-    /// Running usage in [from, runningUntil) split by UTC hour, plus adjustments at or after `from`, keyed
+    /// Usage in [from, until) split by UTC hour (running time clipped to it, adjustments inside it), keyed
     /// by the hour's start in microseconds.
-    static func hourly(_ fold: FoldResult, from: Timestamp, runningUntil: Timestamp) throws(LedgerError) -> [Int64: UsageAmounts] {
+    static func hourly(_ fold: FoldResult, from: Timestamp, until: Timestamp) throws(LedgerError) -> [Int64: UsageAmounts] {
         var hours: [Int64: UsageAmounts] = [:]
         for segment in fold.segments {
-            try addRunning(segment, from: from, until: runningUntil, into: &hours)
+            try addRunning(segment, from: from, until: until, into: &hours)
         }
-        for (at, deltas) in fold.adjustments where at >= from {
+        for (at, deltas) in fold.adjustments where at >= from && at < until {
             try hours[at.hourFloor.microseconds, default: UsageAmounts()].addAdjustment(deltas)
         }
         return hours
+    }
+
+    /// Whether the resource runs, and with which footprint, after every entry before `instant`.
+    static func checkpoint(_ fold: FoldResult, at instant: Timestamp) -> (running: Bool, footprint: Meters) {
+        // A segment ending exactly at `instant` ends by an event at `instant`, which is not before it.
+        for segment in fold.segments where segment.start < instant && (segment.end.map { $0 >= instant } ?? true) {
+            return (true, segment.footprint)
+        }
+        return (false, Meters())
+    }
+
+    /// The segments and adjustments from a checkpoint on: `entries` are the timeline's entries at or after
+    /// `from`, in timeline order; the run state at `from` is `running` with `footprint`.
+    static func continuing(from: Timestamp, running: Bool, footprint: Meters, entries: [TimelineEntry]) -> FoldResult {
+        var result = FoldResult(state: ResourceState(resource: ResourceID(type: "", id: ""), owner: ""))
+        var isRunning = running, current = footprint, since = from
+        for entry in entries {
+            let t = entry.occurredAt
+            switch entry.event.kind {
+            case .started, .wasRunning:
+                if isRunning { result.segments.append(RunSegment(start: since, end: t, footprint: current)) }
+                isRunning = true
+                current = entry.event.footprint ?? Meters()
+                since = t
+            case .stopped:
+                if isRunning { result.segments.append(RunSegment(start: since, end: t, footprint: current)) }
+                isRunning = false
+            case .adjustment:
+                if let deltas = entry.event.deltas { result.adjustments.append((t, deltas)) }
+            }
+        }
+        if isRunning { result.segments.append(RunSegment(start: since, end: nil, footprint: current)) }
+        return result
     }
 
     /// Adds `segment` clipped to [from, until) to per-hour amounts.

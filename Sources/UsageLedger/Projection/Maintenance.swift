@@ -64,41 +64,44 @@ extension Ledger {
         }
         var summary = RollupSummary(watermark: target, previousWatermark: previous, resourcesRolled: 0, resourceHours: 0)
         guard target > (previous ?? .earliest) else { return summary }
-        var resumeAfter: [UInt8]? = nil
+        // Every resource whose rows may lag: running ones and those with events after their checkpoint.
         var batches = 0
-        while true {
-            if let stopAfterBatches, batches >= stopAfterBatches { return summary }
-            let (lastKey, rolled, hours) = try write { txn -> ([UInt8]?, Int, Int) in
-                let cursor = try txn.cursor(databases.running)
-                var entry = try resumeAfter.map { key in try cursor.seek(atLeast: key + [0]) } ?? cursor.first()
-                var lastKey: [UInt8]? = nil
-                var rolled = 0, hours = 0, seen = 0
-                while let current = entry, seen < batchSize {
-                    seen += 1
-                    lastKey = Array(current.key)
-                    let number = try StorageFormat.decodeNumber(current.value, what: "a running entry")
-                    let stateKey = BigEndianKey(number)
-                    guard let stored = try txn.get(databases.resourceState, stateKey) else {
-                        throw LedgerError.corrupt(reason: "running resource \(number) has no state")
+        for index in [databases.running, databases.pending] {
+            var resumeAfter: [UInt8]? = nil
+            while true {
+                if let stopAfterBatches, batches >= stopAfterBatches { return summary }
+                let (lastKey, rolled, hours) = try write { txn -> ([UInt8]?, Int, Int) in
+                    // Collect the batch first: materializing deletes `pending` entries under the cursor.
+                    var batch: [([UInt8], UInt64)] = []
+                    let cursor = try txn.cursor(index)
+                    var entry = try resumeAfter.map { key in try cursor.seek(atLeast: key + [0]) } ?? cursor.first()
+                    while let current = entry, batch.count < batchSize {
+                        batch.append((Array(current.key), try StorageFormat.decodeNumber(current.value, what: "an index entry")))
+                        entry = try cursor.next()
                     }
-                    var state = try ProjectionFormat.decodeState(stored)
-                    if state.running, state.accruedUntil < target, let since = state.footprintSince {
-                        let segment = RunSegment(start: max(since, state.accruedUntil), end: target, footprint: state.footprint)
-                        hours += Int((target.microseconds - segment.start.hourFloor.microseconds + Timestamp.microsecondsPerHour - 1) / Timestamp.microsecondsPerHour)
-                        try addRunning(segment, of: state, until: target, in: txn)
-                        state.accruedUntil = target
-                        try txn.put(databases.resourceState, stateKey, ProjectionFormat.encode(state))
-                        rolled += 1
+                    var rolled = 0, hours = 0
+                    for (_, number) in batch {
+                        let stateKey = BigEndianKey(number)
+                        guard let stored = try txn.get(databases.resourceState, stateKey) else {
+                            throw LedgerError.corrupt(reason: "indexed resource \(number) has no state")
+                        }
+                        var state = try ProjectionFormat.decodeState(stored)
+                        let checkpoint = state.accruedUntil
+                        let written = try materialize(resourceNumber: number, state: &state, until: target, in: txn)
+                        if state.accruedUntil != checkpoint {
+                            try txn.put(databases.resourceState, stateKey, ProjectionFormat.encode(state))
+                        }
+                        if written > 0 { rolled += 1 }
+                        hours += written
                     }
-                    entry = try cursor.next()
+                    return (batch.last?.0, rolled, hours)
                 }
-                return (lastKey, rolled, hours)
+                batches += 1
+                summary.resourcesRolled += rolled
+                summary.resourceHours += hours
+                guard let lastKey else { break }
+                resumeAfter = lastKey
             }
-            batches += 1
-            summary.resourcesRolled += rolled
-            summary.resourceHours += hours
-            guard let lastKey else { break }
-            resumeAfter = lastKey
         }
         try write { txn in
             try ProjectionMeta.put(txn, meta, ProjectionMeta.watermark, target)
@@ -138,6 +141,9 @@ extension Ledger {
                 }
                 try txn.put(databases.resourceState, BigEndianKey(number), ProjectionFormat.encode(state))
                 try updateCurrent(from: nil, to: state, resourceNumber: number, context: &context, in: txn)
+                if entries.contains(where: { $0.occurredAt >= state.accruedUntil }) {
+                    try txn.put(databases.pending, ProjectionFormat.ownerKey(owner, type: resource.type, id: resource.id), BigEndianKey(number).bytes)
+                }
                 unmatched += state.unmatchedStops
                 summary.resources += 1
                 summary.events += entries.count
@@ -183,6 +189,7 @@ extension Ledger {
             horizonKey.writeOrdered(horizon.microseconds)
             var matchedRows = 0
             var expectedRunning: [[UInt8]: UInt64] = [:]
+            var expectedPending: [[UInt8]: UInt64] = [:]
             var expectedTotals: [[UInt8]: ProjectionFormat.OwnerTotals] = [:]
             var unmatched: UInt64 = 0
             for (number, resource, owner) in try allResources(in: txn) {
@@ -197,14 +204,13 @@ extension Ledger {
                 let stored = try ProjectionFormat.decodeState(storedBytes)
                 // A running resource is materialized to the watermark, or to a rollup's target if that
                 // rollup is still in progress and has reached it.
-                let replay = try Fold.replay(entries, resource: resource, owner: owner, base: base)
-                let candidates = [max(watermark, replay.state.lastOccurredAt), max(target, replay.state.lastOccurredAt)]
-                let materializeUntil = replay.state.running && candidates.contains(stored.accruedUntil) ? stored.accruedUntil : candidates[0]
+                // Rows must hold exactly the log's usage before the resource's own checkpoint.
                 let (expected, expectedRows) = try expectedProjection(entries, resource: resource, owner: owner, base: base,
-                                                                      materializeUntil: materializeUntil, rowsFrom: horizon)
-                var comparable = stored
-                if !expected.running { comparable.accruedUntil = expected.accruedUntil }
-                if comparable != expected { differ("\(resource): stored state \(describe(stored)) differs from the log's \(describe(expected))") }
+                                                                      materializeUntil: stored.accruedUntil, rowsFrom: horizon)
+                if stored != expected { differ("\(resource): stored state \(describe(stored)) differs from the log's \(describe(expected))") }
+                if entries.contains(where: { $0.occurredAt >= stored.accruedUntil }) {
+                    expectedPending[ProjectionFormat.ownerKey(owner, type: resource.type, id: resource.id)] = number
+                }
                 for (hour, amounts) in expectedRows.sorted(by: { $0.key < $1.key }) {
                     let key = ProjectionFormat.hourlyKey(hour: hour, owner: expected.owner, resource: expected.resource)
                     let found = try txn.get(databases.hourly, key).map { try ProjectionFormat.decodeRow($0) }
@@ -258,6 +264,13 @@ extension Ledger {
             if storedRunning != expectedRunning {
                 differ("running index: \(storedRunning.count) entries stored, the log gives \(expectedRunning.count) (or they name other resources)")
             }
+            var storedPending: [[UInt8]: UInt64] = [:]
+            try scan(databases.pending, prefix: [], in: txn) { key, value in
+                storedPending[Array(key)] = try StorageFormat.decodeNumber(value, what: "a pending entry")
+            }
+            if storedPending != expectedPending {
+                differ("pending index: \(storedPending.count) entries stored, the log gives \(expectedPending.count) (or they name other resources)")
+            }
             var storedTotals: [[UInt8]: ProjectionFormat.OwnerTotals] = [:]
             let totals = try txn.cursor(databases.ownerTotals)
             entry = try totals.first()
@@ -283,7 +296,7 @@ extension Ledger {
         let entries = try timeline(resourceNumber: number, in: txn)
         let base = try compactionBase(resourceNumber: number, in: txn)
         let stored = try txn.get(databases.resourceState, BigEndianKey(number)).map { try ProjectionFormat.decodeState($0) }
-        let until = stored?.accruedUntil ?? max(watermark, target)
+        let until = stored?.accruedUntil ?? .earliest
         let (_, rows) = try expectedProjection(entries, resource: resource, owner: owner, base: base, materializeUntil: until, rowsFrom: horizon)
         return Set(rows.keys)
     }
@@ -293,8 +306,9 @@ extension Ledger {
                             materializeUntil: Timestamp, rowsFrom: Timestamp) throws -> (ResourceState, [Int64: UsageAmounts]) {
         let fold = try Fold.replay(entries, resource: resource, owner: owner, base: base)
         var state = fold.state
-        state.accruedUntil = max(materializeUntil, state.lastOccurredAt)
-        let rows = try Fold.hourly(fold, from: rowsFrom, runningUntil: state.running ? state.accruedUntil : .latest)
+        state.accruedUntil = materializeUntil
+        (state.checkpointRunning, state.checkpointFootprint) = Fold.checkpoint(fold, at: materializeUntil)
+        let rows = try Fold.hourly(fold, from: rowsFrom, until: materializeUntil)
         return (state, rows)
     }
 
@@ -316,7 +330,7 @@ extension Ledger {
 
     private func describe(_ state: ResourceState) -> String {
         let running = state.running ? "running since \(state.runStartedAt.map(\.rfc3339) ?? "?") with \(state.footprint.map { "\($0.name)=\($0.value)" }.joined(separator: ","))" : "stopped"
-        return "(\(running), unmatched stops \(state.unmatchedStops))"
+        return "(\(running), unmatched stops \(state.unmatchedStops), rows to \(state.accruedUntil) where it \(state.checkpointRunning ? "ran" : "did not run"))"
     }
 
     private func describe(_ amounts: UsageAmounts) -> String {

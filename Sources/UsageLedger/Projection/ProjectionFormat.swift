@@ -51,7 +51,7 @@ enum ProjectionFormat {
 
     // MARK: - Resource state
 
-    static let stateVersion: UInt8 = 1
+    static let stateVersion: UInt8 = 2
 
     static func encode(_ state: ResourceState) -> [UInt8] {
         var writer = ByteWriter(capacity: 128)
@@ -72,6 +72,8 @@ enum ProjectionFormat {
             writer.writeString(value)
         }
         writeAmounts(state.adjustmentTotals, into: &writer)
+        writer.write(state.checkpointRunning ? 1 : 0)
+        writeMeters(state.checkpointFootprint, into: &writer)
         return writer.bytes
     }
 
@@ -97,6 +99,8 @@ enum ProjectionFormat {
             for _ in 0..<attributeCount { attributes.append((try reader.readString(), try reader.readString())) }
             state.attributes = Attributes(attributes)
             state.adjustmentTotals = try readAmounts(&reader)
+            state.checkpointRunning = try reader.readByte() == 1
+            state.checkpointFootprint = try readMeters(&reader)
             return state
         } catch {
             throw .corrupt(reason: "a resource_state entry is malformed: expected \(error.expected) at byte \(error.offset)")

@@ -3,9 +3,6 @@ import LedgerCore
 
 /// Facts the projector reads once per write transaction.
 struct ProjectionContext {
-    /// Running resources are materialized into hourly rows up to here: the rollup watermark, or the
-    /// target of a rollup in progress.
-    var materializeUntil: Timestamp
     /// Change to the ledger-wide count of unmatched stops.
     var unmatchedStopsDelta: Int64 = 0
     /// The compaction horizon: events before it can no longer be folded (`too_late`).
@@ -16,9 +13,6 @@ struct ProjectionContext {
 
     init(reading txn: borrowing some ReadableTransaction & ~Copyable, meta: Database) throws {
         horizon = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.horizon)
-        let watermark = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.watermark)
-        let target = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.rollupTarget)
-        materializeUntil = max(watermark ?? .earliest, target ?? .earliest)
     }
 
     /// Writes what the transaction's events changed: owner totals, then the unmatched-stop count.
@@ -57,38 +51,34 @@ enum ProjectionMeta {
 }
 
 extension Ledger {
-    /// Folds a newly recorded event into the projections, in the transaction that records it.
-    /// Returns whether the event is a stop that found its resource not running.
+    /// Folds a newly recorded event into the projections, in the transaction that records it: the current
+    /// state, the running index and owner totals always; hourly rows only when the event lies before the
+    /// resource's checkpoint (rows after it are written by rollup). Returns whether the event is a stop
+    /// that found its resource not running.
     func project(_ event: UsageEvent, seq: UInt64, resourceNumber: UInt64, context: inout ProjectionContext,
                  in txn: borrowing WriteTransaction) throws -> Bool {
         let stateKey = BigEndianKey(resourceNumber)
         let stored = try txn.get(databases.resourceState, stateKey).map { try ProjectionFormat.decodeState($0) }
         let before = stored ?? ResourceState(resource: event.resource, owner: event.owner)
-        var after: ResourceState
         let t = event.occurredAt
-        if stored == nil || (t >= before.lastOccurredAt && t >= before.accruedUntil) {
-            // In timeline order and after everything materialized: close the open segment at t.
+        var after: ResourceState
+        if stored == nil || t >= before.lastOccurredAt {
             after = before
-            if after.running, let since = after.footprintSince {
-                let start = max(since, after.accruedUntil)
-                try addRunning(RunSegment(start: start, end: t, footprint: after.footprint), of: after, until: t, in: txn)
-            }
             try after.apply(event) { _ throws(LedgerError) in }
-            if event.kind == .adjustment, let deltas = event.deltas {
-                var amounts = UsageAmounts()
-                try amounts.addAdjustment(deltas)
-                try addToRow(hour: t.hourFloor.microseconds, owner: after.owner, resource: after.resource, amounts, in: txn)
-            }
-            after.accruedUntil = max(after.accruedUntil, t)
-            if after.running, after.accruedUntil < context.materializeUntil, let since = after.footprintSince {
-                let start = max(since, after.accruedUntil)
-                try addRunning(RunSegment(start: start, end: context.materializeUntil, footprint: after.footprint),
-                               of: after, until: context.materializeUntil, in: txn)
-                after.accruedUntil = context.materializeUntil
-            }
         } else {
-            after = try refold(resourceNumber: resourceNumber, before: before, insertedAt: t, excludingSeq: seq,
-                               materializeUntil: context.materializeUntil, in: txn)
+            // A late event: the current state is the whole timeline's fold again.
+            let entries = try timeline(resourceNumber: resourceNumber, in: txn)
+            after = try Fold.replay(entries, resource: before.resource, owner: before.owner,
+                                    base: compactionBase(resourceNumber: resourceNumber, in: txn)).state
+            after.accruedUntil = before.accruedUntil
+            after.checkpointRunning = before.checkpointRunning
+            after.checkpointFootprint = before.checkpointFootprint
+        }
+        if t < before.accruedUntil {
+            try rewriteMaterialized(resourceNumber: resourceNumber, state: &after, insertedAt: t, excludingSeq: seq, in: txn)
+        } else {
+            let key = ProjectionFormat.ownerKey(after.owner, type: after.resource.type, id: after.resource.id)
+            if try txn.get(databases.pending, key) == nil { try txn.put(databases.pending, key, BigEndianKey(resourceNumber).bytes) }
         }
         try txn.put(databases.resourceState, stateKey, ProjectionFormat.encode(after))
         try updateCurrent(from: stored, to: after, resourceNumber: resourceNumber, context: &context, in: txn)
@@ -97,37 +87,44 @@ extension Ledger {
         return event.kind == .stopped && unmatched > 0
     }
 
-    /// A late event: fold the resource's timeline again and rewrite its hourly rows from the event's hour on.
-    private func refold(resourceNumber: UInt64, before: ResourceState, insertedAt t: Timestamp, excludingSeq seq: UInt64,
-                        materializeUntil: Timestamp, in txn: borrowing WriteTransaction) throws -> ResourceState {
+    /// An event before the checkpoint: rewrite the resource's rows from the event's hour up to the
+    /// checkpoint, from the timeline with and without it, and move the checkpoint's run state.
+    private func rewriteMaterialized(resourceNumber: UInt64, state: inout ResourceState, insertedAt t: Timestamp,
+                                     excludingSeq seq: UInt64, in txn: borrowing WriteTransaction) throws {
         let entries = try timeline(resourceNumber: resourceNumber, in: txn)
         let base = try compactionBase(resourceNumber: resourceNumber, in: txn)
-        let old = try Fold.replay(entries.filter { $0.seq != seq }, resource: before.resource, owner: before.owner, base: base)
-        var new = try Fold.replay(entries, resource: before.resource, owner: before.owner, base: base)
-        let from = t.hourFloor
-        let oldUntil = old.state.running ? before.accruedUntil : .latest
-        let newAccrued = new.state.running
-            ? max(before.accruedUntil, materializeUntil, new.state.lastOccurredAt)
-            : max(before.accruedUntil, new.state.lastOccurredAt)
-        let newRows = try Fold.hourly(new, from: from, runningUntil: new.state.running ? newAccrued : .latest)
-        for hour in try Fold.hourly(old, from: from, runningUntil: oldUntil).keys where newRows[hour] == nil {
-            try txn.delete(databases.hourly, ProjectionFormat.hourlyKey(hour: hour, owner: before.owner, resource: before.resource))
+        let old = try Fold.replay(entries.filter { $0.seq != seq }, resource: state.resource, owner: state.owner, base: base)
+        let new = try Fold.replay(entries, resource: state.resource, owner: state.owner, base: base)
+        let from = t.hourFloor, until = state.accruedUntil
+        let newRows = try Fold.hourly(new, from: from, until: until)
+        for hour in try Fold.hourly(old, from: from, until: until).keys where newRows[hour] == nil {
+            try txn.delete(databases.hourly, ProjectionFormat.hourlyKey(hour: hour, owner: state.owner, resource: state.resource))
         }
         for (hour, amounts) in newRows {
-            try txn.put(databases.hourly, ProjectionFormat.hourlyKey(hour: hour, owner: before.owner, resource: before.resource),
+            try txn.put(databases.hourly, ProjectionFormat.hourlyKey(hour: hour, owner: state.owner, resource: state.resource),
                         ProjectionFormat.encode(amounts))
         }
-        new.state.accruedUntil = newAccrued
-        return new.state
+        (state.checkpointRunning, state.checkpointFootprint) = Fold.checkpoint(new, at: until)
     }
 
-    /// Adds a run segment's usage, clipped at `until`, to the resource's hourly rows.
-    func addRunning(_ segment: RunSegment, of state: ResourceState, until: Timestamp, in txn: borrowing WriteTransaction) throws {
-        var hours: [Int64: UsageAmounts] = [:]
-        try Fold.addRunning(segment, from: segment.start, until: until, into: &hours)
-        for (hour, amounts) in hours {
+    /// Writes a resource's hourly rows from its checkpoint up to `target` and moves the checkpoint there;
+    /// keeps it in `pending` while it has events at or after `target`. Returns the resource-hours written.
+    func materialize(resourceNumber: UInt64, state: inout ResourceState, until target: Timestamp,
+                     in txn: borrowing WriteTransaction) throws -> Int {
+        guard state.accruedUntil < target else { return 0 }
+        let from = state.accruedUntil
+        let entries = try timeline(resourceNumber: resourceNumber, from: from, in: txn)
+        let fold = Fold.continuing(from: from, running: state.checkpointRunning, footprint: state.checkpointFootprint, entries: entries)
+        let rows = try Fold.hourly(fold, from: from, until: target)
+        for (hour, amounts) in rows {
             try addToRow(hour: hour, owner: state.owner, resource: state.resource, amounts, in: txn)
         }
+        state.accruedUntil = target
+        (state.checkpointRunning, state.checkpointFootprint) = Fold.checkpoint(fold, at: target)
+        if !entries.contains(where: { $0.occurredAt >= target }) {
+            try txn.delete(databases.pending, ProjectionFormat.ownerKey(state.owner, type: state.resource.type, id: state.resource.id))
+        }
+        return rows.count
     }
 
     /// Adds `amounts` to one hourly row, creating it when missing.
@@ -163,17 +160,20 @@ extension Ledger {
         try txn.get(databases.compactionBase, BigEndianKey(resourceNumber)).map { try ProjectionFormat.decodeBase($0) } ?? CompactionBase()
     }
 
-    /// A resource's events in timeline order, as the fold needs them.
-    func timeline(resourceNumber: UInt64, in txn: borrowing some ReadableTransaction & ~Copyable) throws -> [TimelineEntry] {
-        try recordedTimeline(resourceNumber: resourceNumber, in: txn).map { TimelineEntry(seq: $0.seq, event: $0.event) }
+    /// A resource's events in timeline order (those at or after `from`), as the fold needs them.
+    func timeline(resourceNumber: UInt64, from: Timestamp = .earliest,
+                  in txn: borrowing some ReadableTransaction & ~Copyable) throws -> [TimelineEntry] {
+        try recordedTimeline(resourceNumber: resourceNumber, from: from, in: txn).map { TimelineEntry(seq: $0.seq, event: $0.event) }
     }
 
-    /// A resource's recorded events in timeline order: a prefix scan of `timeline`, each event read by `seq`.
-    func recordedTimeline(resourceNumber: UInt64, in txn: borrowing some ReadableTransaction & ~Copyable) throws -> [RecordedEvent] {
+    /// A resource's recorded events in timeline order from `from` on: a range scan of `timeline`, each event
+    /// read by `seq`.
+    func recordedTimeline(resourceNumber: UInt64, from: Timestamp = .earliest,
+                          in txn: borrowing some ReadableTransaction & ~Copyable) throws -> [RecordedEvent] {
         let prefix = StorageFormat.timelinePrefix(resource: resourceNumber)
         var events: [RecordedEvent] = []
         let cursor = try txn.cursor(databases.timeline)
-        var entry = try cursor.seek(atLeast: prefix)
+        var entry = try cursor.seek(atLeast: from == .earliest ? prefix : StorageFormat.timelineKey(resource: resourceNumber, occurredAt: from, seq: 0))
         while let current = entry, prefix.withUnsafeBytes({ current.key.hasPrefix($0) }) {
             guard current.key.count == 24 else { throw LedgerError.corrupt(reason: "a timeline key is not 24 bytes") }
             let seq = UInt64(bigEndian: current.key.loadUnaligned(fromByteOffset: 16, as: UInt64.self))

@@ -198,21 +198,25 @@ extension Ledger {
     private func collectUsage(_ query: UsageQuery, in txn: borrowing ReadTransaction) throws -> [BucketKey: UsageAmounts] {
         var buckets: [BucketKey: UsageAmounts] = [:]
         let owner: String
-        var running: [(number: UInt64, state: ResourceState)] = []
+        // Resources whose rows stop before the range may end: running ones, and those with events after
+        // their checkpoint. Their usage after the checkpoint is folded from it.
+        var unmaterialized: [UInt64: ResourceState] = [:]
         switch query.subject {
         case .owner(let name):
             owner = name
-            try scan(databases.running, prefix: ProjectionFormat.ownerKey(name), in: txn) { _, value in
-                let number = try StorageFormat.decodeNumber(value, what: "a running entry")
-                guard let stored = try txn.get(databases.resourceState, BigEndianKey(number)) else { return }
-                running.append((number, try ProjectionFormat.decodeState(stored)))
+            for index in [databases.running, databases.pending] {
+                try scan(index, prefix: ProjectionFormat.ownerKey(name), in: txn) { _, value in
+                    let number = try StorageFormat.decodeNumber(value, what: "an index entry")
+                    guard unmaterialized[number] == nil, let stored = try txn.get(databases.resourceState, BigEndianKey(number)) else { return }
+                    unmaterialized[number] = try ProjectionFormat.decodeState(stored)
+                }
             }
         case .resource(let resource):
             guard let number = try resourceNumber(resource, in: txn),
                   let stored = try txn.get(databases.resourceState, BigEndianKey(number)) else { return [:] }
             let state = try ProjectionFormat.decodeState(stored)
             owner = state.owner
-            if state.running { running.append((number, state)) }
+            unmaterialized[number] = state
         }
         let hourLength = Timestamp.microsecondsPerHour
         let from = query.from, end = query.end
@@ -240,13 +244,14 @@ extension Ledger {
                 }
                 hour += hourLength
             }
-            // Running usage not yet in rows: from each running resource's accrued_until on.
-            for (_, state) in running {
-                guard let since = state.footprintSince else { continue }
-                var open: [Int64: UsageAmounts] = [:]
-                try Fold.addRunning(RunSegment(start: max(since, state.accruedUntil), end: nil, footprint: state.footprint),
-                                    from: Timestamp(microseconds: firstWhole), until: Timestamp(microseconds: lastWhole), into: &open)
-                for (hour, amounts) in open { try buckets[query.bucket(hour, state.resource), default: .init()].add(amounts) }
+            // Usage not yet in rows: folded from each such resource's checkpoint.
+            for (number, state) in unmaterialized where state.accruedUntil.microseconds < lastWhole {
+                let entries = try timeline(resourceNumber: number, from: state.accruedUntil, in: txn)
+                let fold = Fold.continuing(from: state.accruedUntil, running: state.checkpointRunning,
+                                           footprint: state.checkpointFootprint, entries: entries)
+                let hours = try Fold.hourly(fold, from: max(state.accruedUntil, Timestamp(microseconds: firstWhole)),
+                                            until: Timestamp(microseconds: lastWhole))
+                for (hour, amounts) in hours { try buckets[query.bucket(hour, state.resource), default: .init()].add(amounts) }
             }
         }
         // Partial hours: fold the timelines of every resource with a row there or running now.
@@ -256,7 +261,7 @@ extension Ledger {
             try rows(of: query.subject, owner: owner, hour: start.hourFloor.microseconds, in: txn) { resource, _ in
                 candidates[resource] = .some(nil)
             }
-            for (number, state) in running { candidates[state.resource] = number }
+            for (number, state) in unmaterialized { candidates[state.resource] = number }
             for (resource, knownNumber) in candidates {
                 if folds[resource] == nil {
                     guard let number = try knownNumber ?? resourceNumber(resource, in: txn) else { continue }
