@@ -175,8 +175,6 @@ extension Ledger {
     public func verify(maximumDifferences: Int = 20) throws(LedgerError) -> VerifyReport {
         try read { txn in
             let meta = databases.meta
-            let watermark = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.watermark) ?? .earliest
-            let target = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.rollupTarget) ?? watermark
             let horizon = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.horizon) ?? .earliest
             var report = VerifyReport(resourcesChecked: 0, eventsReplayed: 0, differenceCount: 0, differences: [])
             func differ(_ text: String) {
@@ -202,8 +200,6 @@ extension Ledger {
                     continue
                 }
                 let stored = try ProjectionFormat.decodeState(storedBytes)
-                // A running resource is materialized to the watermark, or to a rollup's target if that
-                // rollup is still in progress and has reached it.
                 // Rows must hold exactly the log's usage before the resource's own checkpoint.
                 let (expected, expectedRows) = try expectedProjection(entries, resource: resource, owner: owner, base: base,
                                                                       materializeUntil: stored.accruedUntil, rowsFrom: horizon)
@@ -243,8 +239,7 @@ extension Ledger {
                 while let current = row, report.differences.count < maximumDifferences, located < extra {
                     let parts = try ProjectionFormat.decodeHourlyKey(current.key)
                     if expectedHours[parts.resource] == nil {
-                        expectedHours[parts.resource] = try expectedHourSet(parts.resource, materializeFrom: watermark, target: target,
-                                                                            horizon: horizon, in: txn)
+                        expectedHours[parts.resource] = try expectedHourSet(parts.resource, horizon: horizon, in: txn)
                     }
                     if expectedHours[parts.resource]?.contains(parts.hour) != true {
                         located += 1
@@ -288,8 +283,7 @@ extension Ledger {
     }
 
     /// The hours for which the log gives `resource` a row (used only to locate unexpected stored rows).
-    private func expectedHourSet(_ resource: ResourceID, materializeFrom watermark: Timestamp, target: Timestamp, horizon: Timestamp,
-                                 in txn: borrowing ReadTransaction) throws -> Set<Int64> {
+    private func expectedHourSet(_ resource: ResourceID, horizon: Timestamp, in txn: borrowing ReadTransaction) throws -> Set<Int64> {
         guard let number = try resourceNumber(resource, in: txn),
               let value = try txn.get(databases.resources, StorageFormat.resourceKey(resource)) else { return [] }
         let owner = try StorageFormat.decodeResourceValue(value).owner
