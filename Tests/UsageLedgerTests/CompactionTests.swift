@@ -443,6 +443,30 @@ struct CompactionProcessTests {
         #expect(try ledger.verify().isConsistent)
     }
 
+    @Test("a backup taken while another process appends is a consistent ledger")
+    func backupWhileAppending() throws {
+        let dir = try TemporaryDirectory()
+        let db = dir.child("ledger")
+        try Self.fleet(db, count: 50)
+        let lines = (0..<5000).map { n in
+            #"{"id":"b-\#(n)","kind":"started","resource":{"type":"task","id":"b-\#(n)","owner":"org-3"},"occurred_at":"2026-11-20T10:00:00Z","footprint":{"memory_mb":64}}"#
+        }.joined(separator: "\n")
+        let file = try dir.file("live.ndjson", lines)
+        let appender = try startCLI(["append", file, "--db", db, "--batch-size", "10", "--now", "2026-11-24T12:00:00Z"])
+        usleep(50_000)
+        let backup = try runCLI(["backup", "--db", db, "--to", dir.child("copy"), "--compact"])
+        let appended = finish(appender.0, appender.1, appender.2)
+        #expect(backup.status == 0, "\(backup.stderr)")
+        #expect(appended.status == 0)
+        // The copy holds some prefix of the appends, whole batches only, and its projections match its log.
+        let copy = try Ledger(path: dir.child("copy"))
+        let report = try copy.verify()
+        #expect(report.isConsistent, "\(report.differences)")
+        let live = try copy.currentUsage(owner: "org-3", listingResources: false).runningCount
+        #expect(live % 10 == 0 && live <= 5000)
+        #expect(try copy.events(after: 0, limit: 100_000).events.count == 50 * 6 + live)
+    }
+
     @Test("CLI: dry run, compact, events after pruning (exit 4), too_late, purge-and-reseed needs --yes")
     func commands() throws {
         let dir = try TemporaryDirectory()
