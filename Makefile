@@ -1,5 +1,5 @@
 # The two fresh-machine commands are `make demo` and `make test`; both install what they need first.
-.PHONY: deps demo test bench bench-large clean
+.PHONY: deps demo test test-tsan bench bench-large clean
 
 deps:
 	@bash .ci/install-deps
@@ -9,6 +9,10 @@ demo: deps
 
 test: deps
 	swift test
+
+# The concurrency tests (threads and processes) under ThreadSanitizer, in a build folder of their own.
+test-tsan: deps
+	swift test --sanitize=thread --scratch-path .build-tsan --filter "concurrentThreads|concurrentProcesses|compactionWhileAppending"
 
 # Benchmarks (a separate package): prints the tables and writes Benchmarks/results.md.
 bench: deps
