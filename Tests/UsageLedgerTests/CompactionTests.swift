@@ -373,6 +373,15 @@ struct CompactionProcessTests {
         return kept
     }
 
+    /// Starts a `usage-ledger append` process that starts `count` tasks of `owner`, in batches of 10.
+    static func startAppending(_ count: Int, owner: String, to db: String, in dir: TemporaryDirectory) throws -> (Process, Pipe, Pipe) {
+        let lines = (0..<count).map { n in
+            #"{"id":"\#(owner)-live-\#(n)","kind":"started","resource":{"type":"task","id":"live-\#(n)","owner":"\#(owner)"},"occurred_at":"2026-11-20T10:00:00Z","footprint":{"memory_mb":64}}"#
+        }.joined(separator: "\n")
+        let file = try dir.file("\(owner)-live.ndjson", lines)
+        return try startCLI(["append", file, "--db", db, "--batch-size", "10", "--now", "2026-11-24T12:00:00Z"])
+    }
+
     @Test("a compaction killed with SIGKILL at random points leaves a valid ledger, and a rerun finishes it")
     func killedAndRerun() throws {
         let rounds = ProcessInfo.processInfo.environment["USAGE_LEDGER_KILL_ROUNDS"].flatMap(Int.init) ?? 3
@@ -429,11 +438,7 @@ struct CompactionProcessTests {
         let dir = try TemporaryDirectory()
         let db = dir.child("ledger")
         try Self.fleet(db, count: 100)
-        let lines = (0..<3000).map { n in
-            #"{"id":"live-\#(n)","kind":"started","resource":{"type":"task","id":"live-\#(n)","owner":"org-2"},"occurred_at":"2026-11-20T10:00:00Z","footprint":{"memory_mb":64}}"#
-        }.joined(separator: "\n")
-        let file = try dir.file("live.ndjson", lines)
-        let appender = try startCLI(["append", file, "--db", db, "--batch-size", "10", "--now", "2026-11-24T12:00:00Z"])
+        let appender = try Self.startAppending(3000, owner: "org-2", to: db, in: dir)
         let compaction = try runCLI(["compact", "--db", db, "--batch-size", "5", "--now", "2026-11-24T12:00:00Z"])
         let appended = finish(appender.0, appender.1, appender.2)
         #expect(compaction.status == 0, "\(compaction.stderr)")
@@ -448,11 +453,7 @@ struct CompactionProcessTests {
         let dir = try TemporaryDirectory()
         let db = dir.child("ledger")
         try Self.fleet(db, count: 50)
-        let lines = (0..<5000).map { n in
-            #"{"id":"b-\#(n)","kind":"started","resource":{"type":"task","id":"b-\#(n)","owner":"org-3"},"occurred_at":"2026-11-20T10:00:00Z","footprint":{"memory_mb":64}}"#
-        }.joined(separator: "\n")
-        let file = try dir.file("live.ndjson", lines)
-        let appender = try startCLI(["append", file, "--db", db, "--batch-size", "10", "--now", "2026-11-24T12:00:00Z"])
+        let appender = try Self.startAppending(5000, owner: "org-3", to: db, in: dir)
         usleep(50_000)
         let backup = try runCLI(["backup", "--db", db, "--to", dir.child("copy"), "--compact"])
         let appended = finish(appender.0, appender.1, appender.2)
