@@ -62,11 +62,14 @@ extension Ledger {
         let before = stored ?? ResourceState(resource: event.resource, owner: event.owner)
         let t = event.occurredAt
         var after: ResourceState
-        if stored == nil || t >= before.lastOccurredAt {
+        if t < before.accruedUntil {
+            // Before the checkpoint: the rows it changes are rewritten, and that refold gives the state too.
+            after = try rewriteMaterialized(resourceNumber: resourceNumber, before: before, insertedAt: t, excludingSeq: seq, in: txn)
+        } else if stored == nil || t >= before.lastOccurredAt {
             after = before
             try after.apply(event) { _ throws(LedgerError) in }
         } else {
-            // A late event: the current state is the whole timeline's fold again.
+            // A late event after the checkpoint: the current state is the whole timeline's fold again.
             let entries = try timeline(resourceNumber: resourceNumber, in: txn)
             after = try Fold.replay(entries, resource: before.resource, owner: before.owner,
                                     base: compactionBase(resourceNumber: resourceNumber, in: txn)).state
@@ -74,9 +77,7 @@ extension Ledger {
             after.checkpointRunning = before.checkpointRunning
             after.checkpointFootprint = before.checkpointFootprint
         }
-        if t < before.accruedUntil {
-            try rewriteMaterialized(resourceNumber: resourceNumber, state: &after, insertedAt: t, excludingSeq: seq, in: txn)
-        } else {
+        if t >= before.accruedUntil {
             let key = ProjectionFormat.ownerKey(after.owner, type: after.resource.type, id: after.resource.id)
             if try txn.get(databases.pending, key) == nil { try txn.put(databases.pending, key, BigEndianKey(resourceNumber).bytes) }
         }
@@ -88,11 +89,13 @@ extension Ledger {
     }
 
     /// An event before the checkpoint: rewrite the resource's rows from the event's hour up to the
-    /// checkpoint, from the timeline with and without it, and move the checkpoint's run state.
-    private func rewriteMaterialized(resourceNumber: UInt64, state: inout ResourceState, insertedAt t: Timestamp,
-                                     excludingSeq seq: UInt64, in txn: borrowing WriteTransaction) throws {
+    /// checkpoint, from the timeline with and without it. Returns the new state, checkpoint unchanged in
+    /// time but with the run state the new timeline gives there.
+    private func rewriteMaterialized(resourceNumber: UInt64, before: ResourceState, insertedAt t: Timestamp,
+                                     excludingSeq seq: UInt64, in txn: borrowing WriteTransaction) throws -> ResourceState {
         let entries = try timeline(resourceNumber: resourceNumber, in: txn)
         let base = try compactionBase(resourceNumber: resourceNumber, in: txn)
+        var state = before
         let old = try Fold.replay(entries.filter { $0.seq != seq }, resource: state.resource, owner: state.owner, base: base)
         let new = try Fold.replay(entries, resource: state.resource, owner: state.owner, base: base)
         let from = t.hourFloor, until = state.accruedUntil
@@ -104,7 +107,10 @@ extension Ledger {
             try txn.put(databases.hourly, ProjectionFormat.hourlyKey(hour: hour, owner: state.owner, resource: state.resource),
                         ProjectionFormat.encode(amounts))
         }
+        state = new.state
+        state.accruedUntil = until
         (state.checkpointRunning, state.checkpointFootprint) = Fold.checkpoint(new, at: until)
+        return state
     }
 
     /// Writes a resource's hourly rows from its checkpoint up to `target` and moves the checkpoint there;
