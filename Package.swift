@@ -30,7 +30,7 @@ let package = Package(
         .executableTarget(
             name: "usage-ledger",
             dependencies: [
-                "UsageLedger",
+                "UsageLedger", "LMDBStorage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

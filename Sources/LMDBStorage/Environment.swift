@@ -1,5 +1,4 @@
 import CLMDB
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,5 +1,4 @@
 import LMDBStorage
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -14,7 +13,7 @@ final class EnvironmentRegistry: Sendable {
         init(_ environment: Environment) { self.environment = environment }
     }
 
-    private let open = Mutex<[String: WeakEnvironment]>([:])
+    private let open = Locked<[String: WeakEnvironment]>([:])
 
     /// The open environment for `path`, or a newly opened one.
     func environment(path: String, options: EnvironmentOptions) throws(StorageError) -> Environment {
@@ -22,7 +21,7 @@ final class EnvironmentRegistry: Sendable {
             let key = Self.canonical(path)
             if let existing = table[key]?.environment { return existing }
             let environment = try Environment(path: path, options: options)
-            table[Self.canonical(path)] = WeakEnvironment(environment)
+            table[key] = WeakEnvironment(environment)
             return environment
         }
     }

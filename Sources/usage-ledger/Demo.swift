@@ -1,5 +1,5 @@
 import ArgumentParser
-import Synchronization
+import LMDBStorage
 import UsageLedger
 
 /// A small simulated orchestrator: tenants start, scale and stop apps, tasks and service instances
@@ -91,8 +91,8 @@ struct Demo: ParsableCommand {
 
 /// The demo's clock, advanced by the simulation.
 final class SimulatedClock: Sendable {
-    private let current: Mutex<Timestamp>
-    init(_ start: Timestamp) { current = Mutex(start) }
+    private let current: Locked<Timestamp>
+    init(_ start: Timestamp) { current = Locked(start) }
     var now: Timestamp {
         get { current.withLock { $0 } }
         set { current.withLock { $0 = newValue } }

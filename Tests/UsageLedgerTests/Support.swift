@@ -1,6 +1,6 @@
 import Foundation
-import Synchronization
 import Testing
+import LMDBStorage
 @testable import UsageLedger
 
 /// A fresh directory under the system's temporary directory, removed when the test is done with it.
@@ -100,7 +100,7 @@ func runCLI(_ arguments: [String], stdin: String? = nil, environment: [String: S
 /// Waits for a started process and collects its output.
 func finish(_ process: Process, _ out: Pipe, _ err: Pipe) -> ProcessResult {
     // Drain both pipes at once so that a child filling one of them can never block.
-    let collected = Mutex<Data>(Data())
+    let collected = Locked<Data>(Data())
     let done = DispatchSemaphore(value: 0)
     let errHandle = err.fileHandleForReading
     DispatchQueue.global().async {
