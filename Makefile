@@ -1,5 +1,5 @@
 # The two fresh-machine commands are `make demo` and `make test`; both install what they need first.
-.PHONY: deps demo test test-tsan bench bench-large clean
+.PHONY: deps demo test test-tsan test-crash bench bench-large clean
 
 deps:
 	@bash .ci/install-deps
@@ -12,7 +12,11 @@ test: deps
 
 # The concurrency tests (threads and processes) under ThreadSanitizer, in a build folder of their own.
 test-tsan: deps
-	swift test --sanitize=thread --scratch-path .build-tsan --filter "concurrentThreads|concurrentProcesses|compactionWhileAppending"
+	swift test --sanitize=thread --scratch-path .build-tsan --filter "concurrentThreads|concurrentProcesses|compactionWhileAppending|mixedWorkload"
+
+# The crash tests at full strength: 100 SIGKILLs each of an appender and a compaction, 25 of a rollup.
+test-crash: deps
+	USAGE_LEDGER_KILL_ROUNDS=100 swift test --filter "CrashTests|killedAndRerun"
 
 # Benchmarks (a separate package): prints the tables and writes Benchmarks/results.md.
 bench: deps

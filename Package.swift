@@ -34,10 +34,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // A child process for the crash tests: appends batches and acknowledges each after commit.
+        .executableTarget(name: "ledger-crash-worker", dependencies: ["UsageLedger", "LedgerCore"], path: "Tests/CrashWorker"),
         .testTarget(
             name: "UsageLedgerTests",
             dependencies: [
-                "UsageLedger", "LMDBStorage", "LedgerCore", "usage-ledger",
+                "UsageLedger", "LMDBStorage", "LedgerCore", "usage-ledger", "ledger-crash-worker",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),

@@ -34,6 +34,9 @@ public struct LedgerStatistics: Sendable, Equatable {
     public var unmatchedStops: UInt64
     /// Hours before this instant are rolled up into hourly snapshots (nil before the first rollup).
     public var watermark: Timestamp?
+    /// Set while a rollup is under way (or was interrupted): the watermark it is rolling up to. The next
+    /// rollup resumes it.
+    public var rollupTarget: Timestamp?
     /// Events before this instant were compacted away (nil before the first compaction).
     public var horizon: Timestamp?
     /// Hourly snapshots before this instant were dropped by retention (nil if none were).
@@ -112,6 +115,7 @@ extension Ledger {
                 nextSeq: counters.nextSeq,
                 unmatchedStops: try txn.get(databases.meta, ProjectionMeta.unmatchedStops).map { try StorageFormat.decodeNumber($0, what: "unmatched_stops") } ?? 0,
                 watermark: try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.watermark),
+                rollupTarget: try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.rollupTarget),
                 horizon: try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.horizon),
                 snapshotsRetainedFrom: try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.snapshotsRetainedFrom),
                 databases: perDatabase, environment: environment.statistics())
