@@ -72,12 +72,12 @@ public struct EnvironmentStatistics: Sendable, Equatable {
 public final class Environment: @unchecked Sendable {
     // @unchecked: `handle` is used only through LMDB calls that are thread-safe with MDB_NOTLS, and
     // resizing is serialized against every transaction of this process by `gate`.
-    private let handle: OpaquePointer
+    let handle: OpaquePointer
     /// The directory of the environment.
     public let path: String
     /// The options it was opened with.
     public let options: EnvironmentOptions
-    private let gate = ReadWriteGate()
+    let gate = ReadWriteGate()
 
     /// Opens (and, unless read-only, creates) the environment at `path`, a directory. Files are created
     /// with mode 0600, the directory with 0700. Reader slots left by dead processes are cleared.
@@ -114,9 +114,7 @@ public final class Environment: @unchecked Sendable {
         if rc != 0 {
             mdb_env_close(env)
             if rc > 0 {
-                let reason = rc == EACCES || rc == EROFS
-                    ? "permission denied or read-only file system (\(StorageError.describe(rc)))"
-                    : StorageError.describe(rc)
+                let reason = rc == EACCES || rc == EROFS ? Self.explainRefusal(path: path, code: rc) : StorageError.describe(rc)
                 throw .cannotOpen(path: path, errno: rc, reason: reason)
             }
             throw StorageError.from(code: rc)
@@ -127,6 +125,19 @@ public final class Environment: @unchecked Sendable {
     }
 
     deinit { mdb_env_close(handle) }
+
+    /// Says which file LMDB could not open for writing: readers too register in `lock.mdb`, so a ledger
+    /// on a read-only medium or with a read-only lock file cannot be opened even to read.
+    private static func explainRefusal(path: String, code: Int32) -> String {
+        if code == EROFS {
+            return "the file system is read-only, and LMDB writes lock.mdb even to read (copy the ledger somewhere writable)"
+        }
+        let candidates: [String] = [path, "\(path)/lock.mdb", "\(path)/data.mdb"]
+        let refused = candidates.filter { access($0, F_OK) == 0 && access($0, W_OK) != 0 }
+        let names = refused.isEmpty ? "a file in it" : refused.map { "'\($0)'" }.joined(separator: ", ")
+        let verb = refused.count > 1 ? "are" : "is"
+        return "permission denied: \(names) \(verb) not writable by this user; readers need to write lock.mdb, writers also data.mdb"
+    }
 
     private static func exists(_ path: String, isDirectory: inout Bool) -> Bool {
         var info = stat()
@@ -169,7 +180,7 @@ public final class Environment: @unchecked Sendable {
 
     /// Begins a transaction holding the gate shared; the caller ends both. Adopts a map another process
     /// grew (`MDB_MAP_RESIZED`) and clears stale readers when slots run out, then tries again.
-    private func begin(flags: UInt32) throws(StorageError) -> OpaquePointer {
+    func begin(flags: UInt32) throws(StorageError) -> OpaquePointer {
         var clearedReaders = false
         while true {
             gate.lockShared()

@@ -48,6 +48,7 @@ public final class Ledger: Sendable {
         self.options = options
         do {
             environment = try EnvironmentRegistry.shared.environment(path: path, options: options.environmentOptions)
+            if options.checksStructureAtOpen { _ = try environment.checkStructure() }
             let opened = try environment.openDatabases(StorageFormat.Name.all)
             databases = Databases(meta: opened[0], events: opened[1], eventIDs: opened[2], resources: opened[3], timeline: opened[4],
                                   resourceState: opened[5], running: opened[6], ownerTotals: opened[7], hourly: opened[8],

@@ -42,6 +42,9 @@ public struct LedgerOptions: Sendable {
     public var readOnly = false
     /// Creates the ledger when the path holds none.
     public var createIfMissing = true
+    /// Checks the data file's page structure before opening its databases (as `verify` does), so that a
+    /// damaged file is reported as `corrupt` instead of being read. Costs one read of the whole file.
+    public var checksStructureAtOpen = false
     /// The ledger's clock: `recorded_at` and the `in_future` check read it.
     public var clock: LedgerClock = .system
     /// How far after the clock an event may have occurred before it is rejected as `in_future`.

@@ -97,7 +97,7 @@ struct LedgerArguments: ParsableArguments {
     var output: OutputFormat { format ?? (isatty(STDOUT_FILENO) == 1 ? .table : .json) }
 
     /// Opens the ledger with the given clock.
-    func open(create: Bool = false, readOnly: Bool = false, now: Timestamp? = nil) throws -> Ledger {
+    func open(create: Bool = false, readOnly: Bool = false, now: Timestamp? = nil, checkingStructure: Bool = false) throws -> Ledger {
         var options = LedgerOptions()
         guard let durability = Durability(rawValue: durability) else {
             throw ValidationError("--durability must be one of: \(Durability.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -105,6 +105,7 @@ struct LedgerArguments: ParsableArguments {
         options.durability = durability
         options.createIfMissing = create
         options.readOnly = readOnly
+        options.checksStructureAtOpen = checkingStructure
         if let now { options.clock = .fixed(now) }
         return try Ledger(path: try path(), options: options)
     }

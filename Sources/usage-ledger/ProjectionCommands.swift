@@ -203,12 +203,14 @@ struct Verify: ParsableCommand {
     @OptionGroup var ledger: LedgerArguments
 
     func run() throws {
-        let report = try ledger.open(readOnly: true).verify()
+        // The structure is checked before any database is opened: a damaged file must not be read.
+        let report = try ledger.open(readOnly: true, checkingStructure: true).verify()
         switch ledger.output {
         case .json:
             var writer = JSONWriter()
             writer.object { o in
                 o.member("consistent", report.isConsistent)
+                o.member("pages_checked", report.pagesChecked)
                 o.member("resources_checked", report.resourcesChecked)
                 o.member("events_replayed", report.eventsReplayed)
                 o.member("differences", report.differenceCount)
@@ -217,7 +219,7 @@ struct Verify: ParsableCommand {
             print(writer.text)
         case .table:
             print(report.isConsistent
-                  ? "consistent: \(report.resourcesChecked) resources, \(report.eventsReplayed) events replayed"
+                  ? "consistent: \(report.pagesChecked) pages, \(report.resourcesChecked) resources, \(report.eventsReplayed) events replayed"
                   : "\(report.differenceCount) differences; the first:\n" + report.differences.map { "  " + $0 }.joined(separator: "\n"))
         }
         if !report.isConsistent {

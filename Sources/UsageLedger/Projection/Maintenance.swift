@@ -15,6 +15,8 @@ public struct RollupSummary: Sendable, Equatable {
 
 /// What `verify` found.
 public struct VerifyReport: Sendable, Equatable {
+    /// Pages of the data file whose structure was checked.
+    public var pagesChecked: Int
     /// Resources whose timeline was replayed.
     public var resourcesChecked: Int
     /// Events replayed.
@@ -171,12 +173,27 @@ extension Ledger {
         }
     }
 
-    /// Replays every resource's timeline and compares the result with the stored projections.
+    /// Checks the data file's structure page by page, then replays every resource's timeline and compares
+    /// the result with the stored projections and the log's indexes.
+    ///
+    /// A damaged page structure throws `LedgerError.corrupt` naming the page before LMDB reads it (LMDB
+    /// has no checksums and could crash on it); damaged records throw `corrupt` through their CRC-32;
+    /// projections or indexes that disagree with the log are returned as differences.
     public func verify(maximumDifferences: Int = 20) throws(LedgerError) -> VerifyReport {
+        let structure: StructureReport
+        do { structure = try environment.checkStructure() } catch { throw Self.map(error, path: path) }
+        var report = try verifyContents(maximumDifferences: maximumDifferences)
+        report.pagesChecked = structure.pages
+        return report
+    }
+
+    private func verifyContents(maximumDifferences: Int) throws(LedgerError) -> VerifyReport {
         try read { txn in
             let meta = databases.meta
             let horizon = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.horizon) ?? .earliest
-            var report = VerifyReport(resourcesChecked: 0, eventsReplayed: 0, differenceCount: 0, differences: [])
+            let checkpointLimit = max(try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.watermark) ?? .earliest,
+                                      try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.rollupTarget) ?? .earliest)
+            var report = VerifyReport(pagesChecked: 0, resourcesChecked: 0, eventsReplayed: 0, differenceCount: 0, differences: [])
             func differ(_ text: String) {
                 report.differenceCount += 1
                 if report.differences.count < maximumDifferences { report.differences.append(text) }
@@ -200,6 +217,12 @@ extension Ledger {
                     continue
                 }
                 let stored = try ProjectionFormat.decodeState(storedBytes)
+                // Rollup (to its target) and compaction (to the horizon, never past the watermark) are the
+                // only writers of a checkpoint; one beyond them is damage, and replaying to it could take forever.
+                guard stored.accruedUntil <= checkpointLimit else {
+                    differ("\(resource): its checkpoint \(stored.accruedUntil) lies beyond the rollup watermark \(checkpointLimit)")
+                    continue
+                }
                 // Rows must hold exactly the log's usage before the resource's own checkpoint.
                 let (expected, expectedRows) = try expectedProjection(entries, resource: resource, owner: owner, base: base,
                                                                       materializeUntil: stored.accruedUntil, rowsFrom: horizon)
@@ -239,7 +262,7 @@ extension Ledger {
                 while let current = row, report.differences.count < maximumDifferences, located < extra {
                     let parts = try ProjectionFormat.decodeHourlyKey(current.key)
                     if expectedHours[parts.resource] == nil {
-                        expectedHours[parts.resource] = try expectedHourSet(parts.resource, horizon: horizon, in: txn)
+                        expectedHours[parts.resource] = try expectedHourSet(parts.resource, horizon: horizon, checkpointLimit: checkpointLimit, in: txn)
                     }
                     if expectedHours[parts.resource]?.contains(parts.hour) != true {
                         located += 1
@@ -278,19 +301,54 @@ extension Ledger {
             }
             let storedUnmatched = try txn.get(meta, ProjectionMeta.unmatchedStops).map { try StorageFormat.decodeNumber($0, what: "unmatched_stops") } ?? 0
             if storedUnmatched != unmatched { differ("unmatched stops: \(storedUnmatched) counted, the log gives \(unmatched)") }
+            try verifyLogIndexes(in: txn, timelineEntries: report.eventsReplayed, differ: differ)
             return report
         }
     }
 
+    /// Checks the log's own indexes: every event decodes, is found under its id and in its resource's
+    /// timeline, and neither index holds anything else. A damaged `event_ids` entry would otherwise
+    /// make a retry count twice without any projection noticing.
+    private func verifyLogIndexes(in txn: borrowing ReadTransaction, timelineEntries: Int, differ: (String) -> Void) throws {
+        var count = 0
+        let counters = try LogCounters(reading: txn, meta: databases.meta)
+        let events = try txn.cursor(databases.events)
+        if let last = try events.last(), try StorageFormat.decodeNumber(last.key, what: "an events key") >= counters.nextSeq {
+            differ("next_seq \(counters.nextSeq) is not past the last recorded event: a new event would overwrite one")
+        }
+        var entry = try events.first()
+        while let current = entry {
+            count += 1
+            let seq = try StorageFormat.decodeNumber(current.key, what: "an events key")
+            let event = try EventRecord.decode(current.value, seq: seq).event
+            let mapped = try txn.get(databases.eventIDs, event.id).map { try StorageFormat.decodeNumber($0, what: "an event_ids entry") }
+            if mapped != seq { differ("event seq \(seq): its id '\(event.id)' maps to \(mapped.map { "seq \($0)" } ?? "nothing")") }
+            if let number = try resourceNumber(event.resource, in: txn) {
+                let key = StorageFormat.timelineKey(resource: number, occurredAt: event.occurredAt, seq: seq)
+                if try txn.get(databases.timeline, key) == nil { differ("event seq \(seq): missing from the timeline of \(event.resource)") }
+            } else {
+                differ("event seq \(seq): its resource \(event.resource) is not registered")
+            }
+            entry = try events.next()
+        }
+        let ids = try txn.statistics(databases.eventIDs).entries
+        if ids != count { differ("event_ids holds \(ids) entries for \(count) events") }
+        let timeline = try txn.statistics(databases.timeline).entries
+        if timeline != count || timelineEntries != count {
+            differ("the timelines hold \(timeline) entries (\(timelineEntries) reachable from registered resources) for \(count) events")
+        }
+    }
+
     /// The hours for which the log gives `resource` a row (used only to locate unexpected stored rows).
-    private func expectedHourSet(_ resource: ResourceID, horizon: Timestamp, in txn: borrowing ReadTransaction) throws -> Set<Int64> {
+    private func expectedHourSet(_ resource: ResourceID, horizon: Timestamp, checkpointLimit: Timestamp,
+                                 in txn: borrowing ReadTransaction) throws -> Set<Int64> {
         guard let number = try resourceNumber(resource, in: txn),
               let value = try txn.get(databases.resources, StorageFormat.resourceKey(resource)) else { return [] }
         let owner = try StorageFormat.decodeResourceValue(value).owner
         let entries = try timeline(resourceNumber: number, in: txn)
         let base = try compactionBase(resourceNumber: number, in: txn)
         let stored = try txn.get(databases.resourceState, BigEndianKey(number)).map { try ProjectionFormat.decodeState($0) }
-        let until = stored?.accruedUntil ?? .earliest
+        let until = min(stored?.accruedUntil ?? .earliest, checkpointLimit)
         let (_, rows) = try expectedProjection(entries, resource: resource, owner: owner, base: base, materializeUntil: until, rowsFrom: horizon)
         return Set(rows.keys)
     }
