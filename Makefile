@@ -1,5 +1,5 @@
 # The two fresh-machine commands are `make demo` and `make test`; both install what they need first.
-.PHONY: deps demo test test-tsan test-crash bench bench-large clean
+.PHONY: deps demo test test-tsan test-crash fuzz bench bench-large clean
 
 deps:
 	@bash .ci/install-deps
@@ -14,9 +14,14 @@ test: deps
 test-tsan: deps
 	swift test --sanitize=thread --scratch-path .build-tsan --filter "concurrentThreads|concurrentProcesses|compactionWhileAppending|mixedWorkload"
 
-# The crash tests at full strength: 100 SIGKILLs each of an appender and a compaction, 25 of a rollup.
+# The crash and damage tests at full strength: 100 SIGKILLs each of an appender and a compaction, 25 of
+# a rollup, and 400 data files with random flipped bytes for verify.
 test-crash: deps
-	USAGE_LEDGER_KILL_ROUNDS=100 swift test --filter "CrashTests|killedAndRerun"
+	USAGE_LEDGER_KILL_ROUNDS=100 USAGE_LEDGER_FLIP_TRIALS=400 swift test --filter "CrashTests|killedAndRerun|flippedBytes"
+
+# The fuzz targets (event JSON, stored records) under libFuzzer and ASan, FUZZ_SECONDS each (default 60).
+fuzz: deps
+	bash Tests/Fuzz/run $(or $(FUZZ_SECONDS),60)
 
 # Benchmarks (a separate package): prints the tables and writes Benchmarks/results.md.
 bench: deps

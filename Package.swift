@@ -36,10 +36,15 @@ let package = Package(
         ),
         // A child process for the crash tests: appends batches and acknowledges each after commit.
         .executableTarget(name: "ledger-crash-worker", dependencies: ["UsageLedger", "LedgerCore"], path: "Tests/CrashWorker"),
+        // Fuzz targets for the event decoder and the stored-record decoders (`make fuzz`); built normally
+        // they replay a corpus, which the tests do with the seeds under Tests/Fuzz/Corpus.
+        .target(name: "CFuzzSupport", path: "Tests/Fuzz/CFuzzSupport"),
+        .executableTarget(name: "fuzz-event-json", dependencies: ["UsageLedger", "CFuzzSupport"], path: "Tests/Fuzz/EventJSON"),
+        .executableTarget(name: "fuzz-stored-record", dependencies: ["UsageLedger", "CFuzzSupport"], path: "Tests/Fuzz/StoredRecord"),
         .testTarget(
             name: "UsageLedgerTests",
             dependencies: [
-                "UsageLedger", "LMDBStorage", "LedgerCore", "usage-ledger", "ledger-crash-worker",
+                "UsageLedger", "LMDBStorage", "LedgerCore", "usage-ledger", "ledger-crash-worker", "fuzz-event-json", "fuzz-stored-record",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),

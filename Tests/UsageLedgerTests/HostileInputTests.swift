@@ -70,3 +70,23 @@ struct HostileInputTests {
         #expect(summary.appended == 1)
     }
 }
+
+@Suite("Fuzz targets")
+struct FuzzCorpusTests {
+    @Test("each fuzz target replays its seed corpus without a crash or a round-trip mismatch", arguments: ["event-json", "stored-record"])
+    func replaySeeds(target: String) throws {
+        let corpus = repositoryRoot + "/Tests/Fuzz/Corpus/" + target
+        let seeds = try FileManager.default.contentsOfDirectory(atPath: corpus).sorted().map { corpus + "/" + $0 }
+        #expect(seeds.count > 10)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: cliPath).deletingLastPathComponent().appendingPathComponent("fuzz-" + target)
+        process.arguments = seeds
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let result = finish(process, out, err)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout == "replayed \(seeds.count) inputs\n")
+    }
+}

@@ -1,0 +1,100 @@
+import LMDBStorage
+import LedgerCore
+
+/// Entry points for the fuzz targets under `Tests/Fuzz`: each decodes arbitrary bytes the way the
+/// ledger does and checks that whatever decodes re-encodes to the same value. Errors are the expected
+/// answer to bad bytes; a crash, a hang or a round-trip mismatch (a `precondition` failure) is a bug.
+package enum FuzzEntryPoints {
+    /// Decodes `bytes` as one NDJSON line; a decoded event must survive JSON encoding and decoding.
+    package static func eventJSON(_ bytes: UnsafeRawBufferPointer) {
+        let line = bytes.bindMemory(to: UInt8.self)
+        guard let event = try? EventJSON.decode(line) else { return }
+        let again = try? EventJSON.decode(EventJSON.encode(event))
+        precondition(again == event, "an event decoded from JSON did not round-trip: \(EventJSON.encode(event))")
+    }
+
+    /// Decodes `bytes` as a stored value. The first byte picks the decoder: an event record (its CRC-32
+    /// recomputed first, so that the fuzzer reaches the parser behind it), an event record as given, a
+    /// resource state, an hourly row, owner totals, a compaction base, an hourly key or a resource entry.
+    package static func storedRecord(_ bytes: UnsafeRawBufferPointer) {
+        guard let selector = bytes.first else { return }
+        let rest = UnsafeRawBufferPointer(rebasing: bytes.dropFirst())
+        switch selector % 8 {
+        case 0:
+            var record = Array(rest)
+            var checksum = ByteWriter(capacity: 4)
+            checksum.writeBigEndian(CRC32.checksum(rest))
+            record += checksum.bytes
+            record.withUnsafeBytes { checkEventRecord($0) }
+        case 1: checkEventRecord(rest)
+        case 2:
+            guard let state = try? ProjectionFormat.decodeState(rest) else { return }
+            let again = ProjectionFormat.encode(state).withUnsafeBytes { try? ProjectionFormat.decodeState($0) }
+            precondition(again == state, "a resource state did not round-trip")
+        case 3:
+            guard let row = try? ProjectionFormat.decodeRow(rest) else { return }
+            let again = ProjectionFormat.encode(row).withUnsafeBytes { try? ProjectionFormat.decodeRow($0) }
+            precondition(again == row, "an hourly row did not round-trip")
+        case 4:
+            guard let totals = try? ProjectionFormat.decodeTotals(rest) else { return }
+            let again = ProjectionFormat.encode(totals).withUnsafeBytes { try? ProjectionFormat.decodeTotals($0) }
+            precondition(again == totals, "owner totals did not round-trip")
+        case 5:
+            guard let base = try? ProjectionFormat.decodeBase(rest) else { return }
+            let again = ProjectionFormat.encode(base).withUnsafeBytes { try? ProjectionFormat.decodeBase($0) }
+            precondition(again == base, "a compaction base did not round-trip")
+        case 6: _ = try? ProjectionFormat.decodeHourlyKey(rest)
+        default: _ = try? StorageFormat.decodeResourceValue(rest)
+        }
+    }
+
+    /// Seeds for `storedRecord`: one valid value of each kind, behind its selector byte.
+    package static func storedRecordSeeds() -> [(name: String, bytes: [UInt8])] {
+        let resource = ResourceID(type: "app", id: "web-1")
+        let at = Timestamp(microseconds: 1_795_000_000_000_000)
+        let events = [
+            UsageEvent(id: "e-1", kind: .started, resource: resource, owner: "org-1", occurredAt: at,
+                       footprint: ["instances": 2, "memory_mb": 512], attributes: ["region": "eu"]),
+            UsageEvent(id: "e-2", kind: .wasRunning, resource: resource, owner: "org-1", occurredAt: at, footprint: ["instances": 1]),
+            UsageEvent(id: "e-3", kind: .stopped, resource: resource, owner: "org-1", occurredAt: at, reason: "scaled to zero"),
+            UsageEvent(id: "e-4", kind: .adjustment, resource: resource, owner: "org-1", occurredAt: at, deltas: ["bytes": -42], reason: "refund"),
+        ]
+        var seeds: [(String, [UInt8])] = []
+        for (n, event) in events.enumerated() {
+            // Selector 0 recomputes the checksum, so its seed is the record without its last four bytes.
+            let record = EventRecord.record(payload: EventRecord.payload(of: event), recordedAt: at)
+            seeds.append(("event-record-\(n)-crc-fixed", [0] + record.dropLast(EventRecord.trailerSize)))
+            seeds.append(("event-record-\(n)", [1] + record))
+        }
+        var state = ResourceState(resource: resource, owner: "org-1")
+        state.running = true
+        state.runStartedAt = at
+        state.footprintSince = at
+        state.footprint = ["instances": 2]
+        state.accruedUntil = at
+        state.checkpointRunning = true
+        state.checkpointFootprint = ["instances": 2]
+        state.adjustmentTotals = ["bytes": -42]
+        seeds.append(("resource-state", [2] + ProjectionFormat.encode(state)))
+        var row = UsageAmounts()
+        row.runningMicroseconds = 3_600_000_000
+        row.meterMicroseconds = ["instances": 7_200_000_000]
+        row.adjustments = ["bytes": -42]
+        seeds.append(("hourly-row", [3] + ProjectionFormat.encode(row)))
+        var totals = ProjectionFormat.OwnerTotals()
+        try? totals.add(["instances": 2, "memory_mb": 512], sign: 1)
+        seeds.append(("owner-totals", [4] + ProjectionFormat.encode(totals)))
+        seeds.append(("compaction-base", [5] + ProjectionFormat.encode(CompactionBase(lastOccurredAt: at, unmatchedStops: 1, adjustmentTotals: ["bytes": 5]))))
+        seeds.append(("hourly-key", [6] + ProjectionFormat.hourlyKey(hour: at.microseconds, owner: "org-1", resource: resource)))
+        seeds.append(("resource-value", [7] + StorageFormat.resourceValue(number: 12, owner: "org-1")))
+        return seeds
+    }
+
+    private static func checkEventRecord(_ record: UnsafeRawBufferPointer) {
+        guard let recorded = try? EventRecord.decode(record, seq: 1) else { return }
+        let again = EventRecord.record(payload: EventRecord.payload(of: recorded.event), recordedAt: recorded.recordedAt).withUnsafeBytes {
+            try? EventRecord.decode($0, seq: 1)
+        }
+        precondition(again == recorded, "an event record did not round-trip")
+    }
+}
