@@ -1,5 +1,5 @@
 # The two fresh-machine commands are `make demo` and `make test`; both install what they need first.
-.PHONY: deps demo test test-tsan test-crash fuzz bench bench-large clean
+.PHONY: deps demo test test-tsan test-crash fuzz soak bench bench-large clean
 
 deps:
 	@bash .ci/install-deps
@@ -22,6 +22,11 @@ test-crash: deps
 # The fuzz targets (event JSON, stored records) under libFuzzer and ASan, FUZZ_SECONDS each (default 60).
 fuzz: deps
 	bash Tests/Fuzz/run $(or $(FUZZ_SECONDS),60)
+
+# The soak: appenders, readers and a maintainer process on one ledger for MINUTES (default 10), release build.
+soak: deps
+	swift build -c release --product ledger-soak
+	rm -rf .build/soak-ledger && .build/release/ledger-soak --db .build/soak-ledger --minutes $(or $(MINUTES),10)
 
 # Benchmarks (a separate package): prints the tables and writes Benchmarks/results.md.
 bench: deps

@@ -38,6 +38,8 @@ let package = Package(
         .executableTarget(name: "ledger-crash-worker", dependencies: ["UsageLedger", "LedgerCore"], path: "Tests/CrashWorker"),
         // Fuzz targets for the event decoder and the stored-record decoders (`make fuzz`); built normally
         // they replay a corpus, which the tests do with the seeds under Tests/Fuzz/Corpus.
+        // The soak (make soak): processes appending, querying, rolling up and compacting for minutes.
+        .executableTarget(name: "ledger-soak", dependencies: ["UsageLedger", "LedgerCore"], path: "Tests/Soak"),
         .target(name: "CFuzzSupport", path: "Tests/Fuzz/CFuzzSupport"),
         .executableTarget(name: "fuzz-event-json", dependencies: ["UsageLedger", "CFuzzSupport"], path: "Tests/Fuzz/EventJSON"),
         .executableTarget(name: "fuzz-stored-record", dependencies: ["UsageLedger", "CFuzzSupport"], path: "Tests/Fuzz/StoredRecord"),
