@@ -184,15 +184,31 @@ struct CLITests {
         #expect(events.stdout.split(separator: "\n").count == 4)
     }
 
-    @Test("the demo runs, and a second run records nothing new")
+    @Test("the demo rolls up, compacts and reseeds; a second run starts afresh with the same figures; it keeps to its own directory")
     func demo() throws {
         let dir = try TemporaryDirectory()
         let db = dir.child("demo")
-        let first = try runCLI(["demo", "--db", db, "--days", "2"])
+        let first = try runCLI(["demo", "--db", db, "--days", "34"])
         #expect(first.status == 0, "\(first.stderr)")
-        #expect(first.stdout.contains("retried the first batch of"))
-        let second = try runCLI(["demo", "--db", db, "--days", "2"])
-        #expect(second.stdout.contains("recorded 0 events"))
+        #expect(first.stdout.contains("retried the last batch of"))
+        #expect(first.stdout.contains("1 stopped as missing"))
+        #expect(first.stdout.contains("verify: consistent"))
+        // 34 days with a 31-day cutoff: the first nights' compactions prune.
+        #expect(first.stdout.contains("horizon 2026-10-04T00:00:00Z"))
+        #expect(!first.stdout.contains("compacted 34 nights: 0 events pruned"))
+        let ledger = try Ledger(path: db)
+        #expect(try ledger.statistics().horizon == ts("2026-10-04T00:00:00Z"))
+        #expect(try ledger.verify().isConsistent)
+        let second = try runCLI(["demo", "--db", db, "--days", "34"])
+        #expect(second.status == 0, "\(second.stderr)")
+        #expect(second.stdout == first.stdout)
+        let foreign = dir.child("foreign")
+        try FileManager.default.createDirectory(atPath: foreign, withIntermediateDirectories: false)
+        _ = try dir.file("foreign/notes.txt", "mine")
+        let refused = try runCLI(["demo", "--db", foreign])
+        #expect(refused.status == 2)
+        #expect(refused.stderr.contains("was not made by the demo"))
+        #expect(FileManager.default.fileExists(atPath: foreign + "/notes.txt"))
     }
 }
 

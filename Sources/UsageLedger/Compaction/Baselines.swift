@@ -18,6 +18,14 @@ public struct SeedSummary: Sendable, Equatable {
         a.baselinesAppended == b.baselinesAppended && a.alreadyRunning == b.alreadyRunning && a.stoppedMissing == b.stoppedMissing
             && a.duplicates == b.duplicates && a.rejected.map(\.index) == b.rejected.map(\.index) && a.rejected.map(\.error) == b.rejected.map(\.error)
     }
+
+    /// A summary with these counts (and no rejections); all zero is "nothing seeded yet".
+    public init(baselinesAppended: Int = 0, alreadyRunning: Int = 0, stoppedMissing: Int = 0, duplicates: Int = 0) {
+        self.baselinesAppended = baselinesAppended
+        self.alreadyRunning = alreadyRunning
+        self.stoppedMissing = stoppedMissing
+        self.duplicates = duplicates
+    }
 }
 
 /// What `purgeAndReseed` deletes.
