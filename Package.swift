@@ -11,6 +11,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
@@ -25,12 +27,17 @@ let package = Package(
         // The ledger's domain: events, validation, the JSON wire codec and the binary record codec.
         .target(name: "LedgerCore"),
         // The ledger itself: the append-only log on LMDB, and (later) projections and compaction.
-        .target(name: "UsageLedger", dependencies: ["LMDBStorage", "LedgerCore"]),
+        .target(name: "UsageLedger", dependencies: [
+            "LMDBStorage", "LedgerCore",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+        ]),
         // The command-line tool: a thin shell over the library.
         .executableTarget(
             name: "usage-ledger",
             dependencies: [
                 "UsageLedger", "LMDBStorage",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -48,6 +55,8 @@ let package = Package(
             dependencies: [
                 "UsageLedger", "LMDBStorage", "LedgerCore", "usage-ledger", "ledger-crash-worker", "fuzz-event-json", "fuzz-stored-record",
                 .product(name: "PropertyBased", package: "swift-property-based"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]
         ),
     ],

@@ -1,3 +1,4 @@
+import Logging
 import LMDBStorage
 import LedgerCore
 
@@ -19,6 +20,9 @@ public final class Ledger: Sendable {
     public let options: LedgerOptions
     let environment: Environment
     let databases: Databases
+    let metrics: LedgerMetrics
+    /// The logger from the options.
+    var logger: Logger { options.logger }
 
     /// The named databases of format v1.
     struct Databases: Sendable {
@@ -46,6 +50,7 @@ public final class Ledger: Sendable {
     public init(path: String, options: LedgerOptions = LedgerOptions()) throws(LedgerError) {
         self.path = path
         self.options = options
+        metrics = LedgerMetrics(dimensions: options.metricsDimensions)
         do {
             environment = try EnvironmentRegistry.shared.environment(path: path, options: options.environmentOptions)
             if options.checksStructureAtOpen { _ = try environment.checkStructure() }
@@ -78,6 +83,7 @@ public final class Ledger: Sendable {
                 guard !options.readOnly else {
                     throw .cannotOpen(path: path, reason: "on-disk format \(found) must be upgraded; open it once for writing")
                 }
+                logger.notice("upgrading the on-disk format from \(found) to \(StorageFormat.currentVersion) by rebuilding the projections")
                 _ = try rebuild()
                 try stampFormat(StorageFormat.currentVersion, replacing: true)
             }

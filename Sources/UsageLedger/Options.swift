@@ -1,3 +1,4 @@
+import Logging
 import LMDBStorage
 @_exported import LedgerCore
 #if canImport(Glibc)
@@ -50,7 +51,14 @@ public struct LedgerOptions: Sendable {
     /// How far after the clock an event may have occurred before it is rejected as `in_future`.
     public var futureToleranceMicroseconds: Int64 = 5 * 60 * 1_000_000
 
-    /// The defaults: full durability, a 64 MiB map growing to 1 TiB, the system clock.
+    /// Where the ledger logs rollups, compactions, reseeds, upgrades and failures. Silent by default;
+    /// pass the embedding application's logger to see them.
+    public var logger = Logger(label: "usage-ledger", factory: { _ in SwiftLogNoOpLogHandler() })
+    /// Dimensions added to every metric this ledger reports (say `[("ledger", "eu-west-1")]` when a process
+    /// opens several); metrics go to whatever backend the application bootstrapped with swift-metrics.
+    public var metricsDimensions: [(String, String)] = []
+
+    /// The defaults: full durability, a 64 MiB map growing to 1 TiB, the system clock, no logging.
     public init() {}
 
     var environmentOptions: EnvironmentOptions {

@@ -130,11 +130,13 @@ struct History: ParsableCommand {
 }
 
 struct Stats: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print counts by kind, resources, database sizes, map use and reader slots.")
+    static let configuration = CommandConfiguration(
+        abstract: "Print counts by kind, duplicates and rejections, rollup lag, the compaction horizon, database sizes, map use and reader slots.")
     @OptionGroup var ledger: LedgerArguments
+    @Option(help: "The ledger's clock as RFC 3339 (the rollup lag is measured from it).") var now: String?
 
     func run() throws {
-        let stats = try ledger.open(readOnly: true).statistics()
+        let stats = try ledger.open(readOnly: true, now: try parseNow(now)).statistics()
         let names = stats.databases.keys.sorted()
         let total = stats.eventsByKind.values.reduce(0, +)
         switch ledger.output {
@@ -147,7 +149,12 @@ struct Stats: ParsableCommand {
                 o.member("resources", stats.resources)
                 o.member("next_seq", stats.nextSeq)
                 o.member("unmatched_stops", stats.unmatchedStops)
+                o.member("duplicates", stats.duplicates)
+                o.member("rejected") { r in for (code, count) in stats.rejectedByCode.sorted(by: { $0.key < $1.key }) { r.member(code, count) } }
+                o.member("pruned_events", stats.prunedEvents)
                 o.member("watermark", json: stats.watermark.map { jsonString($0.rfc3339) } ?? "null")
+                o.member("rollup_lag_seconds", json: stats.rollupLagMicroseconds.map { ExactDecimal.seconds(fromMicroseconds: Int128($0)) } ?? "null")
+                o.member("rollup_in_progress_to", json: stats.rollupTarget.map { jsonString($0.rfc3339) } ?? "null")
                 o.member("horizon", json: stats.horizon.map { jsonString($0.rfc3339) } ?? "null")
                 o.member("snapshots_retained_from", json: stats.snapshotsRetainedFrom.map { jsonString($0.rfc3339) } ?? "null")
                 o.member("databases") { d in
@@ -174,7 +181,11 @@ struct Stats: ParsableCommand {
             print(writer.text)
         case .table:
             print("format \(stats.formatVersion), \(total) events, \(stats.resources) resources, next seq \(stats.nextSeq)")
-            print("unmatched stops \(stats.unmatchedStops), rollup watermark \(stats.watermark?.rfc3339 ?? "none"), compaction horizon \(stats.horizon?.rfc3339 ?? "none"), snapshots from \(stats.snapshotsRetainedFrom?.rfc3339 ?? "the start")\n")
+            let rejected = stats.rejectedByCode.sorted(by: { $0.key < $1.key }).map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            print("duplicates \(stats.duplicates), rejected \(rejected.isEmpty ? "none" : rejected), unmatched stops \(stats.unmatchedStops), pruned by compaction \(stats.prunedEvents)")
+            let lag = stats.rollupLagMicroseconds.map { " (lag \(ExactDecimal.seconds(fromMicroseconds: Int128($0))) s)" } ?? ""
+            print("rollup watermark \(stats.watermark?.rfc3339 ?? "none")\(lag)\(stats.rollupTarget.map { ", rollup in progress to \($0)" } ?? ""), compaction horizon \(stats.horizon?.rfc3339 ?? "none"), snapshots from \(stats.snapshotsRetainedFrom?.rfc3339 ?? "the start")")
+            print("map \(stats.environment.usedBytes) of \(stats.environment.mapSize) bytes used (maximum \(stats.environment.maximumMapSize)), readers \(stats.environment.readersInUse) of \(stats.environment.maximumReaders)\n")
             var kinds = TextTable("KIND", "EVENTS", rightAligned: [1])
             for kind in EventKind.allCases { kinds.add(kind.rawValue, String(stats.eventsByKind[kind] ?? 0)) }
             print(kinds.rendered + "\n")
@@ -197,7 +208,12 @@ struct Backup: ParsableCommand {
     @Flag(help: "Leave free pages out of the copy (smaller, slower).") var compact = false
 
     func run() throws {
-        try ledger.open(readOnly: true).backup(to: to, compacting: compact)
+        let source = try ledger.open(readOnly: true)
+        // LMDB's copy reports no progress of its own: say what is under way while it runs, on a terminal only.
+        let showProgress = isTerminal(standardError: true)
+        if showProgress { writeError("backing up \(try source.statistics().environment.usedBytes / 1_048_576) MiB to \(to)...") }
+        try source.backup(to: to, compacting: compact)
+        if showProgress { writeError("\r\u{1B}[K") }
         print(ledger.output == .json ? "{\"backup\":\(jsonString(to)),\"compacted\":\(compact)}" : "backup written to \(to)")
     }
 }

@@ -1,3 +1,4 @@
+import Logging
 import ArgumentParser
 import UsageLedger
 #if canImport(Glibc)
@@ -86,6 +87,9 @@ struct LedgerArguments: ParsableArguments {
     @Option(name: .long, help: "Durability of commits: full, noMetaSync or noSync.")
     var durability: String = "full"
 
+    @Flag(name: .long, help: "Log what the ledger does (rollups, compactions, reseeds, failures) to standard error.")
+    var verbose = false
+
     /// The ledger path from `--db` or the environment.
     func path() throws -> String {
         if let db { return db }
@@ -106,6 +110,11 @@ struct LedgerArguments: ParsableArguments {
         options.createIfMissing = create
         options.readOnly = readOnly
         options.checksStructureAtOpen = checkingStructure
+        if verbose {
+            var logger = Logger(label: "usage-ledger", factory: { StreamLogHandler.standardError(label: $0) })
+            logger.logLevel = .info
+            options.logger = logger
+        }
         if let now { options.clock = .fixed(now) }
         return try Ledger(path: try path(), options: options)
     }

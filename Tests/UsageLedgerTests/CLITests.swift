@@ -167,7 +167,9 @@ struct CLITests {
             return
         }
         let keys = members.map(\.key)
-        #expect(keys == ["format_version", "events", "events_by_kind", "resources", "next_seq", "unmatched_stops", "watermark", "horizon", "snapshots_retained_from", "databases", "map", "readers"])
+        #expect(keys == ["format_version", "events", "events_by_kind", "resources", "next_seq", "unmatched_stops", "duplicates", "rejected",
+                         "pruned_events", "watermark", "rollup_lag_seconds", "rollup_in_progress_to", "horizon", "snapshots_retained_from",
+                         "databases", "map", "readers"])
         #expect(members.first { $0.key == "resources" }?.value == .number("3"))
         let table = try runCLI(["stats", "--db", db, "--format", "table"])
         #expect(table.stdout.contains("format \(Ledger.formatVersion), 4 events, 3 resources, next seq 5"))

@@ -44,8 +44,8 @@ struct ProjectionCLITests {
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
         #expect(verify.stdout.contains(#""consistent":true"#))
 
-        let stats = try runCLI(["stats", "--db", db])
-        #expect(stats.stdout.contains(#""unmatched_stops":1,"watermark":"2026-11-01T11:00:00Z","horizon":null"#))
+        let stats = try runCLI(["stats", "--db", db, "--now", "2026-11-01T12:00:00Z"])
+        #expect(stats.stdout.contains(#""unmatched_stops":1,"duplicates":0,"rejected":{},"pruned_events":0,"watermark":"2026-11-01T11:00:00Z","rollup_lag_seconds":3600,"rollup_in_progress_to":null,"horizon":null"#), "\(stats.stdout)")
 
         // Tamper with a projection: verify fails with status 1 and says where; rebuild repairs it.
         do {

@@ -1,3 +1,4 @@
+import Logging
 import LMDBStorage
 import LedgerCore
 
@@ -47,7 +48,17 @@ extension Ledger {
     public func seedBaselines(_ running: [RunningResource], stopMissing: Bool, at: Timestamp? = nil) throws(LedgerError) -> SeedSummary {
         let now = options.clock.now()
         let instant = at ?? now
-        return try write { txn in try seed(running, stopMissing: stopMissing, at: instant, now: now, in: txn) }
+        let summary = try write { txn in try seed(running, stopMissing: stopMissing, at: instant, now: now, in: txn) }
+        log(summary, "seeded baselines", at: instant)
+        return summary
+    }
+
+    private func log(_ summary: SeedSummary, _ what: String, at instant: Timestamp) {
+        logger.notice("\(what) at \(instant)", metadata: [
+            "baselines": "\(summary.baselinesAppended)", "already_running": "\(summary.alreadyRunning)",
+            "stopped_missing": "\(summary.stoppedMissing)", "duplicates": "\(summary.duplicates)",
+            "rejected": "\(summary.rejected.count)",
+        ])
     }
 
     private func seed(_ running: [RunningResource], stopMissing: Bool, at instant: Timestamp, now: Timestamp,
@@ -114,7 +125,8 @@ extension Ledger {
     public func purgeAndReseed(running: [RunningResource], at: Timestamp? = nil) throws(LedgerError) -> SeedSummary {
         let now = options.clock.now()
         let instant = at ?? now
-        return try write { txn in
+        logger.warning("purging the log and every projection before reseeding", metadata: ["resources": "\(running.count)"])
+        let summary = try write { txn in
             for db in [databases.events, databases.eventIDs, databases.timeline, databases.resources, databases.resourceState,
                        databases.running, databases.ownerTotals, databases.hourly, databases.compactionBase] {
                 try txn.clear(db)
@@ -129,5 +141,7 @@ extension Ledger {
             try txn.put(databases.meta, ProjectionMeta.unmatchedStops, BigEndianKey(0).bytes)
             return try seed(running, stopMissing: false, at: instant, now: now, in: txn)
         }
+        log(summary, "purged and reseeded", at: instant)
+        return summary
     }
 }

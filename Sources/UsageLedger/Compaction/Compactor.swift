@@ -74,7 +74,21 @@ extension Ledger {
     ///   snapshots do not yet cover the horizon (roll up first).
     public func compact(_ options: CompactionOptions = CompactionOptions(),
                         progress: (CompactionProgress) -> Void = { _ in }) throws(LedgerError) -> CompactionSummary {
-        try compact(options, progress: progress, stopAfterBatches: nil)
+        do {
+            let summary = try compact(options, progress: progress, stopAfterBatches: nil)
+            guard !summary.dryRun else { return summary }
+            metrics.pruned.increment(by: summary.prunedCount)
+            metrics.recordMap(environment.statistics())
+            logger.info("compacted to horizon \(summary.horizon)", metadata: [
+                "examined": "\(summary.eventsExamined)", "pruned": "\(summary.prunedCount)",
+                "opening_events_kept": "\(summary.openingEventsKept)", "snapshots_dropped": "\(summary.snapshotsDropped)",
+                "milliseconds": "\(summary.durationMicroseconds / 1000)",
+            ])
+            return summary
+        } catch {
+            logger.error("compaction stopped", metadata: ["code": "\(error.code)", "error": "\(error)"])
+            throw error
+        }
     }
 
     func compact(_ options: CompactionOptions, progress: (CompactionProgress) -> Void,

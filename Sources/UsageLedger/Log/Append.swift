@@ -74,7 +74,18 @@ extension Ledger {
         let now = options.clock.now()
         // Encoding and validation need no transaction: do them before taking the writer lock.
         let prepared = events.map { prepare($0, now: now) }
-        return try write { txn in try appendPrepared(prepared, recordedAt: now, in: txn) }
+        let started = monotonicNanoseconds()
+        let result: AppendResult
+        do {
+            result = try write { txn in try appendPrepared(prepared, recordedAt: now, in: txn) }
+        } catch {
+            logger.error("append of \(prepared.count) events failed; nothing of the batch was written", metadata: ["code": "\(error.code)", "error": "\(error)"])
+            throw error
+        }
+        // Counted after the commit: a metric never includes what a failed transaction rolled back.
+        metrics.recordAppend(result, nanoseconds: monotonicNanoseconds() - started)
+        metrics.recordMap(environment.statistics())
+        return result
     }
 
     /// Validates an event against the rules and the clock, and encodes its payload.
@@ -112,6 +123,7 @@ extension Ledger {
                 }
             }
         }
+        for outcome in result.outcomes { counters.count(outcome) }
         try counters.write(to: txn, meta: meta)
         try context.write(to: txn, meta: meta, totals: databases.ownerTotals)
         return result
@@ -166,6 +178,11 @@ struct LogCounters {
     var nextResourceNumber: UInt64 = 1
     /// Events recorded per kind, indexed by `EventRecord.kindCode - 1`.
     var byKind: [UInt64] = [0, 0, 0, 0]
+    /// Submissions found to be duplicates, and events refused by code, over the ledger's life; written
+    /// only by transactions that saw one.
+    var duplicates: UInt64 = 0
+    var rejectedByCode: [String: UInt64] = [:]
+    private var outcomesChanged = false
 
     init(reading txn: borrowing some ReadableTransaction & ~Copyable, meta: Database) throws {
         if let bytes = try txn.get(meta, StorageFormat.MetaKey.nextSeq) {
@@ -178,11 +195,43 @@ struct LogCounters {
             guard bytes.count == 32 else { throw LedgerError.corrupt(reason: "events_by_kind is not 4 numbers") }
             byKind = (0..<4).map { UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self)) }
         }
+        if let bytes = try txn.get(meta, StorageFormat.MetaKey.appendOutcomes) {
+            var reader = ByteReader(bytes)
+            do throws(ByteReader.Malformed) {
+                duplicates = try reader.readBigEndianUInt64()
+                for _ in 0..<min(try reader.readVarint(), 1024) {
+                    let code = try reader.readString()
+                    rejectedByCode[code] = try reader.readBigEndianUInt64()
+                }
+            } catch {
+                throw LedgerError.corrupt(reason: "append_outcomes is malformed: \(error)")
+            }
+        }
+    }
+
+    /// Counts what one append transaction saw besides new events.
+    mutating func count(_ outcome: AppendOutcome) {
+        switch outcome {
+        case .appended: return
+        case .duplicate: duplicates += 1
+        case .rejected(let error): rejectedByCode[error.code, default: 0] += 1
+        }
+        outcomesChanged = true
     }
 
     mutating func count(_ kind: EventKind) { byKind[Int(EventRecord.kindCode(kind)) - 1] += 1 }
 
     func write(to txn: borrowing WriteTransaction, meta: Database) throws {
+        if outcomesChanged {
+            var outcomes = ByteWriter(capacity: 64)
+            outcomes.writeBigEndian(duplicates)
+            outcomes.writeVarint(UInt64(rejectedByCode.count))
+            for (code, count) in rejectedByCode.sorted(by: { $0.key < $1.key }) {
+                outcomes.writeString(code)
+                outcomes.writeBigEndian(count)
+            }
+            try txn.put(meta, StorageFormat.MetaKey.appendOutcomes, outcomes.bytes)
+        }
         try txn.put(meta, StorageFormat.MetaKey.nextSeq, BigEndianKey(nextSeq).bytes)
         try txn.put(meta, StorageFormat.MetaKey.nextResourceNumber, BigEndianKey(nextResourceNumber).bytes)
         var writer = ByteWriter(capacity: 32)

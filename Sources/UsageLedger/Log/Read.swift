@@ -30,6 +30,14 @@ public struct LedgerStatistics: Sendable, Equatable {
     public var resources: Int
     /// The `seq` the next new event will get.
     public var nextSeq: UInt64
+    /// Submissions that were duplicates of recorded events, over the ledger's life.
+    public var duplicates: UInt64
+    /// Events refused by `append`, by `LedgerError.code`, over the ledger's life.
+    public var rejectedByCode: [String: UInt64]
+    /// Events compaction removed: recorded minus still stored.
+    public var prunedEvents: UInt64
+    /// The ledger's clock minus the rollup watermark, in microseconds (nil before the first rollup).
+    public var rollupLagMicroseconds: Int64?
     /// `stopped` events that found their resource not running (stored, without effect on usage).
     public var unmatchedStops: UInt64
     /// Hours before this instant are rolled up into hourly snapshots (nil before the first rollup).
@@ -105,6 +113,7 @@ extension Ledger {
             let counters = try LogCounters(reading: txn, meta: databases.meta)
             var byKind: [EventKind: UInt64] = [:]
             for kind in EventKind.allCases { byKind[kind] = counters.byKind[Int(EventRecord.kindCode(kind)) - 1] }
+            let watermark = try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.watermark)
             var perDatabase: [String: DatabaseStatistics] = [:]
             for db in databases.all {
                 perDatabase[db.name] = try txn.statistics(db)
@@ -113,8 +122,11 @@ extension Ledger {
                 formatVersion: StorageFormat.currentVersion, eventsByKind: byKind,
                 resources: perDatabase[StorageFormat.Name.resources]?.entries ?? 0,
                 nextSeq: counters.nextSeq,
+                duplicates: counters.duplicates, rejectedByCode: counters.rejectedByCode,
+                prunedEvents: counters.byKind.reduce(0, +) &- UInt64(perDatabase[StorageFormat.Name.events]?.entries ?? 0),
+                rollupLagMicroseconds: watermark.map { max(0, options.clock.now().microseconds - $0.microseconds) },
                 unmatchedStops: try txn.get(databases.meta, ProjectionMeta.unmatchedStops).map { try StorageFormat.decodeNumber($0, what: "unmatched_stops") } ?? 0,
-                watermark: try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.watermark),
+                watermark: watermark,
                 rollupTarget: try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.rollupTarget),
                 horizon: try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.horizon),
                 snapshotsRetainedFrom: try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.snapshotsRetainedFrom),

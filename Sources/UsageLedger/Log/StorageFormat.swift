@@ -31,6 +31,7 @@ enum StorageFormat {
         static let nextSeq = "next_seq"
         static let nextResourceNumber = "next_resource_number"
         static let eventsByKind = "events_by_kind"
+        static let appendOutcomes = "append_outcomes"
     }
 
     /// `resources` key: type, NUL, id (neither may contain NUL, so the key is unambiguous).

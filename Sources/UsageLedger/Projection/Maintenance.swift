@@ -48,7 +48,17 @@ extension Ledger {
     /// gives the same rows. Runs in transactions of `batchSize` resources so appends are not held up.
     public func rollUp(now: Timestamp? = nil, graceMicroseconds: Int64 = Ledger.defaultRollupGraceMicroseconds,
                        batchSize: Int = 1000) throws(LedgerError) -> RollupSummary {
-        try rollUp(now: now, graceMicroseconds: graceMicroseconds, batchSize: batchSize, stopAfterBatches: nil)
+        let summary = try rollUp(now: now, graceMicroseconds: graceMicroseconds, batchSize: batchSize, stopAfterBatches: nil)
+        metrics.resourceHours.increment(by: summary.resourceHours)
+        metrics.recordLag(now: now ?? options.clock.now(), watermark: summary.watermark)
+        metrics.recordMap(environment.statistics())
+        if summary.watermark != summary.previousWatermark {
+            logger.info("rolled up to \(summary.watermark)", metadata: [
+                "resources": "\(summary.resourcesRolled)", "resource_hours": "\(summary.resourceHours)",
+                "previous_watermark": "\(summary.previousWatermark?.rfc3339 ?? "none")",
+            ])
+        }
+        return summary
     }
 
     /// `rollUp`, optionally stopping after some batches as a crash would (for tests).
@@ -120,6 +130,14 @@ extension Ledger {
     /// Rewrites every projection from the log alone, in one transaction (readers see the old projections
     /// or the new ones, never a mix).
     public func rebuild(progress: (Int) -> Void = { _ in }) throws(LedgerError) -> RebuildSummary {
+        let summary = try rebuildProjections(progress: progress)
+        logger.notice("rebuilt the projections from the log", metadata: [
+            "resources": "\(summary.resources)", "events": "\(summary.events)", "hourly_rows": "\(summary.hourlyRows)",
+        ])
+        return summary
+    }
+
+    private func rebuildProjections(progress: (Int) -> Void) throws(LedgerError) -> RebuildSummary {
         try write { txn in
             let meta = databases.meta
             let watermark = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.watermark)
