@@ -20,6 +20,12 @@ struct CommandExit: Error {
     let status: Int32
 }
 
+/// A failure of the command itself (not of the ledger): printed, then exit status 2.
+struct CommandFailure: Error {
+    let message: String
+    init(_ message: String) { self.message = message }
+}
+
 @main
 struct UsageLedgerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -35,6 +41,9 @@ struct UsageLedgerCommand: ParsableCommand {
             try command.run()
         } catch let exit as CommandExit {
             Glibc.exit(exit.status)
+        } catch let failure as CommandFailure {
+            printError("usage-ledger: \(failure.message)")
+            Glibc.exit(ExitStatus.failure)
         } catch let error as LedgerError {
             printError("usage-ledger: \(error.code): \(error.message)")
             Glibc.exit(ExitStatus.failure)

@@ -61,6 +61,12 @@ struct Usage: ParsableCommand {
     @Option(help: "total, hour or day.") var granularity: String = "total"
     @Option(help: "'resource' to split by resource.") var groupBy: String?
     @Option(help: "The ledger's clock as RFC 3339 (usage is capped here).") var now: String?
+    @Option(help: ArgumentHelp("Also draw the usage over time as stacked bars into this SVG file.", valueName: "FILE.svg"))
+    var chart: String?
+    @Option(help: "What the chart stacks: resource (one meter; the default with --group-by resource) or meter.")
+    var chartStack: String?
+    @Option(help: "The meter a chart stacked by resource shows: running (the default), a footprint meter or an adjustment meter.")
+    var chartMeter: String = "running"
 
     func run() throws {
         let subject: UsageSubject
@@ -74,8 +80,20 @@ struct Usage: ParsableCommand {
         guard let granularity = UsageGranularity(rawValue: granularity) else { throw ValidationError("--granularity must be total, hour or day") }
         guard groupBy == nil || groupBy == "resource" else { throw ValidationError("--group-by takes 'resource'") }
         let start = try parseTime(from, "--from"), end = try parseTime(to, "--to")
+        let stack: UsageChart.Stack
+        switch chartStack ?? (groupBy != nil ? "resource" : "meter") {
+        case "resource": stack = .resource
+        case "meter": stack = .meter
+        default: throw ValidationError("--chart-stack must be resource or meter")
+        }
         let report = try ledger.open(readOnly: true, now: try parseNow(now))
             .usage(subject, from: start, to: end, granularity: granularity, groupByResource: groupBy != nil)
+        if let chart {
+            let who = owner.map { "owner \($0)" } ?? "resource \(resource ?? "")"
+            let what = stack == .meter ? "by meter" : "\(chartMeter) by resource"
+            let title = "usage of \(who): \(what), \(report.from) to \(report.to) by \(granularity.rawValue)"
+            try UsageChart(report: report, granularity: granularity, stack: stack, meter: chartMeter, title: title).write(to: chart)
+        }
         switch ledger.output {
         case .json:
             var writer = JSONWriter()
