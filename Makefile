@@ -1,5 +1,5 @@
 # The two fresh-machine commands are `make demo` and `make test`; both install what they need first.
-.PHONY: deps demo test test-tsan test-crash fuzz soak bench bench-large clean
+.PHONY: deps demo test test-tsan test-crash fuzz soak docs bench bench-large clean
 
 deps:
 	@bash .ci/install-deps
@@ -27,6 +27,12 @@ fuzz: deps
 soak: deps
 	swift build -c release --product ledger-soak
 	rm -rf .build/soak-ledger && .build/release/ledger-soak --db .build/soak-ledger --minutes $(or $(MINUTES),10)
+
+# DocC documentation of the three library modules; any DocC warning fails it.
+docs: deps
+	for target in UsageLedger LedgerCore LMDBStorage; do \
+		swift package --disable-sandbox generate-documentation --target $$target --warnings-as-errors || exit 1; \
+	done
 
 # Benchmarks (a separate package): prints the tables and writes Benchmarks/results.md.
 bench: deps

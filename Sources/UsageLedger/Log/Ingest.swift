@@ -50,6 +50,8 @@ public struct NDJSONIngest: Sendable {
     /// Reads NDJSON from the file descriptor `fd` until its end and appends it to `ledger`.
     ///
     /// - Parameters:
+    ///   - fd: an open file descriptor (a file, a pipe, standard input); it is not closed.
+    ///   - ledger: the ledger to append to.
     ///   - onRejection: called for each rejected line, in order.
     ///   - onProgress: called after each committed batch with the running summary.
     /// - Throws: a failure of the ledger or of reading; batches committed before it stay committed.
