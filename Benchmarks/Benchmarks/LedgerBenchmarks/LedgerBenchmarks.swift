@@ -38,11 +38,7 @@ func ledgerOptions(_ durability: Durability, clock: Timestamp) -> LedgerOptions 
 let loaded = Lazy { () throws -> (Ledger, Workload) in
     let workload = Workload(count: eventCount)
     let ledger = try Ledger(path: scratchDirectory("loaded"), options: ledgerOptions(.noSync, clock: workload.end))
-    var index = 0
-    while index < workload.events.count {
-        _ = try ledger.append(contentsOf: workload.events[index..<min(index + 1000, workload.events.count)])
-        index += 1000
-    }
+    try appendAll(workload.events, to: ledger)
     // One owner running 1,000 resources, the subject of the `current` benchmark.
     let big = (0..<1000).map { n in
         UsageEvent(id: "big-\(n)", kind: .started, resource: ResourceID(type: "app", id: "big-\(n)"), owner: "org-big",
@@ -56,6 +52,7 @@ let loaded = Lazy { () throws -> (Ledger, Workload) in
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(metrics: [.wallClock, .mallocCountTotal, .peakMemoryResident],
                                            maxDuration: .seconds(30), maxIterations: 5)
+    compactionBenchmarks()
     let workload = Lazy { Workload(count: eventCount) }
 
     // 1. Batched append against raw MDB_APPEND of the same number of 120-byte records.
@@ -115,6 +112,39 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    // 2. Concurrent appenders: does throughput rise with more threads (group commit), or collapse?
+    for threads in [1, 2, 4] {
+        Benchmark("2 concurrent appenders, \(threads) threads, batches of 100, full",
+                  configuration: .init(metrics: [.wallClock, eventsPerSecond], maxIterations: 3)) { benchmark in
+            let work = Workload(count: 20_000, seed: 91)
+            let path = scratchDirectory("concurrent-\(threads)")
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            let ledger = try Ledger(path: path, options: ledgerOptions(.full, clock: work.end))
+            let events = work.events
+            let failures = Atomic<Int>(0)
+            let done = DispatchSemaphore(value: 0)
+            let started = ContinuousClock.now
+            benchmark.startMeasurement()
+            for thread in 0..<threads {
+                Thread {
+                    // Thread t appends batches t, t + threads, ...: disjoint slices of one workload.
+                    var batch = thread
+                    while batch * 100 < events.count {
+                        do { _ = try ledger.append(contentsOf: events[(batch * 100)..<min(batch * 100 + 100, events.count)]) } catch {
+                            failures.add(1, ordering: .relaxed)
+                        }
+                        batch += threads
+                    }
+                    done.signal()
+                }.start()
+            }
+            for _ in 0..<threads { done.wait() }
+            benchmark.stopMeasurement()
+            precondition(failures.load(ordering: .relaxed) == 0, "an append failed")
+            benchmark.measurement(eventsPerSecond, rate(events.count, since: started))
+        }
+    }
+
     // 3. NDJSON import through the CLI's code path (NDJSONIngest), parsing included.
     Benchmark("3 import NDJSON", configuration: .init(metrics: [.wallClock, .peakMemoryResident, .mallocCountTotal, eventsPerSecond])) { benchmark in
         let work = try workload.get()
@@ -165,11 +195,7 @@ let benchmarks: @Sendable () -> Void = {
         let path = scratchDirectory("rollup")
         defer { try? FileManager.default.removeItem(atPath: path) }
         let ledger = try Ledger(path: path, options: ledgerOptions(.noSync, clock: work.end))
-        var index = 0
-        while index < work.events.count {
-            _ = try ledger.append(contentsOf: work.events[index..<min(index + 1000, work.events.count)])
-            index += 1000
-        }
+        try appendAll(work.events, to: ledger)
         let started = ContinuousClock.now
         benchmark.startMeasurement()
         let summary = try ledger.rollUp(now: work.end)
@@ -183,6 +209,64 @@ let benchmarks: @Sendable () -> Void = {
         let report = try ledger.verify()
         benchmark.stopMeasurement()
         benchmark.measurement(eventsPerSecond, rate(report.eventsReplayed, since: started))
+    }
+}
+
+/// 7. Compaction of the workload's first half, with an appender committing one event at a time meanwhile.
+let examinedPerSecond = BenchmarkMetric.custom("events examined per second", polarity: .prefersLarger, useScalingFactor: false)
+let appenderP99 = BenchmarkMetric.custom("appender p99 during compaction (µs)", polarity: .prefersSmaller, useScalingFactor: false)
+let appenderMax = BenchmarkMetric.custom("appender max during compaction (µs)", polarity: .prefersSmaller, useScalingFactor: false)
+
+let compactionBenchmarks: @Sendable () -> Void = {
+    Benchmark("7 compaction with an appender meanwhile, full",
+              configuration: .init(metrics: [.wallClock, examinedPerSecond, appenderP99, appenderMax], maxIterations: 3)) { benchmark in
+        let work = Workload(count: eventCount)
+        let path = scratchDirectory("compaction")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let ledger = try Ledger(path: path, options: ledgerOptions(.full, clock: work.end))
+        try appendAll(work.events, to: ledger)
+        _ = try ledger.rollUp(now: work.end)
+        // The horizon falls in the middle of the workload's 30 days.
+        var options = CompactionOptions()
+        options.now = Timestamp(microseconds: work.end.microseconds + 16 * 86_400_000_000)
+        let stop = Atomic<Bool>(false)
+        let latencies = Mutex<[Int]>([])
+        let appenderDone = DispatchSemaphore(value: 0)
+        Thread {
+            var n = 0
+            while !stop.load(ordering: .relaxed) {
+                let event = UsageEvent(id: "live-\(n)", kind: .adjustment, resource: ResourceID(type: "app", id: "live"), owner: "org-live",
+                                       occurredAt: work.end, deltas: ["bytes": 1])
+                let before = ContinuousClock.now
+                _ = try? ledger.append(contentsOf: [event])
+                let micros = (ContinuousClock.now - before).components
+                latencies.withLock { $0.append(Int(micros.seconds) * 1_000_000 + Int(micros.attoseconds / 1_000_000_000_000)) }
+                n += 1
+            }
+            appenderDone.signal()
+        }.start()
+        let started = ContinuousClock.now
+        benchmark.startMeasurement()
+        let summary = try ledger.compact(options)
+        benchmark.stopMeasurement()
+        let examined = rate(summary.eventsExamined, since: started)
+        stop.store(true, ordering: .relaxed)
+        appenderDone.wait()
+        let sorted = latencies.withLock { $0 }.sorted()
+        benchmark.measurement(examinedPerSecond, examined)
+        if !sorted.isEmpty {
+            benchmark.measurement(appenderP99, sorted[min(sorted.count - 1, sorted.count * 99 / 100)])
+            benchmark.measurement(appenderMax, sorted[sorted.count - 1])
+        }
+    }
+}
+
+/// Appends `events` in transactions of 1,000: how every fixture is loaded.
+func appendAll(_ events: [UsageEvent], to ledger: Ledger) throws {
+    var index = 0
+    while index < events.count {
+        _ = try ledger.append(contentsOf: events[index..<min(index + 1000, events.count)])
+        index += 1000
     }
 }
 

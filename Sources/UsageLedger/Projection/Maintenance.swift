@@ -45,7 +45,8 @@ extension Ledger {
 
     /// Materializes every running resource's usage into hourly rows up to the watermark
     /// `floor_to_hour(now - grace)`. Idempotent: a second run, or a run after one interrupted half-way,
-    /// gives the same rows. Runs in transactions of `batchSize` resources so appends are not held up.
+    /// gives the same rows. Runs in transactions of at most `batchSize` resources and about 20,000 rows, so
+    /// appends are not held up for long.
     public func rollUp(now: Timestamp? = nil, graceMicroseconds: Int64 = Ledger.defaultRollupGraceMicroseconds,
                        batchSize: Int = 1000) throws(LedgerError) -> RollupSummary {
         let summary = try rollUp(now: now, graceMicroseconds: graceMicroseconds, batchSize: batchSize, stopAfterBatches: nil)
@@ -60,6 +61,10 @@ extension Ledger {
         }
         return summary
     }
+
+    /// Hourly rows one rollup transaction writes before it commits and lets appenders in (it finishes
+    /// the resource it is on, so one resource with more rows than this is still one transaction).
+    static let rollupRowsPerTransaction = 20_000
 
     /// `rollUp`, optionally stopping after some batches as a crash would (for tests).
     func rollUp(now: Timestamp?, graceMicroseconds: Int64, batchSize: Int, stopAfterBatches: Int?) throws(LedgerError) -> RollupSummary {
@@ -92,7 +97,11 @@ extension Ledger {
                         entry = try cursor.next()
                     }
                     var rolled = 0, hours = 0
-                    for (_, number) in batch {
+                    var last: [UInt8]? = nil
+                    for (key, number) in batch {
+                        // Bound the transaction by work, not only by resources: appenders wait for it.
+                        if hours >= Self.rollupRowsPerTransaction { break }
+                        last = key
                         let stateKey = BigEndianKey(number)
                         guard let stored = try txn.get(databases.resourceState, stateKey) else {
                             throw LedgerError.corrupt(reason: "indexed resource \(number) has no state")
@@ -106,7 +115,7 @@ extension Ledger {
                         if written > 0 { rolled += 1 }
                         hours += written
                     }
-                    return (batch.last?.0, rolled, hours)
+                    return (last, rolled, hours)
                 }
                 batches += 1
                 summary.resourcesRolled += rolled
