@@ -17,7 +17,7 @@ struct Compact: ParsableCommand {
     @OptionGroup var ledger: LedgerArguments
     @Option(help: "Events older than this many days are pruned (by the rules in docs/compaction.md).") var cutoffAgeDays: Int = 31
     @Option(help: "Hourly snapshots older than this many days are dropped.") var snapshotRetentionDays: Int = 400
-    @Option(help: "About this many events pruned per write transaction.") var batchSize: Int = 10_000
+    @Option(help: "About this many events pruned per write transaction.") var batchSize: Int = 2_000
     @Flag(help: "Print what would be pruned, by kind and rule, and change nothing.") var dryRun = false
     @Option(help: "The ledger's clock as RFC 3339.") var now: String?
 

@@ -11,13 +11,13 @@ public struct CompactionOptions: Sendable {
     /// Hourly snapshots older than this many days are dropped; at least `cutoffAgeDays`.
     public var snapshotRetentionDays = 400
     /// At most about this many events are pruned per write transaction, so appenders are never held up long.
-    public var batchSize = 10_000
+    public var batchSize = 2_000
     /// Count what would be pruned and change nothing.
     public var dryRun = false
     /// The instant the ages are measured from (default: the ledger's clock).
     public var now: Timestamp?
 
-    /// The defaults: 31 days of log, 400 days of snapshots, 10,000 events per transaction.
+    /// The defaults: 31 days of log, 400 days of snapshots, 2,000 events per transaction.
     public init() {}
 }
 
@@ -123,9 +123,9 @@ extension Ledger {
         let resources = try read { txn in try allResources(in: txn) }
         var next = 0
         var batches = 0
-        // A batch ends after about batchSize pruned events, or after 10,000 resources looked at.
+        // A batch ends after about batchSize pruned events, or after 2,000 resources looked at.
         func batchContinues(_ index: Int, _ start: Int, _ pruned: Int) -> Bool {
-            index < resources.count && pruned < options.batchSize && index - start < 10_000
+            index < resources.count && pruned < options.batchSize && index - start < 2_000
         }
         while next < resources.count {
             if let stopAfterBatches, batches >= stopAfterBatches { return summary }
@@ -157,6 +157,7 @@ extension Ledger {
                 }
             }
             batches += 1
+            if !options.dryRun { yieldToWaitingWriters() }
             progress(CompactionProgress(resourcesVisited: next, resourcesTotal: resources.count, eventsPruned: summary.prunedCount))
         }
         summary.snapshotsDropped = try dropSnapshots(before: retainedFrom, dryRun: options.dryRun)

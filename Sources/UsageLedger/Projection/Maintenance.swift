@@ -118,6 +118,7 @@ extension Ledger {
                     return (last, rolled, hours)
                 }
                 batches += 1
+                yieldToWaitingWriters()
                 summary.resourcesRolled += rolled
                 summary.resourceHours += hours
                 guard let lastKey else { break }
