@@ -76,8 +76,10 @@ struct UsageChart {
         let maximum = max(1, stacks.values.map { $0.values.reduce(0, +) }.max() ?? 1)
 
         let plotWidth = Self.width - Self.left - Self.right, plotHeight = Self.height - Self.top - Self.bottom
-        let slot = max(1, plotWidth / max(1, periods.count))
-        let barWidth = max(1, slot * 4 / 5)
+        // Positions scale with integers: a month by hour (720 bars) still fits the plot, a pixel or so each.
+        let count = max(1, periods.count)
+        let slot = max(1, plotWidth / count)
+        let barWidth = max(1, plotWidth * 4 / (5 * count))
         var svg = """
             <svg xmlns="http://www.w3.org/2000/svg" width="\(Self.width)" height="\(Self.height)" viewBox="0 0 \(Self.width) \(Self.height)" font-family="sans-serif" font-size="11">
             <rect width="\(Self.width)" height="\(Self.height)" fill="white"/>
@@ -97,7 +99,7 @@ struct UsageChart {
         // A label needs about 80 pixels; label every n-th period so that none overlap.
         let labelEvery = max(1, (80 + slot - 1) / slot)
         for (index, period) in periods.enumerated() {
-            let x = Self.left + index * slot + (slot - barWidth) / 2
+            let x = Self.left + index * plotWidth / count + (plotWidth / count - barWidth) / 2
             var base = Int128(0)
             for (seriesIndex, name) in series.enumerated() {
                 guard let value = stacks[period]?[name], value > 0 else { continue }
