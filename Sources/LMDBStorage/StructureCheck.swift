@@ -92,7 +92,8 @@ struct PageWalker {
         }
         guard let meta = chosen else { throw .corrupted("no meta page belongs to the snapshot being checked (transaction \(snapshot))") }
         lastPage = Self.u64(meta, 136)
-        guard lastPage >= 1, (lastPage + 1) * UInt64(pageSize) <= UInt64(fileBytes) else {
+        // Compared by division: a damaged last page number must not overflow the check itself.
+        guard lastPage >= 1, lastPage < UInt64(fileBytes / pageSize) else {
             throw .corrupted("the meta page's last page \(lastPage) lies beyond the data file (\(fileBytes) bytes)")
         }
         try walk(Tree(meta[40..<88]), name: "the free-page database", holdsDatabases: false)

@@ -68,7 +68,7 @@ final class LedgerMetrics: Sendable {
 
     func recordLag(now: Timestamp, watermark: Timestamp?) {
         guard let watermark else { return }
-        rollupLag.record(max(0, now.microseconds - watermark.microseconds) / 1_000_000)
+        rollupLag.record(Ledger.lag(now: now, since: watermark) / 1_000_000)
     }
 }
 

@@ -107,6 +107,12 @@ extension Ledger {
         }
     }
 
+    /// `now - since` in microseconds, at least 0; saturating, since `since` comes from the file.
+    static func lag(now: Timestamp, since: Timestamp) -> Int64 {
+        let (difference, overflow) = now.microseconds.subtractingReportingOverflow(since.microseconds)
+        return overflow ? (since.microseconds < 0 ? .max : 0) : max(0, difference)
+    }
+
     /// Counts, sizes and reader slots.
     public func statistics() throws(LedgerError) -> LedgerStatistics {
         try read { txn in
@@ -124,7 +130,7 @@ extension Ledger {
                 nextSeq: counters.nextSeq,
                 duplicates: counters.duplicates, rejectedByCode: counters.rejectedByCode,
                 prunedEvents: counters.byKind.reduce(0, +) &- UInt64(perDatabase[StorageFormat.Name.events]?.entries ?? 0),
-                rollupLagMicroseconds: watermark.map { max(0, options.clock.now().microseconds - $0.microseconds) },
+                rollupLagMicroseconds: watermark.map { Self.lag(now: options.clock.now(), since: $0) },
                 unmatchedStops: try txn.get(databases.meta, ProjectionMeta.unmatchedStops).map { try StorageFormat.decodeNumber($0, what: "unmatched_stops") } ?? 0,
                 watermark: watermark,
                 rollupTarget: try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.rollupTarget),
