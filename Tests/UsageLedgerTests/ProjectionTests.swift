@@ -439,3 +439,26 @@ struct ProjectionMaintenanceTests {
         #expect(try reopened.statistics().formatVersion == Ledger.formatVersion)
     }
 }
+
+@Suite("Usage query paths agree")
+struct UsagePathTests {
+    @Test("an owner's ungrouped usage (summed from row bytes) equals the sum of its per-resource rows", arguments: [UInt64(3), 17, 29, 41])
+    func ungroupedEqualsGrouped(seed: UInt64) throws {
+        let dir = try TemporaryDirectory()
+        let ledger = try openLedger(dir)
+        _ = try ledger.append(contentsOf: RandomTimeline.events(seed: seed, resources: 5, perResource: 12))
+        _ = try ledger.rollUp(now: testNow)
+        for granularity in [UsageGranularity.hour, .day, .total] {
+            let from = ts("2026-11-01T00:20:00Z"), to = ts("2026-11-04T07:40:00Z")
+            let ungrouped = try ledger.usage(.owner("org-p"), from: from, to: to, granularity: granularity)
+            let grouped = try ledger.usage(.owner("org-p"), from: from, to: to, granularity: granularity, groupByResource: true)
+            var sums: [Timestamp: UsageAmounts] = [:]
+            for row in grouped.rows { try sums[row.periodStart, default: UsageAmounts()].add(row.amounts) }
+            let expected = ungrouped.rows.filter { !$0.amounts.isEmpty }
+            let summed = sums.filter { !$0.value.isEmpty }.sorted { $0.key < $1.key }
+            #expect(expected.map(\.periodStart) == summed.map(\.key), "seed \(seed), \(granularity)")
+            #expect(expected.map(\.amounts) == summed.map(\.value), "seed \(seed), \(granularity)")
+            #expect(!expected.isEmpty)
+        }
+    }
+}
