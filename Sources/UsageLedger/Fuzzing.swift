@@ -1,5 +1,8 @@
 import LMDBStorage
 import LedgerCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Entry points for the fuzz targets under `Tests/Fuzz`: each decodes arbitrary bytes the way the
 /// ledger does and checks that whatever decodes re-encodes to the same value. Errors are the expected
@@ -46,6 +49,38 @@ package enum FuzzEntryPoints {
         case 6: _ = try? ProjectionFormat.decodeHourlyKey(rest)
         default: _ = try? StorageFormat.decodeResourceValue(rest)
         }
+    }
+
+    /// What a fuzz target does when built without libFuzzer: runs `entry` over each file named on the
+    /// command line (a corpus replay, as the tests do), or with `--write-seeds DIR` writes `seeds` there.
+    /// Returns the process's exit status.
+    package static func replayCommandLine(_ arguments: [String], entry: (UnsafeRawBufferPointer) -> Void,
+                                          seeds: [(name: String, bytes: [UInt8])] = []) -> Int32 {
+        if arguments.count == 3, arguments[1] == "--write-seeds" {
+            for (name, bytes) in seeds {
+                guard let file = fopen(arguments[2] + "/" + name, "wb") else { return 2 }
+                fwrite(bytes, 1, bytes.count, file)
+                fclose(file)
+            }
+            return 0
+        }
+        for path in arguments.dropFirst() {
+            guard let file = fopen(path, "rb") else {
+                print("cannot open \(path)")
+                return 2
+            }
+            var bytes: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let got = fread(&buffer, 1, buffer.count, file)
+                if got <= 0 { break }
+                bytes += buffer[0..<got]
+            }
+            fclose(file)
+            bytes.withUnsafeBytes { entry($0) }
+        }
+        print("replayed \(arguments.count - 1) inputs")
+        return 0
     }
 
     /// Seeds for `storedRecord`: one valid value of each kind, behind its selector byte.

@@ -23,22 +23,7 @@ struct FuzzEventJSON {
         var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
         exit(LLVMFuzzerRunDriver(&argc, &argv) { data, size in fuzzOneInput(data, size) })
         #else
-        for path in CommandLine.arguments.dropFirst() {
-            guard let file = fopen(path, "rb") else {
-                print("cannot open \(path)")
-                exit(2)
-            }
-            var bytes: [UInt8] = []
-            var buffer = [UInt8](repeating: 0, count: 65536)
-            while true {
-                let got = fread(&buffer, 1, buffer.count, file)
-                if got <= 0 { break }
-                bytes += buffer[0..<got]
-            }
-            fclose(file)
-            bytes.withUnsafeBytes { FuzzEntryPoints.eventJSON($0) }
-        }
-        print("replayed \(CommandLine.arguments.count - 1) inputs")
+        exit(FuzzEntryPoints.replayCommandLine(CommandLine.arguments, entry: FuzzEntryPoints.eventJSON))
         #endif
     }
 }

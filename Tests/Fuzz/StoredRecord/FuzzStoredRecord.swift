@@ -23,30 +23,7 @@ struct FuzzStoredRecord {
         var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
         exit(LLVMFuzzerRunDriver(&argc, &argv) { data, size in fuzzOneInput(data, size) })
         #else
-        if CommandLine.arguments.count == 3, CommandLine.arguments[1] == "--write-seeds" {
-            for (name, bytes) in FuzzEntryPoints.storedRecordSeeds() {
-                guard let file = fopen(CommandLine.arguments[2] + "/" + name, "wb") else { exit(2) }
-                fwrite(bytes, 1, bytes.count, file)
-                fclose(file)
-            }
-            return
-        }
-        for path in CommandLine.arguments.dropFirst() {
-            guard let file = fopen(path, "rb") else {
-                print("cannot open \(path)")
-                exit(2)
-            }
-            var bytes: [UInt8] = []
-            var buffer = [UInt8](repeating: 0, count: 65536)
-            while true {
-                let got = fread(&buffer, 1, buffer.count, file)
-                if got <= 0 { break }
-                bytes += buffer[0..<got]
-            }
-            fclose(file)
-            bytes.withUnsafeBytes { FuzzEntryPoints.storedRecord($0) }
-        }
-        print("replayed \(CommandLine.arguments.count - 1) inputs")
+        exit(FuzzEntryPoints.replayCommandLine(CommandLine.arguments, entry: FuzzEntryPoints.storedRecord, seeds: FuzzEntryPoints.storedRecordSeeds()))
         #endif
     }
 }
