@@ -121,15 +121,7 @@ struct FileFaultTests {
         }
         func run(_ arguments: [String]) throws -> ProcessResult {
             guard asRoot else { return try runCLI(arguments) }
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-            process.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", cliPath] + arguments
-            let out = Pipe(), err = Pipe()
-            process.standardOutput = out
-            process.standardError = err
-            process.standardInput = FileHandle.nullDevice
-            try process.run()
-            return finish(process, out, err)
+            return try runProcess("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", cliPath] + arguments)
         }
         for arguments in [["append", "--db", base], ["events", "--db", base]] {
             let result = try run(arguments)

@@ -78,14 +78,8 @@ struct FuzzCorpusTests {
         let corpus = repositoryRoot + "/Tests/Fuzz/Corpus/" + target
         let seeds = try FileManager.default.contentsOfDirectory(atPath: corpus).sorted().map { corpus + "/" + $0 }
         #expect(seeds.count > 10)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: cliPath).deletingLastPathComponent().appendingPathComponent("fuzz-" + target)
-        process.arguments = seeds
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let result = finish(process, out, err)
+        let executable = URL(fileURLWithPath: cliPath).deletingLastPathComponent().appendingPathComponent("fuzz-" + target).path
+        let result = try runProcess(executable, seeds)
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout == "replayed \(seeds.count) inputs\n")
     }
