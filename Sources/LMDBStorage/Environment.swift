@@ -78,6 +78,9 @@ public final class Environment: @unchecked Sendable {
     /// The options it was opened with.
     public let options: EnvironmentOptions
     let gate = ReadWriteGate()
+    /// The last snapshot `checkStructure()` walked, and what it found: a second check of the same
+    /// snapshot (opening with the check, then `verify`) need not read the whole file again.
+    let checkedSnapshot = Locked<(id: UInt64, report: StructureReport)?>(nil)
 
     /// Opens (and, unless read-only, creates) the environment at `path`, a directory. Files are created
     /// with mode 0600, the directory with 0700. Reader slots left by dead processes are cleared.

@@ -26,10 +26,15 @@ extension Environment {
             mdb_txn_abort(txn)
             gate.unlock()
         }
+        // Every commit, from any process, gets a new transaction id: the same id is the same snapshot.
+        let snapshot = UInt64(mdb_txn_id(txn))
+        if let checked = checkedSnapshot.withLock({ $0 }), checked.id == snapshot { return checked.report }
         var fd: Int32 = -1
         try check(mdb_env_get_fd(handle, &fd))
-        var checker = PageWalker(fd: fd, pageSize: statistics().pageSize, snapshot: UInt64(mdb_txn_id(txn)))
-        return try checker.run()
+        var checker = PageWalker(fd: fd, pageSize: statistics().pageSize, snapshot: snapshot)
+        let report = try checker.run()
+        checkedSnapshot.withLock { $0 = (snapshot, report) }
+        return report
     }
 }
 
