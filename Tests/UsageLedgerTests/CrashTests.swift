@@ -56,7 +56,9 @@ private final class Worker {
     var linesSoFar: Int { lines.withLock { $0.count } }
 }
 
-@Suite("Crashes: appenders and rollups killed with SIGKILL", .serialized)
+// The time limit makes a lock left by a killed writer a failure rather than a hang: after every kill
+// the retry must open the ledger and take the writer lock the dead process may have held.
+@Suite("Crashes: appenders and rollups killed with SIGKILL", .serialized, .timeLimit(.minutes(10)))
 struct CrashTests {
     static let batchSize = 20
 
