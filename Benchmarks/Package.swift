@@ -18,6 +18,8 @@ let package = Package(
             name: "Workload",
             dependencies: [.product(name: "UsageLedger", package: rootPackageName)]
         ),
+        // The workload as NDJSON, for profiling the command-line tool on the benchmarks' events.
+        .executableTarget(name: "workload-ndjson", dependencies: ["Workload"]),
         .executableTarget(
             name: "LedgerBenchmarks",
             dependencies: [
