@@ -14,6 +14,13 @@ public enum EventJSON {
     /// Decodes one event without checking the value rules, for callers that append it right away
     /// (`Ledger.append` validates every event itself, so the import path does not pay twice).
     package static func decodeUnvalidated(_ line: UnsafeBufferPointer<UInt8>) throws(LedgerError) -> UsageEvent {
+        if let event = FastEventDecoder.decode(line) { return event }
+        return try decodeGeneral(line)
+    }
+
+    /// Decodes one event through the general parser and its `JSONValue` tree: every line the fast decoder
+    /// declines, and the reference it is checked against.
+    package static func decodeGeneral(_ line: UnsafeBufferPointer<UInt8>) throws(LedgerError) -> UsageEvent {
         let value: JSONValue
         do {
             value = try JSONParser.parse(line)

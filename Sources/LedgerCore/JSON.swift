@@ -56,7 +56,7 @@ public struct JSONParser {
 
     /// Parses one JSON text that must span all of `bytes` (surrounding white space allowed).
     public static func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws(JSONSyntaxError) -> JSONValue {
-        guard String(validating: bytes, as: UTF8.self) != nil else {
+        guard ASCII.isASCII(bytes) || String(validating: bytes, as: UTF8.self) != nil else {
             throw JSONSyntaxError(offset: firstInvalidUTF8(bytes), reason: "invalid UTF-8")
         }
         var parser = JSONParser(bytes)

@@ -8,9 +8,14 @@ import Glibc
 /// ledger does and checks that whatever decodes re-encodes to the same value. Errors are the expected
 /// answer to bad bytes; a crash, a hang or a round-trip mismatch (a `precondition` failure) is a bug.
 package enum FuzzEntryPoints {
-    /// Decodes `bytes` as one NDJSON line; a decoded event must survive JSON encoding and decoding.
+    /// Decodes `bytes` as one NDJSON line; a decoded event must survive JSON encoding and decoding, and
+    /// whatever the fast decoder accepts must decode to the same event through the general parser.
     package static func eventJSON(_ bytes: UnsafeRawBufferPointer) {
         let line = bytes.bindMemory(to: UInt8.self)
+        if let fast = FastEventDecoder.decode(line) {
+            let general = try? EventJSON.decodeGeneral(line)
+            precondition(general == fast, "the fast decoder accepted a line the general parser reads differently: \(EventJSON.encode(fast))")
+        }
         guard let event = try? EventJSON.decode(line) else { return }
         let again = try? EventJSON.decode(EventJSON.encode(event))
         precondition(again == event, "an event decoded from JSON did not round-trip: \(EventJSON.encode(event))")
