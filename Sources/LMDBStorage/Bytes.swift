@@ -137,9 +137,17 @@ public struct ByteReader {
         let length = try readVarint()
         guard length <= UInt64(remaining) else { throw Malformed(offset: offset, expected: "\(length) string bytes") }
         let count = Int(length)
-        let slice = UnsafeRawBufferPointer(rebasing: base[offset..<offset + count])
-        guard let text = String(validating: slice.bindMemory(to: UInt8.self), as: UTF8.self) else {
-            throw Malformed(offset: offset, expected: "valid UTF-8")
+        let slice = UnsafeRawBufferPointer(rebasing: base[offset..<offset + count]).bindMemory(to: UInt8.self)
+        // ASCII needs no further validation, and String's generic validation costs more than the rest of
+        // decoding a record.
+        var high: UInt8 = 0
+        for byte in slice { high |= byte }
+        let text: String
+        if high < 0x80 {
+            text = String(decoding: slice, as: UTF8.self)
+        } else {
+            guard let validated = String(validating: slice, as: UTF8.self) else { throw Malformed(offset: offset, expected: "valid UTF-8") }
+            text = validated
         }
         offset += count
         return text

@@ -70,8 +70,8 @@ public enum EventRules {
 
     /// `^[a-z][a-z0-9_.-]{0,31}$`
     static func checkResourceType(_ value: String) throws(LedgerError) {
-        let bytes = Array(value.utf8)
-        let ok = !bytes.isEmpty && bytes.count <= 32 && isLower(bytes[0]) && bytes.dropFirst().allSatisfy {
+        let bytes = value.utf8
+        let ok = !bytes.isEmpty && bytes.count <= 32 && isLower(bytes[bytes.startIndex]) && bytes.dropFirst().allSatisfy {
             isLower($0) || isDigit($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-")
         }
         guard ok else {
@@ -81,8 +81,8 @@ public enum EventRules {
 
     /// `^[a-z][a-z0-9_]{0,63}$`
     public static func checkMeterName(_ name: String, field: String) throws(LedgerError) {
-        let bytes = Array(name.utf8)
-        let ok = !bytes.isEmpty && bytes.count <= 64 && isLower(bytes[0])
+        let bytes = name.utf8
+        let ok = !bytes.isEmpty && bytes.count <= 64 && isLower(bytes[bytes.startIndex])
             && bytes.dropFirst().allSatisfy { isLower($0) || isDigit($0) || $0 == UInt8(ascii: "_") }
         guard ok else {
             throw .invalidField(field: field, reason: "meter name '\(name.prefix(80))' does not match ^[a-z][a-z0-9_]{0,63}$")
@@ -94,6 +94,12 @@ public enum EventRules {
 
     /// C0 controls, DEL and C1 controls.
     static func hasControlCharacter(_ value: String) -> Bool {
-        value.unicodeScalars.contains { $0.value < 0x20 || ($0.value >= 0x7F && $0.value <= 0x9F) }
+        // In UTF-8, C1 controls (U+0080 to U+009F) are 0xC2 followed by 0x80...0x9F.
+        var previous: UInt8 = 0
+        for byte in value.utf8 {
+            if byte < 0x20 || byte == 0x7F || (previous == 0xC2 && byte >= 0x80 && byte <= 0x9F) { return true }
+            previous = byte
+        }
+        return false
     }
 }
