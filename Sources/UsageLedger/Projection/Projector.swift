@@ -77,7 +77,10 @@ extension Ledger {
             after.checkpointRunning = before.checkpointRunning
             after.checkpointFootprint = before.checkpointFootprint
         }
-        if t >= before.accruedUntil {
+        // A resource with an event at or after its checkpoint is already in `pending` (rollup removes it
+        // only once none is left, and `lastOccurredAt` is the latest event's time), so most events skip the lookup.
+        let alreadyPending = stored.map { $0.lastOccurredAt >= $0.accruedUntil } ?? false
+        if t >= before.accruedUntil && !alreadyPending {
             let key = ProjectionFormat.ownerKey(after.owner, type: after.resource.type, id: after.resource.id)
             if try txn.get(databases.pending, key) == nil { try txn.put(databases.pending, key, BigEndianKey(resourceNumber).bytes) }
         }
