@@ -307,6 +307,12 @@ public struct JSONWriter: Sendable {
     /// Appends `value` as a JSON string literal.
     public mutating func string(_ value: String) {
         text.append("\"")
+        // Most strings need no escape: append them whole instead of scalar by scalar.
+        if !value.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C || $0 == 0x7F }) {
+            text.append(value)
+            text.append("\"")
+            return
+        }
         var start = value.unicodeScalars.startIndex
         var i = start
         let scalars = value.unicodeScalars
