@@ -160,37 +160,6 @@ enum ProjectionFormat {
         }
     }
 
-    /// Adds a stored row to `amounts` without building the row's own dictionaries first: the usage
-    /// query sums thousands of rows, and decoding each into a `UsageAmounts` was most of its time.
-    static func addRow(_ bytes: UnsafeRawBufferPointer, into amounts: inout UsageAmounts) throws(LedgerError) {
-        var reader = ByteReader(bytes)
-        var running: Int128 = 0
-        var meters: [(String, Int128)] = [], adjustments: [(String, Int128)] = []
-        do throws(ByteReader.Malformed) {
-            guard try reader.readByte() == rowVersion else { throw ByteReader.Malformed(offset: 0, expected: "row version \(rowVersion)") }
-            running = try readSigned128(&reader)
-            try readAmountPairs(&reader, into: &meters)
-            try readAmountPairs(&reader, into: &adjustments)
-            guard reader.remaining == 0 else { throw ByteReader.Malformed(offset: reader.offset, expected: "the end of the row") }
-        } catch {
-            throw .corrupt(reason: "an hourly row is malformed: expected \(error.expected) at byte \(error.offset)")
-        }
-        amounts.runningMicroseconds = try checkedAdd(amounts.runningMicroseconds, running, "running_seconds")
-        for (name, value) in meters {
-            amounts.meterMicroseconds[name] = try checkedAdd(amounts.meterMicroseconds[name] ?? 0, value, "\(name)_seconds")
-        }
-        for (name, value) in adjustments {
-            amounts.adjustments[name] = try checkedAdd(amounts.adjustments[name] ?? 0, value, name)
-        }
-    }
-
-    private static func readAmountPairs(_ reader: inout ByteReader, into pairs: inout [(String, Int128)]) throws(ByteReader.Malformed) {
-        let count = try reader.readVarint()
-        guard count <= UInt64(reader.remaining) else { throw ByteReader.Malformed(offset: reader.offset, expected: "amounts") }
-        pairs.reserveCapacity(Int(count))
-        for _ in 0..<count { pairs.append((try reader.readString(), try readSigned128(&reader))) }
-    }
-
     // MARK: - Owner totals
 
     /// Running resources of one (owner, type) and, per footprint meter, how many of them have it and its sum.

@@ -242,13 +242,11 @@ extension Ledger {
                 if case .owner = query.subject, !query.groupByResource {
                     // Ungrouped: the rows of an hour go into one bucket, so sum them straight from their
                     // bytes, without decoding whose they are.
-                    var sum = UsageAmounts()
-                    var any = false
+                    var sum = RowSum()
                     try scan(databases.hourly, prefix: ProjectionFormat.hourlyPrefix(hour: hour, owner: owner), in: txn) { _, value in
-                        try ProjectionFormat.addRow(value, into: &sum)
-                        any = true
+                        try sum.add(row: value)
                     }
-                    if any { try buckets[query.bucket(hour, nil), default: .init()].add(sum) }
+                    if !sum.isEmpty { try buckets[query.bucket(hour, nil), default: .init()].add(sum.amounts()) }
                 } else {
                     try rows(of: query.subject, owner: owner, hour: hour, in: txn) { resource, amounts in
                         try buckets[query.bucket(hour, resource), default: .init()].add(amounts)
