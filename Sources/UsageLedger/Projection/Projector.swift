@@ -9,7 +9,7 @@ struct ProjectionContext {
     var horizon: Timestamp?
     /// `owner_totals` entries read or changed in this transaction, written once by `write(to:meta:totals:)`:
     /// a batch of events for one owner would otherwise decode and encode the same entry per event.
-    var ownerTotals: [[UInt8]: ProjectionFormat.OwnerTotals] = [:]
+    var ownerTotals: [ByteKey: ProjectionFormat.OwnerTotals] = [:]
 
     init(reading txn: borrowing some ReadableTransaction & ~Copyable, meta: Database) throws {
         horizon = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.horizon)
@@ -17,7 +17,8 @@ struct ProjectionContext {
 
     /// Writes what the transaction's events changed: owner totals, then the unmatched-stop count.
     func write(to txn: borrowing WriteTransaction, meta: Database, totals: Database) throws {
-        for (key, entry) in ownerTotals {
+        for (byteKey, entry) in ownerTotals {
+            let key = byteKey.bytes
             if entry.running == 0 {
                 try txn.delete(totals, key)
             } else {
@@ -28,6 +29,18 @@ struct ProjectionContext {
         let current = try txn.get(meta, ProjectionMeta.unmatchedStops).map { try StorageFormat.decodeNumber($0, what: "unmatched_stops") } ?? 0
         let updated = UInt64(max(0, Int64(current) + unmatchedStopsDelta))
         try txn.put(meta, ProjectionMeta.unmatchedStops, BigEndianKey(updated).bytes)
+    }
+}
+
+/// A key's bytes as a dictionary key: hashed in one pass (`[UInt8]` hashes byte by byte, which showed
+/// up in the append profile).
+struct ByteKey: Hashable {
+    let bytes: [UInt8]
+
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    func hash(into hasher: inout Hasher) {
+        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
     }
 }
 
@@ -150,9 +163,9 @@ extension Ledger {
         let wasRunning = old?.running ?? false
         guard wasRunning || new.running else { return }
         if wasRunning, new.running, old?.footprint == new.footprint { return }
-        let totalsKey = ProjectionFormat.ownerKey(new.owner, type: new.resource.type)
+        let totalsKey = ByteKey(ProjectionFormat.ownerKey(new.owner, type: new.resource.type))
         var totals = try context.ownerTotals[totalsKey]
-            ?? txn.get(databases.ownerTotals, totalsKey).map { try ProjectionFormat.decodeTotals($0) } ?? .init()
+            ?? txn.get(databases.ownerTotals, totalsKey.bytes).map { try ProjectionFormat.decodeTotals($0) } ?? .init()
         if let old, wasRunning { try totals.add(old.footprint, sign: -1) }
         if new.running { try totals.add(new.footprint, sign: 1) }
         context.ownerTotals[totalsKey] = totals
