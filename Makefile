@@ -1,5 +1,5 @@
 # The two fresh-machine commands are `make demo` and `make test`; both install what they need first.
-.PHONY: deps demo test test-tsan test-crash fuzz soak docs bench bench-large clean
+.PHONY: deps demo test test-tsan test-crash fuzz soak docs bench bench-large bench-10m import-memory clean
 
 deps:
 	@bash .ci/install-deps
@@ -41,6 +41,15 @@ bench: deps
 # The same at 1M events (USAGE_LEDGER_BENCH_EVENTS sets any size).
 bench-large: deps
 	cd Benchmarks && USAGE_LEDGER_BENCH_EVENTS=1000000 swift package --disable-sandbox benchmark --format markdown --no-progress | tee results-1M.md
+
+# 10M events: append, import and `current` only (their ledger needs no rows; rows for 10M events would
+# need about 120 GB, docs/capacity.md). About 20 minutes here.
+bench-10m: deps
+	cd Benchmarks && USAGE_LEDGER_BENCH_EVENTS=10000000 swift package --disable-sandbox benchmark --format markdown --no-progress --filter "1 .*" --filter "3 .*" --filter "4 .*" | tee results-10M.md
+
+# Import through the CLI at 1M and 10M lines: rate, peak heap and mapped file.
+import-memory: deps
+	Benchmarks/import-memory 1000000 10000000
 
 clean:
 	rm -rf .build Benchmarks/.build demo-ledger
