@@ -132,15 +132,6 @@ public struct ByteReader {
         return Int64(bitPattern: raw >> 1) ^ -Int64(bitPattern: raw & 1)
     }
 
-    /// Reads a varint length and that many bytes, without copying them: the bytes stay valid as long as
-    /// the buffer the reader reads.
-    public mutating func readLengthPrefixedBytes() throws(Malformed) -> UnsafeRawBufferPointer {
-        let length = try readVarint()
-        guard length <= UInt64(remaining) else { throw Malformed(offset: offset, expected: "\(length) bytes") }
-        defer { offset += Int(length) }
-        return UnsafeRawBufferPointer(rebasing: base[offset..<offset + Int(length)])
-    }
-
     /// Reads a varint length and that many bytes as UTF-8 (invalid UTF-8 is malformed).
     public mutating func readString() throws(Malformed) -> String {
         let length = try readVarint()

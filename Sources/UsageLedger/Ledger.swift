@@ -37,9 +37,12 @@ public final class Ledger: Sendable {
         let hourly: Database
         let compactionBase: Database
         let pending: Database
+        let ownerHourly: Database
 
-        var all: [Database] { [meta, events, eventIDs, resources, timeline, resourceState, running, ownerTotals, hourly, compactionBase, pending] }
-        var projections: [Database] { [resourceState, running, ownerTotals, hourly, pending] }
+        var all: [Database] {
+            [meta, events, eventIDs, resources, timeline, resourceState, running, ownerTotals, hourly, compactionBase, pending, ownerHourly]
+        }
+        var projections: [Database] { [resourceState, running, ownerTotals, hourly, pending, ownerHourly] }
     }
 
     /// Opens the ledger at `path` (a directory), creating it unless `options.createIfMissing` is off or
@@ -57,8 +60,13 @@ public final class Ledger: Sendable {
             let opened = try environment.openDatabases(StorageFormat.Name.all)
             databases = Databases(meta: opened[0], events: opened[1], eventIDs: opened[2], resources: opened[3], timeline: opened[4],
                                   resourceState: opened[5], running: opened[6], ownerTotals: opened[7], hourly: opened[8],
-                                  compactionBase: opened[9], pending: opened[10])
+                                  compactionBase: opened[9], pending: opened[10], ownerHourly: opened[11])
         } catch StorageError.databaseMissing {
+            // A ledger of an older format lacks the databases added since; read-only, it cannot gain them.
+            if let environment = try? EnvironmentRegistry.shared.environment(path: path, options: options.environmentOptions),
+               let found = try? Self.formatVersion(in: environment), found < StorageFormat.currentVersion {
+                throw .cannotOpen(path: path, reason: "on-disk format \(found) must be upgraded; open it once for writing")
+            }
             throw .cannotOpen(path: path, reason: "it holds no usage ledger (run 'usage-ledger init' first)")
         } catch {
             throw Self.map(error, path: path)
@@ -78,8 +86,8 @@ public final class Ledger: Sendable {
                 throw .formatTooNew(found: found, supported: StorageFormat.currentVersion)
             }
             if found < StorageFormat.currentVersion {
-                // Format 1 had the log only; 2 materialized rows on append; 3 in rollup. Projections are
-                // derived from the log, so a rebuild upgrades them.
+                // Format 1 had the log only; 2 materialized rows on append; 3 in rollup; 4 adds owner_hourly.
+                // Projections are derived from the log (and owner_hourly from the rows), so a rebuild upgrades them.
                 guard !options.readOnly else {
                     throw .cannotOpen(path: path, reason: "on-disk format \(found) must be upgraded; open it once for writing")
                 }
@@ -91,6 +99,15 @@ public final class Ledger: Sendable {
         }
         guard !options.readOnly else { throw .cannotOpen(path: path, reason: "it holds no usage ledger") }
         try stampFormat(StorageFormat.currentVersion, replacing: false)
+    }
+
+    /// The format version stamped in a ledger's `meta`, read without opening the other databases.
+    private static func formatVersion(in environment: Environment) throws -> UInt32? {
+        guard let meta = try environment.openDatabases([StorageFormat.Name.meta]).first else { return nil }
+        return try environment.read { txn -> UInt32? in
+            guard let bytes = try txn.get(meta, StorageFormat.MetaKey.formatVersion), bytes.count == 4 else { return nil }
+            return UInt32(bigEndian: bytes.loadUnaligned(as: UInt32.self))
+        }
     }
 
     private func stampFormat(_ version: UInt32, replacing: Bool) throws(LedgerError) {

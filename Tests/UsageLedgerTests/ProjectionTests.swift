@@ -393,15 +393,17 @@ struct ProjectionMaintenanceTests {
             amounts.runningMicroseconds += 1
             try txn.put(ledger.databases.hourly, Array(entry.key), ProjectionFormat.encode(amounts))
         }
+        // Two differences: the row against the log, and its owner-hour sum against the rows.
         let report = try ledger.verify()
-        #expect(report.differenceCount == 1)
+        #expect(report.differenceCount == 2)
         #expect(report.differences.first?.contains("stored running_seconds=") == true)
+        #expect(report.differences.contains { $0.hasPrefix("owner_hourly org-") && $0.contains("the rows give") })
         // Drop a running resource from the index.
         try ledger.environment.write { txn in
             let cursor = try txn.cursor(ledger.databases.running)
             if try cursor.first() != nil { try cursor.deleteCurrent() }
         }
-        #expect(try ledger.verify().differenceCount == 2)
+        #expect(try ledger.verify().differenceCount == 3)
         // Add rows the log does not give: an hour of a resource that did not run then, and one of a stranger.
         try ledger.environment.write { txn in
             var amounts = UsageAmounts()
@@ -411,8 +413,10 @@ struct ProjectionMaintenanceTests {
                             ProjectionFormat.encode(amounts))
             }
         }
+        // Each stray row also leaves its owner-hour's sum short of it: 3 + 2 rows + 2 sums.
         let extra = try ledger.verify()
-        #expect(extra.differenceCount == 4)
+        #expect(extra.differenceCount == 7)
+        #expect(extra.differences.contains { $0.hasPrefix("owner_hourly org-1 hour 2026-10-01T00:00:00Z: missing") })
         #expect(extra.differences.contains { $0.hasPrefix("app/f1 hour 2026-10-01T00:00:00Z: a row is stored that the log does not give") })
         #expect(extra.differences.contains { $0.hasPrefix("app/ghost hour 2026-11-02T00:00:00Z: a row is stored") })
         let rebuilt = try ledger.rebuild()
@@ -437,6 +441,36 @@ struct ProjectionMaintenanceTests {
         #expect(try reopened.currentUsage().runningCount == 50)
         #expect(try reopened.verify().isConsistent)
         #expect(try reopened.statistics().formatVersion == Ledger.formatVersion)
+    }
+
+    @Test("a format-3 ledger gains owner_hourly at open, sealed hours included; retention drops both kinds of rows")
+    func upgradesFormatThree() throws {
+        let dir = try TemporaryDirectory()
+        let from = ts("2026-11-05T00:00:00Z"), to = ts("2026-11-20T00:00:00Z")
+        let before: UsageReport
+        do {
+            let ledger = try openLedger(dir)
+            _ = try ledger.append(contentsOf: Self.fleet())
+            // Horizon 2026-11-09T12:00Z seals the hours before it; retention drops those before 2026-11-04T12:00Z.
+            try rollUpAndCompact(ledger) { options in
+                options.cutoffAgeDays = 15
+                options.snapshotRetentionDays = 20
+            }
+            #expect(try ledger.verify().isConsistent)
+            before = try ledger.usage(.owner("org-1"), from: from, to: to, granularity: .hour)
+            #expect(before.rows.count > 300)
+            try ledger.environment.write { txn in
+                try txn.clear(ledger.databases.ownerHourly)
+                var writer = ByteWriter()
+                writer.writeBigEndian(UInt32(3))
+                try txn.put(ledger.databases.meta, "format_version", writer.bytes)
+            }
+            #expect(try ledger.verify().differences.first?.contains("owner_hourly org-") == true)
+        }
+        let reopened = try openLedger(dir)
+        #expect(try reopened.statistics().formatVersion == Ledger.formatVersion)
+        #expect(try reopened.verify().isConsistent)
+        #expect(try reopened.usage(.owner("org-1"), from: from, to: to, granularity: .hour) == before)
     }
 }
 

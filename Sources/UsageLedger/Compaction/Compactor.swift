@@ -209,7 +209,9 @@ extension Ledger {
         if let stored = try txn.get(databases.resourceState, stateKey) {
             var state = try ProjectionFormat.decodeState(stored)
             if state.accruedUntil < horizon {
-                _ = try materialize(resourceNumber: plan.number, state: &state, until: horizon, in: txn)
+                var ownerRows = OwnerRowChanges()
+                _ = try materialize(resourceNumber: plan.number, state: &state, until: horizon, ownerRows: &ownerRows, in: txn)
+                try ownerRows.apply(to: txn, database: databases.ownerHourly)
                 try txn.put(databases.resourceState, stateKey, ProjectionFormat.encode(state))
             }
         }
@@ -258,19 +260,26 @@ extension Ledger {
         }
         var total = 0
         while true {
-            let dropped = try write { txn -> Int in
+            let (dropped, ownersDropped) = try write { txn -> (Int, Int) in
                 var count = 0
                 let cursor = try txn.cursor(databases.hourly)
                 while count < 10_000, let current = try cursor.first(), isOld(current.key) {
                     try cursor.deleteCurrent()
                     count += 1
                 }
+                // Owner-hour sums go with their hours' rows (there are fewer of them than rows).
+                var owners = 0
+                let ownerCursor = try txn.cursor(databases.ownerHourly)
+                while owners < 10_000, let current = try ownerCursor.first(), isOld(current.key) {
+                    try ownerCursor.deleteCurrent()
+                    owners += 1
+                }
                 let previous = try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.snapshotsRetainedFrom) ?? .earliest
                 if before > previous { try ProjectionMeta.put(txn, databases.meta, ProjectionMeta.snapshotsRetainedFrom, before) }
-                return count
+                return (count, owners)
             }
             total += dropped
-            if dropped < 10_000 { return total }
+            if dropped < 10_000 && ownersDropped < 10_000 { return total }
         }
     }
 }

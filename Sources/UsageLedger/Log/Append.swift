@@ -125,7 +125,7 @@ extension Ledger {
         }
         for outcome in result.outcomes { counters.count(outcome) }
         try counters.write(to: txn, meta: meta)
-        try context.write(to: txn, meta: meta, totals: databases.ownerTotals)
+        try context.write(to: txn, meta: meta, totals: databases.ownerTotals, ownerHourly: databases.ownerHourly)
         return result
     }
 

@@ -5,7 +5,7 @@ import LedgerCore
 /// prose of this file; change both together, and bump `currentVersion` for any incompatible change.
 enum StorageFormat {
     /// The on-disk format this build writes and reads.
-    static let currentVersion: UInt32 = 3
+    static let currentVersion: UInt32 = 4
 
     /// Every named database, in the order `Ledger` opens them.
     enum Name {
@@ -20,9 +20,11 @@ enum StorageFormat {
         static let hourly = "hourly"
         static let compactionBase = "compaction_base"
         static let pending = "pending"
-        static let all = [meta, events, eventIDs, resources, timeline, resourceState, running, ownerTotals, hourly, compactionBase, pending]
+        static let ownerHourly = "owner_hourly"
+        static let all = [meta, events, eventIDs, resources, timeline, resourceState, running, ownerTotals, hourly, compactionBase, pending,
+                          ownerHourly]
         /// The databases derived from the log, which `rebuild` clears and refills.
-        static let projections = [resourceState, running, ownerTotals, hourly, pending]
+        static let projections = [resourceState, running, ownerTotals, hourly, pending, ownerHourly]
     }
 
     /// Keys of the `meta` database.

@@ -98,6 +98,7 @@ extension Ledger {
                     }
                     var rolled = 0, hours = 0
                     var last: [UInt8]? = nil
+                    var ownerRows = OwnerRowChanges()
                     for (key, number) in batch {
                         // Bound the transaction by work, not only by resources: appenders wait for it.
                         if hours >= Self.rollupRowsPerTransaction { break }
@@ -108,13 +109,14 @@ extension Ledger {
                         }
                         var state = try ProjectionFormat.decodeState(stored)
                         let checkpoint = state.accruedUntil
-                        let written = try materialize(resourceNumber: number, state: &state, until: target, in: txn)
+                        let written = try materialize(resourceNumber: number, state: &state, until: target, ownerRows: &ownerRows, in: txn)
                         if state.accruedUntil != checkpoint {
                             try txn.put(databases.resourceState, stateKey, ProjectionFormat.encode(state))
                         }
                         if written > 0 { rolled += 1 }
                         hours += written
                     }
+                    try ownerRows.apply(to: txn, database: databases.ownerHourly)
                     return (last, rolled, hours)
                 }
                 batches += 1
@@ -181,7 +183,9 @@ extension Ledger {
                 if summary.resources % 1000 == 0 { progress(summary.resources) }
             }
             context.unmatchedStopsDelta = 0
-            try context.write(to: txn, meta: meta, totals: databases.ownerTotals)
+            try context.write(to: txn, meta: meta, totals: databases.ownerTotals, ownerHourly: databases.ownerHourly)
+            // Every owner-hour, sealed hours included: an upgrade from format 3 has none yet.
+            try rewriteOwnerRows(from: .earliest, in: txn)
             try txn.put(meta, ProjectionMeta.unmatchedStops, BigEndianKey(unmatched).bytes)
             if materializeUntil > .earliest { try ProjectionMeta.put(txn, meta, ProjectionMeta.watermark, materializeUntil) }
             try txn.delete(meta, ProjectionMeta.rollupTarget)
@@ -304,6 +308,7 @@ extension Ledger {
                 }
                 report.differenceCount += extra - located
             }
+            try verifyOwnerRows(in: txn, differ: differ)
             var storedRunning: [[UInt8]: UInt64] = [:]
             let running = try txn.cursor(databases.running)
             var entry = try running.first()
@@ -368,6 +373,41 @@ extension Ledger {
         let timeline = try txn.statistics(databases.timeline).entries
         if timeline != count || timelineEntries != count {
             differ("the timelines hold \(timeline) entries (\(timelineEntries) reachable from registered resources) for \(count) events")
+        }
+    }
+
+    /// Checks that `owner_hourly` holds, for every owner-hour (sealed hours included), exactly the sum of the
+    /// stored `hourly` rows: one merge of two scans in the same key order.
+    private func verifyOwnerRows(in txn: borrowing ReadTransaction, differ: (String) -> Void) throws {
+        let rows = try txn.cursor(databases.hourly)
+        var row = try rows.first()
+        let owners = try txn.cursor(databases.ownerHourly)
+        var stored = try owners.first()
+        var sums = OwnerRowSums()
+        while true {
+            var expected: (key: [UInt8], row: OwnerRow)?
+            while expected == nil, let current = row {
+                expected = try sums.add(key: current.key, value: current.value)
+                row = try rows.next()
+            }
+            guard let expected = expected ?? sums.finish() else { break }
+            while let current = stored, current.key.lexicographicallyPrecedes(expected.key) {
+                differ("owner_hourly \(OwnerRow.describe(key: current.key)): an entry is stored that no hourly rows give")
+                stored = try owners.next()
+            }
+            if let current = stored, current.key.elementsEqual(expected.key) {
+                let found = try OwnerRow(decoding: current.value)
+                if found != expected.row {
+                    differ("owner_hourly \(OwnerRow.describe(key: expected.key)): stored \(describe(found.amounts)) over \(found.rows) rows, the rows give \(describe(expected.row.amounts)) over \(expected.row.rows)")
+                }
+                stored = try owners.next()
+            } else {
+                differ("owner_hourly \(OwnerRow.describe(key: expected.key)): missing, the rows give \(describe(expected.row.amounts))")
+            }
+        }
+        while let current = stored {
+            differ("owner_hourly \(OwnerRow.describe(key: current.key)): an entry is stored that no hourly rows give")
+            stored = try owners.next()
         }
     }
 

@@ -10,13 +10,16 @@ struct ProjectionContext {
     /// `owner_totals` entries read or changed in this transaction, written once by `write(to:meta:totals:)`:
     /// a batch of events for one owner would otherwise decode and encode the same entry per event.
     var ownerTotals: [ByteKey: ProjectionFormat.OwnerTotals] = [:]
+    /// Changes to `owner_hourly` from rows that late events rewrote, applied by `write`.
+    var ownerRows = OwnerRowChanges()
 
     init(reading txn: borrowing some ReadableTransaction & ~Copyable, meta: Database) throws {
         horizon = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.horizon)
     }
 
-    /// Writes what the transaction's events changed: owner totals, then the unmatched-stop count.
-    func write(to txn: borrowing WriteTransaction, meta: Database, totals: Database) throws {
+    /// Writes what the transaction's events changed: owner totals, owner-hour sums, then the unmatched-stop count.
+    func write(to txn: borrowing WriteTransaction, meta: Database, totals: Database, ownerHourly: Database) throws {
+        try ownerRows.apply(to: txn, database: ownerHourly)
         for (byteKey, entry) in ownerTotals {
             let key = byteKey.bytes
             if entry.running == 0 {
@@ -77,7 +80,8 @@ extension Ledger {
         var after: ResourceState
         if t < before.accruedUntil {
             // Before the checkpoint: the rows it changes are rewritten, and that refold gives the state too.
-            after = try rewriteMaterialized(resourceNumber: resourceNumber, before: before, insertedAt: t, excludingSeq: seq, in: txn)
+            after = try rewriteMaterialized(resourceNumber: resourceNumber, before: before, insertedAt: t, excludingSeq: seq,
+                                            ownerRows: &context.ownerRows, in: txn)
         } else if stored == nil || t >= before.lastOccurredAt {
             after = before
             try after.apply(event) { _ throws(LedgerError) in }
@@ -107,8 +111,8 @@ extension Ledger {
     /// An event before the checkpoint: rewrite the resource's rows from the event's hour up to the
     /// checkpoint, from the timeline with and without it. Returns the new state, checkpoint unchanged in
     /// time but with the run state the new timeline gives there.
-    private func rewriteMaterialized(resourceNumber: UInt64, before: ResourceState, insertedAt t: Timestamp,
-                                     excludingSeq seq: UInt64, in txn: borrowing WriteTransaction) throws -> ResourceState {
+    private func rewriteMaterialized(resourceNumber: UInt64, before: ResourceState, insertedAt t: Timestamp, excludingSeq seq: UInt64,
+                                     ownerRows: inout OwnerRowChanges, in txn: borrowing WriteTransaction) throws -> ResourceState {
         let entries = try timeline(resourceNumber: resourceNumber, in: txn)
         let base = try compactionBase(resourceNumber: resourceNumber, in: txn)
         var state = before
@@ -117,11 +121,16 @@ extension Ledger {
         let from = t.hourFloor, until = state.accruedUntil
         let newRows = try Fold.hourly(new, from: from, until: until)
         for hour in try Fold.hourly(old, from: from, until: until).keys where newRows[hour] == nil {
-            try txn.delete(databases.hourly, ProjectionFormat.hourlyKey(hour: hour, owner: state.owner, resource: state.resource))
+            let key = ProjectionFormat.hourlyKey(hour: hour, owner: state.owner, resource: state.resource)
+            let stored = try txn.get(databases.hourly, key).map { try ProjectionFormat.decodeRow($0) }
+            try txn.delete(databases.hourly, key)
+            try ownerRows.record(hour: hour, owner: state.owner, from: stored, to: nil)
         }
         for (hour, amounts) in newRows {
-            try txn.put(databases.hourly, ProjectionFormat.hourlyKey(hour: hour, owner: state.owner, resource: state.resource),
-                        ProjectionFormat.encode(amounts))
+            let key = ProjectionFormat.hourlyKey(hour: hour, owner: state.owner, resource: state.resource)
+            let stored = try txn.get(databases.hourly, key).map { try ProjectionFormat.decodeRow($0) }
+            try txn.put(databases.hourly, key, ProjectionFormat.encode(amounts))
+            try ownerRows.record(hour: hour, owner: state.owner, from: stored, to: amounts)
         }
         state = new.state
         state.accruedUntil = until
@@ -132,14 +141,14 @@ extension Ledger {
     /// Writes a resource's hourly rows from its checkpoint up to `target` and moves the checkpoint there;
     /// keeps it in `pending` while it has events at or after `target`. Returns the resource-hours written.
     func materialize(resourceNumber: UInt64, state: inout ResourceState, until target: Timestamp,
-                     in txn: borrowing WriteTransaction) throws -> Int {
+                     ownerRows: inout OwnerRowChanges, in txn: borrowing WriteTransaction) throws -> Int {
         guard state.accruedUntil < target else { return 0 }
         let from = state.accruedUntil
         let entries = try timeline(resourceNumber: resourceNumber, from: from, in: txn)
         let fold = Fold.continuing(from: from, running: state.checkpointRunning, footprint: state.checkpointFootprint, entries: entries)
         let rows = try Fold.hourly(fold, from: from, until: target)
         for (hour, amounts) in rows {
-            try addToRow(hour: hour, owner: state.owner, resource: state.resource, amounts, in: txn)
+            try addToRow(hour: hour, owner: state.owner, resource: state.resource, amounts, ownerRows: &ownerRows, in: txn)
         }
         state.accruedUntil = target
         (state.checkpointRunning, state.checkpointFootprint) = Fold.checkpoint(fold, at: target)
@@ -150,11 +159,14 @@ extension Ledger {
     }
 
     /// Adds `amounts` to one hourly row, creating it when missing.
-    func addToRow(hour: Int64, owner: String, resource: ResourceID, _ amounts: UsageAmounts, in txn: borrowing WriteTransaction) throws {
+    func addToRow(hour: Int64, owner: String, resource: ResourceID, _ amounts: UsageAmounts, ownerRows: inout OwnerRowChanges,
+                  in txn: borrowing WriteTransaction) throws {
         let key = ProjectionFormat.hourlyKey(hour: hour, owner: owner, resource: resource)
-        var row = try txn.get(databases.hourly, key).map { try ProjectionFormat.decodeRow($0) } ?? UsageAmounts()
+        let stored = try txn.get(databases.hourly, key).map { try ProjectionFormat.decodeRow($0) }
+        var row = stored ?? UsageAmounts()
         try row.add(amounts)
         try txn.put(databases.hourly, key, ProjectionFormat.encode(row))
+        try ownerRows.record(hour: hour, owner: owner, from: stored, to: row)
     }
 
     /// Keeps the `running` index and `owner_totals` in step with a resource's state.

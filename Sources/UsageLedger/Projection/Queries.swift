@@ -240,13 +240,10 @@ extension Ledger {
             var hour = firstWhole
             while hour < lastWhole {
                 if case .owner = query.subject, !query.groupByResource {
-                    // Ungrouped: the rows of an hour go into one bucket, so sum them straight from their
-                    // bytes, without decoding whose they are.
-                    var sum = RowSum()
-                    try scan(databases.hourly, prefix: ProjectionFormat.hourlyPrefix(hour: hour, owner: owner), in: txn) { _, value in
-                        try sum.add(row: value)
+                    // Ungrouped: the hour's rows go into one bucket, and owner_hourly holds their sum.
+                    if let stored = try txn.get(databases.ownerHourly, OwnerRow.key(hour: hour, owner: owner)) {
+                        try buckets[query.bucket(hour, nil), default: .init()].add(try OwnerRow(decoding: stored).amounts)
                     }
-                    if !sum.isEmpty { try buckets[query.bucket(hour, nil), default: .init()].add(sum.amounts()) }
                 } else {
                     try rows(of: query.subject, owner: owner, hour: hour, in: txn) { resource, amounts in
                         try buckets[query.bucket(hour, resource), default: .init()].add(amounts)

@@ -1,4 +1,3 @@
-import LMDBStorage
 import LedgerCore
 
 /// Exact usage: running time and meter-time in microsecond units, adjustment sums in meter units.
@@ -81,82 +80,4 @@ public enum ExactDecimal {
 
     /// An integer as decimal text.
     public static func integer(_ value: Int128) -> String { String(value) }
-}
-
-/// Sums stored hourly rows straight from their bytes: meter names stay bytes (compared, not hashed or
-/// decoded) until `amounts()`. The owner query sums thousands of rows that mostly share a few meter
-/// names; building a `String` and a dictionary entry per meter per row was most of its cost.
-struct RowSum {
-    private(set) var isEmpty = true
-    private var running: Int128 = 0
-    private var meters = NamedSums()
-    private var adjustments = NamedSums()
-
-    /// Adds one `hourly` value (see `ProjectionFormat.encode(_: UsageAmounts)`).
-    mutating func add(row bytes: UnsafeRawBufferPointer) throws(LedgerError) {
-        var reader = ByteReader(bytes)
-        let version = try Self.reading { () throws(ByteReader.Malformed) in try reader.readByte() }
-        guard version == ProjectionFormat.rowVersion else {
-            throw .corrupt(reason: "an hourly row is malformed: expected row version \(ProjectionFormat.rowVersion) at byte 0")
-        }
-        let runningPart = try Self.reading { () throws(ByteReader.Malformed) in try ProjectionFormat.readSigned128(&reader) }
-        running = try checkedAdd(running, runningPart, "running_seconds")
-        try meters.add(&reader, suffix: "_seconds")
-        try adjustments.add(&reader, suffix: "")
-        guard reader.remaining == 0 else { throw .corrupt(reason: "an hourly row is malformed: expected the end of the row at byte \(reader.offset)") }
-        isEmpty = false
-    }
-
-    /// Runs a read of row bytes, reporting a short or malformed row as `corrupt`.
-    fileprivate static func reading<T>(_ body: () throws(ByteReader.Malformed) -> T) throws(LedgerError) -> T {
-        do throws(ByteReader.Malformed) {
-            return try body()
-        } catch {
-            throw .corrupt(reason: "an hourly row is malformed: expected \(error.expected) at byte \(error.offset)")
-        }
-    }
-
-    /// The sum as amounts.
-    func amounts() throws(LedgerError) -> UsageAmounts {
-        var amounts = UsageAmounts()
-        amounts.runningMicroseconds = running
-        amounts.meterMicroseconds = try meters.dictionary()
-        amounts.adjustments = try adjustments.dictionary()
-        return amounts
-    }
-
-    /// Sums per meter name, names kept as bytes in first-seen order.
-    private struct NamedSums {
-        var names: [[UInt8]] = []
-        var sums: [Int128] = []
-
-        mutating func add(_ reader: inout ByteReader, suffix: StaticString) throws(LedgerError) {
-            let count = try RowSum.reading { () throws(ByteReader.Malformed) in try reader.readVarint() }
-            guard count <= UInt64(reader.remaining) else { throw .corrupt(reason: "an hourly row is malformed: expected amounts at byte \(reader.offset)") }
-            for _ in 0..<count {
-                let (name, value) = try RowSum.reading { () throws(ByteReader.Malformed) in
-                    (try reader.readLengthPrefixedBytes(), try ProjectionFormat.readSigned128(&reader))
-                }
-                // Rows of one owner carry the same few names: a linear search beats hashing.
-                if let index = names.firstIndex(where: { $0.elementsEqual(name) }) {
-                    sums[index] = try checkedAdd(sums[index], value, String(decoding: name, as: UTF8.self) + suffix.description)
-                } else {
-                    names.append(Array(name))
-                    sums.append(value)
-                }
-            }
-        }
-
-        func dictionary() throws(LedgerError) -> [String: Int128] {
-            var result: [String: Int128] = [:]
-            result.reserveCapacity(names.count)
-            for (name, sum) in zip(names, sums) {
-                guard let text = String(validating: name, as: UTF8.self) else {
-                    throw .corrupt(reason: "an hourly row has a meter name that is not UTF-8")
-                }
-                result[text] = sum
-            }
-            return result
-        }
-    }
 }
