@@ -504,3 +504,21 @@ struct CompactionProcessTests {
         #expect(seeded.stdout == #"{"baselines_appended":0,"already_running":1,"stopped_missing":0,"duplicates":0,"rejected":0}"# + "\n")
     }
 }
+
+@Suite("Purge and reseed")
+struct PurgeTests {
+    @Test("after a purge, rollup and verify see only the reseeded resources (no index entry of a purged one is left)")
+    func purgeLeavesNoStaleIndexes() throws {
+        let dir = try TemporaryDirectory()
+        let ledger = try openLedger(dir)
+        // 50 resources with events after their checkpoint: all 50 are pending when the purge comes.
+        _ = try ledger.append(contentsOf: ProjectionMaintenanceTests.fleet())
+        let kept = RunningResource(resource: ResourceID(type: "app", id: "f7"), owner: "org-3", footprint: ["instances": 2])
+        _ = try ledger.purgeAndReseed(running: [kept], at: ts("2026-11-20T00:00:00Z"))
+        _ = try ledger.rollUp(now: testNow)
+        #expect(try ledger.verify().isConsistent)
+        #expect(try ledger.currentUsage().runningCount == 1)
+        let usage = try ledger.usage(.owner("org-3"), from: ts("2026-11-20T00:00:00Z"), to: ts("2026-11-21T00:00:00Z"), granularity: .total)
+        #expect(usage.rows.first?.amounts.runningMicroseconds == 86_400_000_000)
+    }
+}

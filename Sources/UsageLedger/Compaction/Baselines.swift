@@ -128,7 +128,7 @@ extension Ledger {
         logger.warning("purging the log and every projection before reseeding", metadata: ["resources": "\(running.count)"])
         let summary = try write { txn in
             for db in [databases.events, databases.eventIDs, databases.timeline, databases.resources, databases.resourceState,
-                       databases.running, databases.ownerTotals, databases.hourly, databases.compactionBase,
+                       databases.running, databases.ownerTotals, databases.hourly, databases.compactionBase, databases.pending,
                        databases.ownerHourly] {
                 try txn.clear(db)
             }
