@@ -23,11 +23,12 @@ package enum FuzzEntryPoints {
 
     /// Decodes `bytes` as a stored value. The first byte picks the decoder: an event record (its CRC-32
     /// recomputed first, so that the fuzzer reaches the parser behind it), an event record as given, a
-    /// resource state, an hourly row, owner totals, a compaction base, an hourly key or a resource entry.
+    /// resource state, an hourly row, owner totals, a compaction base, an hourly key, a resource entry or an
+    /// owner-hour sum.
     package static func storedRecord(_ bytes: UnsafeRawBufferPointer) {
         guard let selector = bytes.first else { return }
         let rest = UnsafeRawBufferPointer(rebasing: bytes.dropFirst())
-        switch selector % 8 {
+        switch selector % 9 {
         case 0:
             var record = Array(rest)
             var checksum = ByteWriter(capacity: 4)
@@ -52,7 +53,11 @@ package enum FuzzEntryPoints {
             let again = ProjectionFormat.encode(base).withUnsafeBytes { try? ProjectionFormat.decodeBase($0) }
             precondition(again == base, "a compaction base did not round-trip")
         case 6: _ = try? ProjectionFormat.decodeHourlyKey(rest)
-        default: _ = try? StorageFormat.decodeResourceValue(rest)
+        case 7: _ = try? StorageFormat.decodeResourceValue(rest)
+        default:
+            guard let row = try? OwnerRow(decoding: rest) else { return }
+            let again = row.encoded().withUnsafeBytes { try? OwnerRow(decoding: $0) }
+            precondition(again == row, "an owner-hour sum did not round-trip")
         }
     }
 
@@ -127,6 +132,10 @@ package enum FuzzEntryPoints {
         seeds.append(("compaction-base", [5] + ProjectionFormat.encode(CompactionBase(lastOccurredAt: at, unmatchedStops: 1, adjustmentTotals: ["bytes": 5]))))
         seeds.append(("hourly-key", [6] + ProjectionFormat.hourlyKey(hour: at.microseconds, owner: "org-1", resource: resource)))
         seeds.append(("resource-value", [7] + StorageFormat.resourceValue(number: 12, owner: "org-1")))
+        var ownerRow = OwnerRow()
+        try? ownerRow.add(row, sign: 1)
+        try? ownerRow.add(row, sign: 1)
+        seeds.append(("owner-hour", [8] + ownerRow.encoded()))
         return seeds
     }
 
