@@ -22,8 +22,8 @@ struct OwnerRow: Equatable {
 
     /// Adds (`sign` 1) or removes (`sign` -1) one `hourly` row.
     mutating func add(_ row: UsageAmounts, sign: Int64) throws(LedgerError) {
-        rows += sign
-        running = try checkedAdd(running, Int128(sign) * row.runningMicroseconds, "running_seconds")
+        rows = try Self.count(rows, plus: sign)
+        running = try checkedAdd(running, try Self.signed(row.runningMicroseconds, sign, "running_seconds"), "running_seconds")
         for (name, value) in row.meterMicroseconds {
             try Self.add(value, sign: sign, to: &meters, name: name, field: "\(name)_seconds")
         }
@@ -34,7 +34,7 @@ struct OwnerRow: Equatable {
 
     /// Adds a change made of other rows' additions and removals.
     mutating func add(_ change: OwnerRow) throws(LedgerError) {
-        rows += change.rows
+        rows = try Self.count(rows, plus: change.rows)
         running = try checkedAdd(running, change.running, "running_seconds")
         for (name, entry) in change.meters { try Self.add(entry, to: &meters, name: name, field: "\(name)_seconds") }
         for (name, entry) in change.adjustments { try Self.add(entry, to: &adjustments, name: name, field: name) }
@@ -42,13 +42,28 @@ struct OwnerRow: Equatable {
 
     private static func add(_ value: Int128, sign: Int64, to entries: inout [String: Entry], name: String,
                             field: @autoclosure () -> String) throws(LedgerError) {
-        try add(Entry(count: sign, sum: Int128(sign) * value), to: &entries, name: name, field: field())
+        try add(Entry(count: sign, sum: try signed(value, sign, field())), to: &entries, name: name, field: field())
+    }
+
+    /// A row count plus a change; only damaged counts can overflow.
+    private static func count(_ count: Int64, plus change: Int64) throws(LedgerError) -> Int64 {
+        let (sum, overflow) = count.addingReportingOverflow(change)
+        guard !overflow else { throw LedgerError.corrupt(reason: "an owner_hourly row count overflows") }
+        return sum
+    }
+
+    /// `value` or its negation; a damaged row could hold the one value whose negation overflows.
+    private static func signed(_ value: Int128, _ sign: Int64, _ field: @autoclosure () -> String) throws(LedgerError) -> Int128 {
+        guard sign < 0 else { return value }
+        let (negated, overflow) = Int128(0).subtractingReportingOverflow(value)
+        guard !overflow else { throw LedgerError.overflow(field: field(), reason: "the sum exceeds 128 bits") }
+        return negated
     }
 
     private static func add(_ change: Entry, to entries: inout [String: Entry], name: String,
                             field: @autoclosure () -> String) throws(LedgerError) {
         var entry = entries[name] ?? Entry(count: 0, sum: 0)
-        entry.count += change.count
+        entry.count = try count(entry.count, plus: change.count)
         entry.sum = try checkedAdd(entry.sum, change.sum, field())
         entries[name] = entry.count == 0 && entry.sum == 0 ? nil : entry
     }
