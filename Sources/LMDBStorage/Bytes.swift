@@ -153,6 +153,12 @@ public struct ByteReader {
         return text
     }
 
+    /// Moves past `count` bytes.
+    public mutating func skip(_ count: Int) throws(Malformed) {
+        guard count >= 0, count <= remaining else { throw Malformed(offset: offset, expected: "\(count) bytes") }
+        offset += count
+    }
+
     /// Reads `count` raw bytes.
     public mutating func readBytes(_ count: Int) throws(Malformed) -> [UInt8] {
         guard count >= 0, count <= remaining else { throw Malformed(offset: offset, expected: "\(count) bytes") }

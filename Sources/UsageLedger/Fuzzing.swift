@@ -40,6 +40,7 @@ package enum FuzzEntryPoints {
             guard let state = try? ProjectionFormat.decodeState(rest) else { return }
             let again = ProjectionFormat.encode(state).withUnsafeBytes { try? ProjectionFormat.decodeState($0) }
             precondition(again == state, "a resource state did not round-trip")
+            precondition((try? ProjectionFormat.checkpoint(ofState: rest)) == state.accruedUntil, "a state's checkpoint read alone differs")
         case 3:
             guard let row = try? ProjectionFormat.decodeRow(rest) else { return }
             let again = ProjectionFormat.encode(row).withUnsafeBytes { try? ProjectionFormat.decodeRow($0) }

@@ -77,6 +77,19 @@ enum ProjectionFormat {
         return writer.bytes
     }
 
+    /// A stored state's checkpoint (`accruedUntil`), read without decoding the rest.
+    static func checkpoint(ofState bytes: UnsafeRawBufferPointer) throws(LedgerError) -> Timestamp {
+        var reader = ByteReader(bytes)
+        do throws(ByteReader.Malformed) {
+            guard try reader.readByte() == stateVersion else { throw ByteReader.Malformed(offset: 0, expected: "state version \(stateVersion)") }
+            for _ in 0..<3 { try reader.skip(Int(clamping: try reader.readVarint())) }
+            try reader.skip(1 + 8 + 8 + 8)
+            return Timestamp(microseconds: try reader.readOrderedInt64())
+        } catch {
+            throw .corrupt(reason: "a resource_state entry is malformed: expected \(error.expected) at byte \(error.offset)")
+        }
+    }
+
     static func decodeState(_ bytes: UnsafeRawBufferPointer) throws(LedgerError) -> ResourceState {
         var reader = ByteReader(bytes)
         do throws(ByteReader.Malformed) {

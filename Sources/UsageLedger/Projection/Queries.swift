@@ -197,6 +197,17 @@ extension Ledger {
     /// Sums the subject's usage into buckets, inside one read transaction (one consistent snapshot).
     private func collectUsage(_ query: UsageQuery, in txn: borrowing ReadTransaction) throws -> [BucketKey: UsageAmounts] {
         var buckets: [BucketKey: UsageAmounts] = [:]
+        let hourLength = Timestamp.microsecondsPerHour
+        let from = query.from, end = query.end
+        let firstWhole = from.hourFloor == from ? from.microseconds : from.hourFloor.microseconds + hourLength
+        let lastWhole = end.hourFloor.microseconds
+        var edges: [(Timestamp, Timestamp)] = []
+        if firstWhole > lastWhole {
+            edges.append((from, end))
+        } else {
+            if from.microseconds < firstWhole { edges.append((from, Timestamp(microseconds: firstWhole))) }
+            if lastWhole < end.microseconds { edges.append((end.hourFloor, end)) }
+        }
         let owner: String
         // Resources whose rows stop before the range may end: running ones, and those with events after
         // their checkpoint. Their usage after the checkpoint is folded from it.
@@ -208,6 +219,9 @@ extension Ledger {
                 try scan(index, prefix: ProjectionFormat.ownerKey(name), in: txn) { _, value in
                     let number = try StorageFormat.decodeNumber(value, what: "an index entry")
                     guard unmaterialized[number] == nil, let stored = try txn.get(databases.resourceState, BigEndianKey(number)) else { return }
+                    // Without partial hours, a resource rolled up past the range is not needed: read only its
+                    // checkpoint (an owner can have thousands running, and a full decode is most of the cost).
+                    if edges.isEmpty, try ProjectionFormat.checkpoint(ofState: stored).microseconds >= lastWhole { return }
                     unmaterialized[number] = try ProjectionFormat.decodeState(stored)
                 }
             }
@@ -217,17 +231,6 @@ extension Ledger {
             let state = try ProjectionFormat.decodeState(stored)
             owner = state.owner
             unmaterialized[number] = state
-        }
-        let hourLength = Timestamp.microsecondsPerHour
-        let from = query.from, end = query.end
-        let firstWhole = from.hourFloor == from ? from.microseconds : from.hourFloor.microseconds + hourLength
-        let lastWhole = end.hourFloor.microseconds
-        var edges: [(Timestamp, Timestamp)] = []
-        if firstWhole > lastWhole {
-            edges.append((from, end))
-        } else {
-            if from.microseconds < firstWhole { edges.append((from, Timestamp(microseconds: firstWhole))) }
-            if lastWhole < end.microseconds { edges.append((end.hourFloor, end)) }
         }
         if let retained = try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.snapshotsRetainedFrom), from < retained {
             throw LedgerError.outsideRetention(reason: "usage before \(retained) is gone: snapshot retention dropped those hours; ask from \(retained) on")
