@@ -34,11 +34,19 @@ func ledgerOptions(_ durability: Durability, clock: Timestamp) -> LedgerOptions 
     return options
 }
 
+/// Where the shared fixture lives; removed when the benchmark process exits (one process runs one
+/// benchmark, and a rolled-up 1M-event fixture takes about 12 GB).
+let fixtureDirectory: String = {
+    let path = scratchDirectory("loaded")
+    atexit { try? FileManager.default.removeItem(atPath: fixtureDirectory) }
+    return path
+}()
+
 /// A ledger holding the whole workload (not rolled up): the fixture of `current`, which reads no rows, so
 /// that it also runs at 10M events, whose rows would need about 120 GB (docs/capacity.md).
 let appended = Lazy { () throws -> (Ledger, Workload) in
     let workload = Workload(count: eventCount)
-    let ledger = try Ledger(path: scratchDirectory("loaded"), options: ledgerOptions(.noSync, clock: workload.end))
+    let ledger = try Ledger(path: fixtureDirectory, options: ledgerOptions(.noSync, clock: workload.end))
     try appendAll(workload.events, to: ledger)
     // One owner running 1,000 resources, the subject of the `current` benchmark.
     let big = (0..<1000).map { n in
