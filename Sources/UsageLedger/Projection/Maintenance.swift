@@ -282,18 +282,14 @@ extension Ledger {
                 unmatched += expected.unmatchedStops
             }
             // Every stored row (of an hour at or after the horizon; earlier hours are sealed) must be one the
-            // replay gave. Count them; only if there are more, find the extra ones.
-            var storedCount = 0
-            let rows = try txn.cursor(databases.hourly)
-            var row = try rows.seek(atLeast: horizonKey.bytes)
-            while row != nil {
-                storedCount += 1
-                row = try rows.next()
-            }
+            // replay gave. Count them (in the same pass that checks owner_hourly against every row); only if
+            // there are more, find the extra ones.
+            let storedCount = try verifyOwnerRows(countingFrom: horizonKey.bytes, in: txn, differ: differ)
             if storedCount != matchedRows {
+                let rows = try txn.cursor(databases.hourly)
                 let extra = storedCount - matchedRows
                 var located = 0
-                row = try rows.seek(atLeast: horizonKey.bytes)
+                var row = try rows.seek(atLeast: horizonKey.bytes)
                 var expectedHours: [ResourceID: Set<Int64>] = [:]
                 while let current = row, report.differences.count < maximumDifferences, located < extra {
                     let parts = try ProjectionFormat.decodeHourlyKey(current.key)
@@ -308,7 +304,6 @@ extension Ledger {
                 }
                 report.differenceCount += extra - located
             }
-            try verifyOwnerRows(in: txn, differ: differ)
             var storedRunning: [[UInt8]: UInt64] = [:]
             let running = try txn.cursor(databases.running)
             var entry = try running.first()
@@ -377,16 +372,19 @@ extension Ledger {
     }
 
     /// Checks that `owner_hourly` holds, for every owner-hour (sealed hours included), exactly the sum of the
-    /// stored `hourly` rows: one merge of two scans in the same key order.
-    private func verifyOwnerRows(in txn: borrowing ReadTransaction, differ: (String) -> Void) throws {
+    /// stored `hourly` rows: one merge of two scans in the same key order. Returns how many rows have keys
+    /// at or after `countingFrom`.
+    private func verifyOwnerRows(countingFrom: [UInt8], in txn: borrowing ReadTransaction, differ: (String) -> Void) throws -> Int {
         let rows = try txn.cursor(databases.hourly)
         var row = try rows.first()
         let owners = try txn.cursor(databases.ownerHourly)
         var stored = try owners.first()
         var sums = OwnerRowSums()
+        var counted = 0
         while true {
             var expected: (key: [UInt8], row: OwnerRow)?
             while expected == nil, let current = row {
+                if counted > 0 || !current.key.lexicographicallyPrecedes(countingFrom) { counted += 1 }
                 expected = try sums.add(key: current.key, value: current.value)
                 row = try rows.next()
             }
@@ -409,6 +407,7 @@ extension Ledger {
             differ("owner_hourly \(OwnerRow.describe(key: current.key)): an entry is stored that no hourly rows give")
             stored = try owners.next()
         }
+        return counted
     }
 
     /// The hours for which the log gives `resource` a row (used only to locate unexpected stored rows).
