@@ -1,6 +1,7 @@
 import Foundation
 import PropertyBased
 import Testing
+import CLMDB
 @testable import LMDBStorage
 @testable import UsageLedger
 
@@ -471,6 +472,33 @@ struct ProjectionMaintenanceTests {
         #expect(try reopened.statistics().formatVersion == Ledger.formatVersion)
         #expect(try reopened.verify().isConsistent)
         #expect(try reopened.usage(.owner("org-1"), from: from, to: to, granularity: .hour) == before)
+    }
+
+    @Test("a format-3 ledger without owner_hourly is refused read-only with the way out, and upgraded when opened for writing")
+    func readOnlyOldFormat() throws {
+        let dir = try TemporaryDirectory()
+        do {
+            let ledger = try openLedger(dir)
+            _ = try ledger.append(contentsOf: Self.fleet())
+            _ = try ledger.rollUp(now: testNow)
+            // What a format-3 ledger is: no owner_hourly database at all, and version 3.
+            try ledger.environment.write { txn in
+                #expect(mdb_drop(txn.handle, ledger.databases.ownerHourly.dbi, 1) == 0)
+                var writer = ByteWriter()
+                writer.writeBigEndian(UInt32(3))
+                try txn.put(ledger.databases.meta, "format_version", writer.bytes)
+            }
+        }
+        // Another process's view: the registry keeps one environment per path, so open through the CLI.
+        let refused = try runCLI(["stats", "--db", dir.child("ledger")])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("on-disk format 3 must be upgraded; open it once for writing"), "\(refused.stderr)")
+        // Rollup opens for writing, which upgrades; then verify (read-only) finds owner_hourly consistent.
+        let rolled = try runCLI(["rollup", "--db", dir.child("ledger"), "--now", "2026-11-24T12:00:00Z"])
+        #expect(rolled.status == 0, "\(rolled.stderr)")
+        let verified = try runCLI(["verify", "--db", dir.child("ledger"), "--format", "json"])
+        #expect(verified.status == 0, "\(verified.stdout) \(verified.stderr)")
+        #expect(verified.stdout.contains("\"consistent\":true"))
     }
 }
 
