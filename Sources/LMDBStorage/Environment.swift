@@ -1,4 +1,5 @@
 import CLMDB
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -14,6 +15,15 @@ public enum Durability: String, Sendable, CaseIterable {
     /// No fsync at all (`MDB_NOSYNC`): power loss may undo every transaction since the OS last flushed;
     /// the file stays consistent on file systems that keep write order, otherwise may be corrupt.
     case noSync
+
+    /// The environment flags that give this durability.
+    var flags: UInt32 {
+        switch self {
+        case .full: return 0
+        case .noMetaSync: return UInt32(MDB_NOMETASYNC)
+        case .noSync: return UInt32(MDB_NOSYNC)
+        }
+    }
 }
 
 /// How to open an LMDB environment.
@@ -26,7 +36,7 @@ public struct EnvironmentOptions: Sendable {
     public var maximumDatabases: UInt32 = 32
     /// The number of reader slots, shared by all processes that open the environment.
     public var maximumReaders: UInt32 = 126
-    /// What a commit waits for; see `Durability`.
+    /// What a commit waits for unless a write asks for another; see `Durability`.
     public var durability: Durability = .full
     /// Opens without the right to write (`MDB_RDONLY`).
     public var readOnly = false
@@ -68,16 +78,21 @@ public struct EnvironmentStatistics: Sendable, Equatable {
 /// Open one `Environment` per path and process (LMDB drops its locks when any handle to the same file
 /// closes); `UsageLedger` keeps a registry for that. Transactions are scoped closures; the map grows on
 /// `MDB_MAP_FULL` by aborting, growing and running the write closure again, so a write closure must have
-/// no effects outside LMDB.
+/// no effects outside LMDB. A transaction begun on a thread that already has a write transaction of this
+/// environment open (or a write begun inside a read) fails with `StorageError.nestedTransaction`: LMDB
+/// would deadlock on its own writer lock, or on the map resize.
 public final class Environment: @unchecked Sendable {
-    // @unchecked: `handle` is used only through LMDB calls that are thread-safe with MDB_NOTLS, and
-    // resizing is serialized against every transaction of this process by `gate`.
+    // @unchecked: `handle` is used only through LMDB calls that are thread-safe with MDB_NOTLS, resizing
+    // is serialized against every transaction of this process by `gate`, and the durability flags are
+    // changed only by the thread that holds LMDB's writer lock.
     let handle: OpaquePointer
     /// The directory of the environment.
     public let path: String
     /// The options it was opened with.
     public let options: EnvironmentOptions
     let gate = ReadWriteGate()
+    /// What this thread has open in this environment (see `ThreadTransactions`).
+    let threadTransactions = ThreadTransactions()
     /// The last snapshot `checkStructure()` walked, and what it found: a second check of the same
     /// snapshot (opening with the check, then `verify`) need not read the whole file again.
     let checkedSnapshot = Locked<(id: UInt64, report: StructureReport)?>(nil)
@@ -87,28 +102,11 @@ public final class Environment: @unchecked Sendable {
     public init(path: String, options: EnvironmentOptions = .init()) throws(StorageError) {
         self.path = path
         self.options = options
-        var isDirectory = false
-        if !Self.exists(path, isDirectory: &isDirectory) {
-            guard options.createIfMissing, !options.readOnly else {
-                throw .cannotOpen(path: path, errno: ENOENT, reason: "no ledger exists at this path")
-            }
-            if mkdir(path, 0o700) != 0 && errno != EEXIST {
-                let code = errno
-                throw .cannotOpen(path: path, errno: code, reason: String(cString: strerror(code)))
-            }
-        } else if !isDirectory {
-            throw .cannotOpen(path: path, errno: ENOTDIR, reason: "the path is a file; a ledger is a directory")
-        }
-
+        try Self.prepareDirectory(path, options: options)
         var env: OpaquePointer?
         try check(mdb_env_create(&env))
-        guard let env else { throw .lmdb(code: -1, reason: "mdb_env_create returned no environment") }
-        var flags = UInt32(MDB_NOTLS)
-        switch options.durability {
-        case .full: break
-        case .noMetaSync: flags |= UInt32(MDB_NOMETASYNC)
-        case .noSync: flags |= UInt32(MDB_NOSYNC)
-        }
+        guard let env else { throw .lmdb(code: ENOMEM) }
+        var flags = UInt32(MDB_NOTLS) | options.durability.flags
         if options.readOnly { flags |= UInt32(MDB_RDONLY) }
         var rc = mdb_env_set_maxdbs(env, MDB_dbi(options.maximumDatabases))
         if rc == 0 { rc = mdb_env_set_maxreaders(env, options.maximumReaders) }
@@ -117,7 +115,8 @@ public final class Environment: @unchecked Sendable {
         if rc != 0 {
             mdb_env_close(env)
             if rc > 0 {
-                let reason = rc == EACCES || rc == EROFS ? Self.explainRefusal(path: path, code: rc) : StorageError.describe(rc)
+                let reason = rc == EACCES || rc == EROFS
+                    ? Self.explainRefusal(path: path, code: rc) : StorageError.describe(rc)
                 throw .cannotOpen(path: path, errno: rc, reason: reason)
             }
             throw StorageError.from(code: rc)
@@ -129,17 +128,47 @@ public final class Environment: @unchecked Sendable {
 
     deinit { mdb_env_close(handle) }
 
+    /// Checks that `path` is a directory, creating it when allowed.
+    private static func prepareDirectory(_ path: String, options: EnvironmentOptions) throws(StorageError) {
+        var isDirectory = false
+        guard exists(path, isDirectory: &isDirectory) else {
+            guard options.createIfMissing, !options.readOnly else {
+                throw .cannotOpen(path: path, errno: ENOENT, reason: "no ledger exists at this path")
+            }
+            if mkdir(path, 0o700) != 0 && errno != EEXIST {
+                let code = errno
+                throw .cannotOpen(path: path, errno: code, reason: String(cString: strerror(code)))
+            }
+            return
+        }
+        guard isDirectory else {
+            throw .cannotOpen(path: path, errno: ENOTDIR, reason: "the path is a file; a ledger is a directory")
+        }
+    }
+
+    /// Whether this process may open the environment at `path` for writing: its directory and any
+    /// `data.mdb` and `lock.mdb` in it are writable. A reader uses this to share a writable environment.
+    public static func isWritable(path: String) -> Bool {
+        for candidate in [path, "\(path)/lock.mdb", "\(path)/data.mdb"]
+        where access(candidate, F_OK) == 0 && access(candidate, W_OK) != 0 {
+            return false
+        }
+        return access("\(path)/data.mdb", F_OK) == 0
+    }
+
     /// Says which file LMDB could not open for writing: readers too register in `lock.mdb`, so a ledger
     /// on a read-only medium or with a read-only lock file cannot be opened even to read.
     private static func explainRefusal(path: String, code: Int32) -> String {
         if code == EROFS {
-            return "the file system is read-only, and LMDB writes lock.mdb even to read (copy the ledger somewhere writable)"
+            return "the file system is read-only, and LMDB writes lock.mdb even to read "
+                + "(copy the ledger somewhere writable)"
         }
         let candidates: [String] = [path, "\(path)/lock.mdb", "\(path)/data.mdb"]
         let refused = candidates.filter { access($0, F_OK) == 0 && access($0, W_OK) != 0 }
         let names = refused.isEmpty ? "a file in it" : refused.map { "'\($0)'" }.joined(separator: ", ")
         let verb = refused.count > 1 ? "are" : "is"
-        return "permission denied: \(names) \(verb) not writable by this user; readers need to write lock.mdb, writers also data.mdb"
+        return "permission denied: \(names) \(verb) not writable by this user; "
+            + "readers need to write lock.mdb, writers also data.mdb"
     }
 
     private static func exists(_ path: String, isDirectory: inout Bool) -> Bool {
@@ -149,41 +178,102 @@ public final class Environment: @unchecked Sendable {
         return true
     }
 
-    /// Opens named databases (creating them unless read-only) and returns them in the order asked.
-    public func openDatabases(_ names: [String]) throws(StorageError) -> [Database] {
-        if options.readOnly {
-            // Handles opened in a read-only transaction survive only if it commits (an abort closes them).
-            let txn = try begin(flags: UInt32(MDB_RDONLY))
-            defer { gate.unlock() }
-            let reader = ReadTransaction(handle: txn, state: TransactionState())
-            let databases: [Database]
-            do {
-                databases = try names.map { name throws(StorageError) in try reader.openDatabase(name, create: false) }
-            } catch {
-                mdb_txn_abort(txn)
-                throw error
+    // MARK: - Tables
+
+    /// Opens the named tables, creating those that are missing unless the environment is read-only, and
+    /// returns their identities by name. A read-only environment missing one throws `tableMissing`.
+    public func openTables(_ names: [String]) throws(StorageError) -> [String: TableID] {
+        guard options.readOnly else {
+            let create = { (txn: borrowing WriteTransaction) throws(StorageError) -> [String: TableID] in
+                var opened: [String: TableID] = [:]
+                for name in names { opened[name] = try txn.createTable(name) }
+                return opened
             }
-            try check(mdb_txn_commit(txn))  // frees the transaction, success or not
-            return databases
+            do { return try write(create) } catch {
+                switch error {
+                case .storage(let failure), .body(let failure): throw failure
+                }
+            }
         }
-        return try rethrowingStorage { () throws in
-            try write { txn in try names.map { try txn.openDatabase($0, create: true) } }
+        // Handles opened in a read-only transaction survive only if it commits (an abort closes them).
+        let txn = try begin(flags: UInt32(MDB_RDONLY))
+        defer { end() }
+        let core = TransactionCore(handle: txn)
+        var opened: [String: TableID] = [:]
+        do {
+            for name in names { opened[name] = try core.openTable(name, create: false) }
+        } catch {
+            mdb_txn_abort(txn)
+            throw error
         }
+        try check(mdb_txn_commit(txn))  // frees the transaction, success or not
+        return opened
     }
+
+    // MARK: - Transactions
 
     /// Runs `body` in a read-only transaction that sees one consistent snapshot.
-    public func read<R>(_ body: (borrowing ReadTransaction) throws -> R) throws -> R {
-        let txn = try begin(flags: UInt32(MDB_RDONLY))
+    ///
+    /// - Throws: `TransactionError.storage` when the transaction cannot begin, `.body` with what `body` threw.
+    public func read<R, Failure: Error>(
+        _ body: (borrowing ReadTransaction) throws(Failure) -> R
+    ) throws(TransactionError<Failure>) -> R {
+        let txn: OpaquePointer
+        do { txn = try begin(flags: UInt32(MDB_RDONLY)) } catch { throw .storage(error) }
         defer {
             mdb_txn_abort(txn)
-            gate.unlock()
+            end()
         }
-        return try body(ReadTransaction(handle: txn, state: TransactionState()))
+        do { return try body(ReadTransaction(core: TransactionCore(handle: txn))) } catch { throw .body(error) }
     }
 
-    /// Begins a transaction holding the gate shared; the caller ends both. Adopts a map another process
-    /// grew (`MDB_MAP_RESIZED`) and clears stale readers when slots run out, then tries again.
+    /// Runs `body` in a write transaction and commits it, with `durability`, when `body` returns; aborts it
+    /// when `body` throws. On `MDB_MAP_FULL` the transaction is aborted, the map grown (up to
+    /// `maximumMapSize`, or the environment's maximum) and `body` run again: `body` must have no effects
+    /// outside the transaction, and its result is the run that committed.
+    ///
+    /// - Throws: `TransactionError.storage` when the environment fails (begin, growth, commit, or a nested
+    ///   transaction), `.body` with what `body` threw (nothing of the transaction is then written).
+    public func write<R, Failure: Error>(
+        durability: Durability? = nil, maximumMapSize: Int? = nil,
+        _ body: (borrowing WriteTransaction) throws(Failure) -> R
+    ) throws(TransactionError<Failure>) -> R {
+        let limit = min(maximumMapSize ?? options.maximumMapSize, options.maximumMapSize)
+        while true {
+            let txn: OpaquePointer
+            do { txn = try begin(flags: 0) } catch { throw .storage(error) }
+            let core = TransactionCore(handle: txn)
+            let result: Result<R, Failure>
+            do throws(Failure) {
+                result = .success(try body(WriteTransaction(core: core)))
+            } catch {
+                result = .failure(error)
+            }
+            switch result {
+            case .success(let value) where !core.mapFull:
+                mdb_env_set_flags(handle, UInt32(MDB_NOSYNC | MDB_NOMETASYNC), 0)
+                mdb_env_set_flags(handle, (durability ?? options.durability).flags, 1)
+                let commit = mdb_txn_commit(txn)  // frees the transaction, success or not
+                end()
+                if commit == 0 { return value }
+                if commit != MDB_MAP_FULL { throw .storage(StorageError.from(code: commit)) }
+            case .failure(let error) where !core.mapFull:
+                mdb_txn_abort(txn)
+                end()
+                throw .body(error)
+            default:
+                mdb_txn_abort(txn)
+                end()
+            }
+            do { try growMap(limit: limit) } catch { throw .storage(error) }
+        }
+    }
+
+    /// Begins a transaction holding the gate shared; the caller ends both (`end()`). Adopts a map another
+    /// process grew (`MDB_MAP_RESIZED`) and clears stale readers when slots run out, then tries again.
     func begin(flags: UInt32) throws(StorageError) -> OpaquePointer {
+        let isWrite = flags & UInt32(MDB_RDONLY) == 0
+        try threadTransactions.enter(writing: isWrite)
         var clearedReaders = false
         while true {
             gate.lockShared()
@@ -198,51 +288,36 @@ public final class Environment: @unchecked Sendable {
                 clearedReaders = true
                 clearStaleReaders()
             default:
+                threadTransactions.leave()
                 throw StorageError.from(code: rc)
             }
         }
     }
 
-    /// Runs `body` in a write transaction and commits it when `body` returns; aborts it when `body`
-    /// throws. On `MDB_MAP_FULL` the transaction is aborted, the map grown and `body` run again.
-    public func write<R>(_ body: (borrowing WriteTransaction) throws -> R) throws -> R {
-        while true {
-            let txn = try begin(flags: 0)
-            let state = TransactionState()
-            let result: Result<R, any Error>
-            do {
-                result = .success(try body(WriteTransaction(handle: txn, state: state)))
-            } catch {
-                result = .failure(error)
-            }
-            switch result {
-            case .success(let value) where !state.mapFull:
-                let commit = mdb_txn_commit(txn)  // frees the transaction, success or not
-                gate.unlock()
-                if commit == 0 { return value }
-                if commit != MDB_MAP_FULL { throw StorageError.from(code: commit) }
-            case .failure(let error) where !state.mapFull:
-                mdb_txn_abort(txn)
-                gate.unlock()
-                throw error
-            default:
-                mdb_txn_abort(txn)
-                gate.unlock()
-            }
-            try growMap()
-        }
+    /// Ends what `begin` started, after the LMDB transaction was committed or aborted.
+    func end() {
+        gate.unlock()
+        threadTransactions.leave()
     }
 
-    /// Grows the map by doubling, up to `maximumMapSize`.
-    private func growMap() throws(StorageError) {
+    /// Grows the map by doubling, up to `limit`.
+    private func growMap(limit: Int) throws(StorageError) {
         gate.lockExclusive()
         defer { gate.unlock() }
         let current = currentMapSize()
-        guard current < options.maximumMapSize else {
-            throw .mapFull(maximumBytes: options.maximumMapSize)
-        }
-        let next = min(max(current * 2, current + (1 << 20)), options.maximumMapSize)
+        guard current < limit else { throw .mapFull(maximumBytes: limit) }
+        let next = min(max(current * 2, current + (1 << 20)), limit)
         try check(mdb_env_set_mapsize(handle, next))
+    }
+
+    /// Grows the map to at least `bytes` (up to the maximum) now, so that a later open that asks for a
+    /// bigger initial map than the first one gets it.
+    public func reserveMapSize(_ bytes: Int) throws(StorageError) {
+        gate.lockExclusive()
+        defer { gate.unlock() }
+        let wanted = min(bytes, options.maximumMapSize)
+        guard wanted > currentMapSize() else { return }
+        try check(mdb_env_set_mapsize(handle, wanted))
     }
 
     /// Another process grew the map: take its size (a size of 0 means "adopt the current one").
@@ -257,6 +332,8 @@ public final class Environment: @unchecked Sendable {
         mdb_env_info(handle, &info)
         return info.me_mapsize
     }
+
+    // MARK: - Facts and maintenance
 
     /// The map size, use, and reader slots.
     public func statistics() -> EnvironmentStatistics {
@@ -296,17 +373,39 @@ public final class Environment: @unchecked Sendable {
     }
 }
 
-/// Shared mutable facts about one transaction, seen by every copy of its handle.
-public final class TransactionState {
-    /// Set when an operation hit `MDB_MAP_FULL`; the transaction is then unusable and will be retried.
-    var mapFull = false
-    init() {}
-}
+/// Which transactions of one environment the current thread has open, in a thread-specific slot: a write
+/// begun while the thread has any transaction of the environment open would deadlock (LMDB's writer lock
+/// is not reentrant, and growing the map waits for every transaction of the process to end), so it is
+/// refused with `nestedTransaction`. Reads may nest in reads and in a write.
+final class ThreadTransactions: @unchecked Sendable {
+    // @unchecked: the key is created once and only read after; each thread touches its own slot.
+    private var key = pthread_key_t()
+    private static let writing = 1 << 32
 
-/// Runs `body`, whose only errors are `StorageError`s, and rethrows them typed.
-func rethrowingStorage<R>(_ body: () throws -> R) throws(StorageError) -> R {
-    do { return try body() } catch let error as StorageError { throw error } catch {
-        throw .lmdb(code: -1, reason: "\(error)")
+    init() { pthread_key_create(&key, nil) }
+
+    deinit { pthread_key_delete(key) }
+
+    private var current: Int {
+        get { Int(bitPattern: pthread_getspecific(key)) }
+        set { pthread_setspecific(key, UnsafeRawPointer(bitPattern: newValue)) }
+    }
+
+    /// Records a transaction begun on this thread, or refuses it.
+    func enter(writing isWrite: Bool) throws(StorageError) {
+        let open = current
+        if isWrite {
+            guard open == 0 else { throw .nestedTransaction }
+            current = Self.writing | 1
+        } else {
+            current = open + 1
+        }
+    }
+
+    /// Records that this thread's innermost transaction ended.
+    func leave() {
+        let remaining = current - 1
+        current = remaining & (Self.writing - 1) == 0 ? 0 : remaining
     }
 }
 

@@ -1,48 +1,31 @@
 import CLMDB
+
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// A named database (LMDB's `MDB_dbi`) inside an environment. Cheap to copy; valid while the
-/// environment is open.
-public struct Database: Sendable, Hashable {
-    /// The database's name.
-    public let name: String
-    let dbi: MDB_dbi
-}
+/// What every copy of one transaction shares with the environment's retry loop: LMDB's handle (never
+/// part of the public API) and whether an operation hit `MDB_MAP_FULL`.
+public final class TransactionCore {
+    let handle: OpaquePointer
+    /// Set when an operation hit `MDB_MAP_FULL`; the transaction is then unusable and will be retried.
+    var mapFull = false
 
-/// Anything that can be used as a key or value: it lends out its bytes for the duration of a call.
-public protocol StorageBytes {
-    /// Calls `body` with this value's bytes.
-    func withStorageBytes<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R
-}
+    init(handle: OpaquePointer) { self.handle = handle }
 
-extension Array: StorageBytes where Element == UInt8 {
-    public func withStorageBytes<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
-        withUnsafeBytes(body)
+    func openTable(_ name: String, create: Bool) throws(StorageError) -> TableID {
+        var dbi: MDB_dbi = 0
+        let rc = mdb_dbi_open(handle, name, create ? UInt32(MDB_CREATE) : 0, &dbi)
+        if rc == MDB_NOTFOUND { throw .tableMissing(name) }
+        if rc == MDB_MAP_FULL { mapFull = true }
+        try check(rc)
+        return TableID(name: name, dbi: dbi)
     }
-}
 
-extension String: StorageBytes {
-    public func withStorageBytes<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
-        var copy = self
-        return copy.withUTF8 { body(UnsafeRawBufferPointer($0)) }
-    }
-}
-
-/// A 64-bit unsigned integer stored big-endian, so that byte order is numeric order (sequence keys).
-public struct BigEndianKey: StorageBytes, Sendable, Hashable {
-    /// The number.
-    public var value: UInt64
-    /// Wraps a number.
-    public init(_ value: UInt64) { self.value = value }
-    public func withStorageBytes<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
-        withUnsafeBytes(of: value.bigEndian, body)
-    }
-    /// Reads a key of exactly 8 bytes.
-    public init?(bytes: UnsafeRawBufferPointer) {
-        guard bytes.count == 8 else { return nil }
-        value = UInt64(bigEndian: bytes.loadUnaligned(as: UInt64.self))
+    @inline(__always)
+    func checkWrite(_ rc: Int32) throws(StorageError) {
+        if rc == MDB_MAP_FULL { mapFull = true }
+        try check(rc)
     }
 }
 
@@ -56,58 +39,87 @@ func buffer(_ val: MDB_val) -> UnsafeRawBufferPointer {
     UnsafeRawBufferPointer(start: val.mv_data, count: val.mv_size)
 }
 
-/// Operations every transaction offers. The buffers returned point into the memory map and stay valid
-/// only until the transaction ends; copy what must outlive it.
+/// Decodes `bytes` with `codec`, naming `table` in the error.
+@inline(__always)
+func decode<C: StorageCodec>(_ codec: C.Type, _ bytes: UnsafeRawBufferPointer, table: TableID) throws(StorageError)
+    -> C.Item
+{
+    do { return try C.decode(bytes) } catch {
+        if case .malformedRecord(_, let reason) = error { throw .malformedRecord(table: table.name, reason: reason) }
+        throw error
+    }
+}
+
+/// What every transaction can do: read. Values come back decoded by the table's codec; bytes read from
+/// the map are lent only to package code, inside the transaction that read them.
 public protocol ReadableTransaction: ~Copyable {
-    /// The LMDB transaction handle.
-    var handle: OpaquePointer { get }
-    /// Shared state with the environment's retry loop.
-    var state: TransactionState { get }
+    /// The transaction's shared state (opaque outside the storage layer).
+    var core: TransactionCore { get }
 }
 
 extension ReadableTransaction where Self: ~Copyable {
-    /// Opens a named database, creating it when `create` is set (write transactions only).
-    public func openDatabase(_ name: String, create: Bool) throws(StorageError) -> Database {
-        var dbi: MDB_dbi = 0
-        let rc = mdb_dbi_open(handle, name, create ? UInt32(MDB_CREATE) : 0, &dbi)
-        if rc == MDB_NOTFOUND { throw .databaseMissing(name) }
-        try check(rc)
-        return Database(name: name, dbi: dbi)
+    /// The value stored under `key`, or nil.
+    public func get<K, V>(_ table: Table<K, V>, _ key: K.Item) throws(StorageError) -> V.Item? {
+        guard let bytes = try rawGet(table.id, key: key, K.self) else { return nil }
+        return try decode(V.self, bytes, table: table.id)
     }
 
-    /// The value stored under `key`, or nil.
-    public func get(_ db: Database, _ key: some StorageBytes) throws(StorageError) -> UnsafeRawBufferPointer? {
+    /// Whether `key` is stored.
+    public func contains<K, V>(_ table: Table<K, V>, _ key: K.Item) throws(StorageError) -> Bool {
+        try rawGet(table.id, key: key, K.self) != nil
+    }
+
+    /// The bytes stored under `key`, valid until the transaction ends (package code only).
+    package func rawGet<K, V>(_ table: Table<K, V>, _ key: K.Item) throws(StorageError) -> UnsafeRawBufferPointer? {
+        try rawGet(table.id, key: key, K.self)
+    }
+
+    /// The bytes stored under the key `keyBytes`, valid until the transaction ends (package code only).
+    package func rawGet(_ table: TableID, keyBytes: UnsafeRawBufferPointer) throws(StorageError)
+        -> UnsafeRawBufferPointer?
+    {
         var value = MDB_val()
-        let rc = key.withStorageBytes { bytes in
-            var k = mdbVal(bytes)
-            return mdb_get(handle, db.dbi, &k, &value)
-        }
+        var k = mdbVal(keyBytes)
+        let rc = mdb_get(core.handle, table.dbi, &k, &value)
         if rc == MDB_NOTFOUND { return nil }
         try check(rc)
         return buffer(value)
     }
 
-    /// A cursor over `db`, closed when it goes out of scope.
-    public func cursor(_ db: Database) throws(StorageError) -> Cursor {
-        var cursor: OpaquePointer?
-        try check(mdb_cursor_open(handle, db.dbi, &cursor))
-        guard let cursor else { throw .lmdb(code: -1, reason: "mdb_cursor_open returned no cursor") }
-        return Cursor(handle: cursor, state: state)
+    private func rawGet<K: StorageCodec>(_ table: TableID, key: K.Item, _: K.Type) throws(StorageError)
+        -> UnsafeRawBufferPointer?
+    {
+        try K.withEncoded(key) { (bytes) throws(StorageError) in try rawGet(table, keyBytes: bytes) }
     }
 
-    /// Entry count, depth and size of `db`.
-    public func statistics(_ db: Database) throws(StorageError) -> DatabaseStatistics {
-        var stat = MDB_stat()
-        try check(mdb_stat(handle, db.dbi, &stat))
-        let pages = stat.ms_branch_pages + stat.ms_leaf_pages + stat.ms_overflow_pages
-        return DatabaseStatistics(entries: stat.ms_entries, depth: Int(stat.ms_depth), bytes: pages * Int(stat.ms_psize))
+    /// A cursor over `table`, closed when it goes out of scope.
+    public func cursor<K, V>(_ table: Table<K, V>) throws(StorageError) -> Cursor<K, V> {
+        var cursor: OpaquePointer?
+        try check(mdb_cursor_open(core.handle, table.id.dbi, &cursor))
+        guard let cursor else { throw .lmdb(code: EINVAL) }
+        return Cursor(handle: cursor, table: table.id, core: core)
     }
+
+    /// Entry count, depth and size of a table.
+    public func statistics(_ table: TableID) throws(StorageError) -> DatabaseStatistics {
+        var stat = MDB_stat()
+        try check(mdb_stat(core.handle, table.dbi, &stat))
+        let pages = stat.ms_branch_pages + stat.ms_leaf_pages + stat.ms_overflow_pages
+        return DatabaseStatistics(
+            entries: stat.ms_entries, depth: Int(stat.ms_depth), bytes: pages * Int(stat.ms_psize))
+    }
+
+    /// The number of entries of a table.
+    public func count(_ table: TableID) throws(StorageError) -> Int { try statistics(table).entries }
+
+    /// The snapshot's transaction id: every commit, from any process, makes a new one.
+    public var snapshotID: UInt64 { UInt64(mdb_txn_id(core.handle)) }
 }
 
-/// A read-only transaction: one consistent snapshot. It exists only inside `Environment.read`.
+/// A read-only transaction: one consistent snapshot. It exists only inside `Environment.read`, and it
+/// cannot write: `put`, `delete`, `clear` and cursor deletes are members of `WriteTransaction` only.
 public struct ReadTransaction: ReadableTransaction, ~Copyable {
-    public let handle: OpaquePointer
-    public let state: TransactionState
+    public let core: TransactionCore
 }
 
 /// How `WriteTransaction.put` treats an existing key.
@@ -118,107 +130,174 @@ public enum PutMode: Sendable {
     case insertOnly
     /// The key must sort after every existing key (`MDB_APPEND`): fast tail insertion.
     case append
+
+    var flags: UInt32 {
+        switch self {
+        case .upsert: return 0
+        case .insertOnly: return UInt32(MDB_NOOVERWRITE)
+        case .append: return UInt32(MDB_APPEND)
+        }
+    }
 }
 
 /// A read-write transaction. It exists only inside `Environment.write`, which commits it when the
 /// closure returns.
 public struct WriteTransaction: ReadableTransaction, ~Copyable {
-    public let handle: OpaquePointer
-    public let state: TransactionState
+    public let core: TransactionCore
 
-    @inline(__always)
-    private func checkWrite(_ rc: Int32) throws(StorageError) {
-        if rc == MDB_MAP_FULL { state.mapFull = true }
-        try check(rc)
+    /// Opens the table `name`, creating it when missing.
+    public func createTable(_ name: String) throws(StorageError) -> TableID {
+        try core.openTable(name, create: true)
     }
 
     /// Stores `value` under `key`. Returns false when the mode forbids the write because the key exists
     /// (`insertOnly`) or does not sort last (`append`).
     @discardableResult
-    public func put(_ db: Database, _ key: some StorageBytes, _ value: some StorageBytes, mode: PutMode = .upsert) throws(StorageError) -> Bool {
-        let flags: UInt32
-        switch mode {
-        case .upsert: flags = 0
-        case .insertOnly: flags = UInt32(MDB_NOOVERWRITE)
-        case .append: flags = UInt32(MDB_APPEND)
-        }
-        let rc = key.withStorageBytes { keyBytes in
-            value.withStorageBytes { valueBytes in
-                var k = mdbVal(keyBytes)
-                var v = mdbVal(valueBytes)
-                return mdb_put(handle, db.dbi, &k, &v, flags)
+    public func put<K, V>(_ table: Table<K, V>, _ key: K.Item, _ value: V.Item, mode: PutMode = .upsert)
+        throws(StorageError) -> Bool
+    {
+        try K.withEncoded(key) { (keyBytes) throws(StorageError) in
+            try V.withEncoded(value) { (valueBytes) throws(StorageError) in
+                try rawPut(table.id, keyBytes: keyBytes, valueBytes: valueBytes, mode: mode)
             }
         }
+    }
+
+    /// Stores raw bytes (package code only: the schema's codecs build them).
+    @discardableResult
+    package func rawPut(_ table: TableID, keyBytes: UnsafeRawBufferPointer, valueBytes: UnsafeRawBufferPointer,
+                        mode: PutMode = .upsert) throws(StorageError) -> Bool {
+        var k = mdbVal(keyBytes)
+        var v = mdbVal(valueBytes)
+        let rc = mdb_put(core.handle, table.dbi, &k, &v, mode.flags)
         if rc == MDB_KEYEXIST { return false }
-        try checkWrite(rc)
+        try core.checkWrite(rc)
         return true
     }
 
     /// Deletes `key`; returns whether it existed.
     @discardableResult
-    public func delete(_ db: Database, _ key: some StorageBytes) throws(StorageError) -> Bool {
-        let rc = key.withStorageBytes { bytes in
+    public func delete<K, V>(_ table: Table<K, V>, _ key: K.Item) throws(StorageError) -> Bool {
+        try K.withEncoded(key) { (bytes) throws(StorageError) in
             var k = mdbVal(bytes)
-            return mdb_del(handle, db.dbi, &k, nil)
+            let rc = mdb_del(core.handle, table.id.dbi, &k, nil)
+            if rc == MDB_NOTFOUND { return false }
+            try core.checkWrite(rc)
+            return true
         }
+    }
+
+    /// Deletes the key `keyBytes` (package code only); returns whether it existed.
+    @discardableResult
+    package func rawDelete(_ table: TableID, keyBytes: UnsafeRawBufferPointer) throws(StorageError) -> Bool {
+        var k = mdbVal(keyBytes)
+        let rc = mdb_del(core.handle, table.dbi, &k, nil)
         if rc == MDB_NOTFOUND { return false }
-        try checkWrite(rc)
+        try core.checkWrite(rc)
         return true
     }
 
-    /// Deletes every entry of `db`, keeping the database.
-    public func clear(_ db: Database) throws(StorageError) {
-        try checkWrite(mdb_drop(handle, db.dbi, 0))
+    /// Deletes every entry of a table, keeping the table.
+    public func clear(_ table: TableID) throws(StorageError) {
+        try core.checkWrite(mdb_drop(core.handle, table.dbi, 0))
+    }
+
+    /// Deletes a table and its name (its `TableID` is invalid afterwards).
+    public func dropTable(_ table: TableID) throws(StorageError) {
+        try core.checkWrite(mdb_drop(core.handle, table.dbi, 1))
+    }
+
+    /// A cursor over `table` that can also delete the entry it is on.
+    public func writeCursor<K, V>(_ table: Table<K, V>) throws(StorageError) -> WriteCursor<K, V> {
+        WriteCursor(reading: try cursor(table))
     }
 }
 
-/// One key/value pair seen through a cursor; both buffers point into the map.
-public struct CursorEntry {
+/// One key/value pair seen through a cursor; both buffers point into the map and are valid until the
+/// cursor moves or the transaction ends (package code only).
+package struct RawEntry {
     /// The key's bytes.
-    public let key: UnsafeRawBufferPointer
+    package let key: UnsafeRawBufferPointer
     /// The value's bytes.
-    public let value: UnsafeRawBufferPointer
+    package let value: UnsafeRawBufferPointer
 }
 
-/// A position in a database, moved with `first`, `last`, `seek`, `next` and `previous`. It is closed
-/// when it goes out of scope, which is always before its transaction ends.
-public struct Cursor: ~Copyable {
+/// A position in a table, moved with `first`, `last`, `seek`, `next` and `previous`, which return the
+/// entry decoded. It is closed when it goes out of scope, which is always before its transaction ends.
+public struct Cursor<Key: StorageCodec, Value: StorageCodec>: ~Copyable {
     let handle: OpaquePointer
-    let state: TransactionState
+    let table: TableID
+    let core: TransactionCore
 
     deinit { mdb_cursor_close(handle) }
 
-    private func move(_ op: MDB_cursor_op, key: UnsafeRawBufferPointer? = nil) throws(StorageError) -> CursorEntry? {
+    private func move(_ op: MDB_cursor_op, key: UnsafeRawBufferPointer? = nil) throws(StorageError) -> RawEntry? {
         var k = key.map(mdbVal) ?? MDB_val()
         var v = MDB_val()
         let rc = mdb_cursor_get(handle, &k, &v, op)
         if rc == MDB_NOTFOUND { return nil }
         try check(rc)
-        return CursorEntry(key: buffer(k), value: buffer(v))
+        return RawEntry(key: buffer(k), value: buffer(v))
+    }
+
+    private func decoded(_ entry: RawEntry?) throws(StorageError) -> (key: Key.Item, value: Value.Item)? {
+        guard let entry else { return nil }
+        return (try decode(Key.self, entry.key, table: table), try decode(Value.self, entry.value, table: table))
     }
 
     /// The first entry.
-    public func first() throws(StorageError) -> CursorEntry? { try move(MDB_FIRST) }
+    public func first() throws(StorageError) -> (key: Key.Item, value: Value.Item)? { try decoded(rawFirst()) }
     /// The last entry.
-    public func last() throws(StorageError) -> CursorEntry? { try move(MDB_LAST) }
+    public func last() throws(StorageError) -> (key: Key.Item, value: Value.Item)? { try decoded(rawLast()) }
     /// The next entry.
-    public func next() throws(StorageError) -> CursorEntry? { try move(MDB_NEXT) }
+    public func next() throws(StorageError) -> (key: Key.Item, value: Value.Item)? { try decoded(rawNext()) }
     /// The previous entry.
-    public func previous() throws(StorageError) -> CursorEntry? { try move(MDB_PREV) }
+    public func previous() throws(StorageError) -> (key: Key.Item, value: Value.Item)? {
+        try decoded(rawPrevious())
+    }
     /// The first entry whose key is greater than or equal to `key`.
-    public func seek(atLeast key: some StorageBytes) throws(StorageError) -> CursorEntry? {
-        let rc: Result<CursorEntry?, StorageError> = key.withStorageBytes { bytes in
-            do throws(StorageError) { return .success(try move(MDB_SET_RANGE, key: bytes)) }
-            catch { return .failure(error) }
-        }
-        return try rc.get()
+    public func seek(atLeast key: Key.Item) throws(StorageError) -> (key: Key.Item, value: Value.Item)? {
+        try decoded(rawSeek(atLeast: key))
     }
 
-    /// Deletes the entry at the cursor (write transactions only).
+    /// The first entry, as bytes.
+    package func rawFirst() throws(StorageError) -> RawEntry? { try move(MDB_FIRST) }
+    /// The last entry, as bytes.
+    package func rawLast() throws(StorageError) -> RawEntry? { try move(MDB_LAST) }
+    /// The next entry, as bytes.
+    package func rawNext() throws(StorageError) -> RawEntry? { try move(MDB_NEXT) }
+    /// The previous entry, as bytes.
+    package func rawPrevious() throws(StorageError) -> RawEntry? { try move(MDB_PREV) }
+    /// The first entry whose key is at least `key`, as bytes.
+    package func rawSeek(atLeast key: Key.Item) throws(StorageError) -> RawEntry? {
+        try Key.withEncoded(key) { (bytes) throws(StorageError) in try move(MDB_SET_RANGE, key: bytes) }
+    }
+    /// The first entry whose key bytes are at least `bytes` (a key prefix, say).
+    package func rawSeek(atLeastBytes bytes: UnsafeRawBufferPointer) throws(StorageError) -> RawEntry? {
+        try move(MDB_SET_RANGE, key: bytes)
+    }
+    /// The first entry whose key bytes are at least `bytes`.
+    package func rawSeek(atLeastBytes bytes: [UInt8]) throws(StorageError) -> RawEntry? {
+        try lendBytes(of: bytes) { (raw) throws(StorageError) in try move(MDB_SET_RANGE, key: raw) }
+    }
+    /// Decodes an entry's key with the table's key codec.
+    package func key(of entry: RawEntry) throws(StorageError) -> Key.Item {
+        try decode(Key.self, entry.key, table: table)
+    }
+    /// Decodes an entry's value with the table's value codec.
+    package func value(of entry: RawEntry) throws(StorageError) -> Value.Item {
+        try decode(Value.self, entry.value, table: table)
+    }
+}
+
+/// A cursor of a write transaction: it reads like `Cursor` and can delete the entry it is on.
+public struct WriteCursor<Key: StorageCodec, Value: StorageCodec>: ~Copyable {
+    /// The reading cursor it moves with.
+    public let reading: Cursor<Key, Value>
+
+    /// Deletes the entry at the cursor.
     public func deleteCurrent() throws(StorageError) {
-        let rc = mdb_cursor_del(handle, 0)
-        if rc == MDB_MAP_FULL { state.mapFull = true }
-        try check(rc)
+        try reading.core.checkWrite(mdb_cursor_del(reading.handle, 0))
     }
 }
 
@@ -228,5 +307,10 @@ extension UnsafeRawBufferPointer {
         guard count >= prefix.count else { return false }
         guard let mine = baseAddress, let theirs = prefix.baseAddress else { return prefix.isEmpty }
         return memcmp(mine, theirs, prefix.count) == 0
+    }
+
+    /// Whether these bytes begin with `prefix`.
+    public func hasPrefix(_ prefix: [UInt8]) -> Bool {
+        prefix.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) -> Bool in hasPrefix(bytes) }
     }
 }

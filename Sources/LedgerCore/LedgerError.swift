@@ -31,8 +31,16 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
     case cannotOpen(path: String, reason: String)
     /// Stored data fails its checks (`corrupt`).
     case corrupt(reason: String)
-    /// Another storage failure (`storage`).
-    case storage(reason: String)
+    /// Another storage failure (`storage`): `code` is the LMDB or `errno` code behind it, when there is one.
+    case storage(code: Int32?, reason: String)
+    /// The ledger was opened read-only, and this call writes (`read_only`).
+    case readOnly(path: String)
+    /// A write was begun on a thread that already has a transaction of this ledger open, for example from a
+    /// callback; LMDB would deadlock on it (`nested_transaction`). A programming error: do not retry.
+    case nestedTransaction
+    /// The options of this open conflict with those of another open of the same ledger in this process that
+    /// only the first open can set (`option_conflict`).
+    case optionConflict(option: String, reason: String)
     /// A caller passed an argument that cannot be used (`invalid_argument`).
     case invalidArgument(reason: String)
 
@@ -54,6 +62,9 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
         case .cannotOpen: return "cannot_open"
         case .corrupt: return "corrupt"
         case .storage: return "storage"
+        case .readOnly: return "read_only"
+        case .nestedTransaction: return "nested_transaction"
+        case .optionConflict: return "option_conflict"
         case .invalidArgument: return "invalid_argument"
         }
     }
@@ -90,7 +101,12 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
             return "the ledger has on-disk format \(found), newer than format \(supported) that this build reads; upgrade usage-ledger"
         case .cannotOpen(let path, let reason): return "cannot open ledger at '\(path)': \(reason)"
         case .corrupt(let reason): return "the ledger is corrupt: \(reason)"
-        case .storage(let reason): return "storage failure: \(reason)"
+        case .storage(_, let reason): return "storage failure: \(reason)"
+        case .readOnly(let path): return "the ledger at '\(path)' was opened read-only; open it for writing to change it"
+        case .nestedTransaction:
+            return "a write was begun on a thread that already has a transaction of this ledger open "
+                + "(a callback of another ledger call?); it would deadlock"
+        case .optionConflict(let option, let reason): return "\(option): \(reason)"
         case .invalidArgument(let reason): return reason
         }
     }

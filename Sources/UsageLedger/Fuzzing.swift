@@ -54,7 +54,7 @@ package enum FuzzEntryPoints {
             let again = ProjectionFormat.encode(base).withUnsafeBytes { try? ProjectionFormat.decodeBase($0) }
             precondition(again == base, "a compaction base did not round-trip")
         case 6: _ = try? ProjectionFormat.decodeHourlyKey(rest)
-        case 7: _ = try? StorageFormat.decodeResourceValue(rest)
+        case 7: _ = try? ResourceEntryCodec.decode(rest)
         default:
             guard let row = try? OwnerRow(decoding: rest) else { return }
             let again = row.encoded().withUnsafeBytes { try? OwnerRow(decoding: $0) }
@@ -132,7 +132,7 @@ package enum FuzzEntryPoints {
         seeds.append(("owner-totals", [4] + ProjectionFormat.encode(totals)))
         seeds.append(("compaction-base", [5] + ProjectionFormat.encode(CompactionBase(lastOccurredAt: at, unmatchedStops: 1, adjustmentTotals: ["bytes": 5]))))
         seeds.append(("hourly-key", [6] + ProjectionFormat.hourlyKey(hour: at.microseconds, owner: "org-1", resource: resource)))
-        seeds.append(("resource-value", [7] + StorageFormat.resourceValue(number: 12, owner: "org-1")))
+        seeds.append(("resource-value", [7] + ResourceEntryCodec.encode(ResourceEntry(number: 12, owner: "org-1"))))
         var ownerRow = OwnerRow()
         try? ownerRow.add(row, sign: 1)
         try? ownerRow.add(row, sign: 1)

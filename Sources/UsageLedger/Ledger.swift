@@ -19,34 +19,18 @@ public final class Ledger: Sendable {
     /// The options it was opened with.
     public let options: LedgerOptions
     let environment: Environment
-    let databases: Databases
+    let schema: Schema
     let metrics: LedgerMetrics
     /// The logger from the options.
     var logger: Logger { options.logger }
 
-    /// The named databases of format v1.
-    struct Databases: Sendable {
-        let meta: Database
-        let events: Database
-        let eventIDs: Database
-        let resources: Database
-        let timeline: Database
-        let resourceState: Database
-        let running: Database
-        let ownerTotals: Database
-        let hourly: Database
-        let compactionBase: Database
-        let pending: Database
-        let ownerHourly: Database
-
-        var all: [Database] {
-            [meta, events, eventIDs, resources, timeline, resourceState, running, ownerTotals, hourly, compactionBase, pending, ownerHourly]
-        }
-        var projections: [Database] { [resourceState, running, ownerTotals, hourly, pending, ownerHourly] }
-    }
-
     /// Opens the ledger at `path` (a directory), creating it unless `options.createIfMissing` is off or
     /// the ledger is opened read-only.
+    ///
+    /// Several `Ledger`s of one path in one process share one LMDB environment, and each keeps its own
+    /// options: a read-only one cannot write (`read_only`), each commits with its own durability and grows
+    /// the map no further than its own `maximumMapSize`. Options that only the first open can set (reader
+    /// slots) are refused when they differ (`option_conflict`).
     ///
     /// - Throws: `LedgerError.formatTooNew` for a ledger written by a newer format,
     ///   `LedgerError.cannotOpen` when the path cannot be opened or holds no ledger.
@@ -54,33 +38,39 @@ public final class Ledger: Sendable {
         self.path = path
         self.options = options
         metrics = LedgerMetrics(dimensions: options.metricsDimensions)
+        let opened: (Environment, Schema)
         do {
-            environment = try EnvironmentRegistry.shared.environment(path: path, options: options.environmentOptions)
-            if options.checksStructureAtOpen { _ = try environment.checkStructure() }
-            let opened = try environment.openDatabases(StorageFormat.Name.all)
-            databases = Databases(meta: opened[0], events: opened[1], eventIDs: opened[2], resources: opened[3], timeline: opened[4],
-                                  resourceState: opened[5], running: opened[6], ownerTotals: opened[7], hourly: opened[8],
-                                  compactionBase: opened[9], pending: opened[10], ownerHourly: opened[11])
-        } catch StorageError.databaseMissing {
-            // A ledger of an older format lacks the databases added since; read-only, it cannot gain them.
-            if let environment = try? EnvironmentRegistry.shared.environment(path: path, options: options.environmentOptions),
-               let found = try? Self.formatVersion(in: environment), found < StorageFormat.currentVersion {
-                throw .cannotOpen(path: path, reason: "on-disk format \(found) must be upgraded; open it once for writing")
-            }
-            throw .cannotOpen(path: path, reason: "it holds no usage ledger (run 'usage-ledger init' first)")
+            opened = try Self.open(path: path, options: options)
+        } catch StorageError.tableMissing {
+            throw Self.explainMissingTables(path: path, options: options)
+        } catch let error as LedgerError {
+            throw error
         } catch {
             throw Self.map(error, path: path)
         }
+        (environment, schema) = opened
         try checkFormat()
+    }
+
+    private static func open(path: String, options: LedgerOptions) throws -> (Environment, Schema) {
+        let environment = try EnvironmentRegistry.shared.environment(path: path, options: options)
+        if options.checksStructureAtOpen { _ = try environment.checkStructure() }
+        let opened = try environment.openTables(Schema.declarations.map(\.name))
+        return (environment, try Schema(opened: opened))
+    }
+
+    /// A ledger of an older format lacks the tables added since; read-only, it cannot gain them.
+    private static func explainMissingTables(path: String, options: LedgerOptions) -> LedgerError {
+        if let environment = try? EnvironmentRegistry.shared.environment(path: path, options: options),
+           let found = try? formatVersion(in: environment), found < StorageFormat.currentVersion {
+            return .cannotOpen(path: path, reason: "on-disk format \(found) must be upgraded; open it once for writing")
+        }
+        return .cannotOpen(path: path, reason: "it holds no usage ledger (run 'usage-ledger init' first)")
     }
 
     /// Refuses ledgers of a newer format; stamps new ledgers with the current one.
     private func checkFormat() throws(LedgerError) {
-        let found = try read { txn -> UInt32? in
-            guard let bytes = try txn.get(databases.meta, StorageFormat.MetaKey.formatVersion) else { return nil }
-            guard bytes.count == 4 else { throw LedgerError.corrupt(reason: "format_version is not a 4-byte number") }
-            return UInt32(bigEndian: bytes.loadUnaligned(as: UInt32.self))
-        }
+        let found = try read { txn in try txn.get(Meta.formatVersion, in: schema.meta) }
         if let found {
             guard found <= StorageFormat.currentVersion else {
                 throw .formatTooNew(found: found, supported: StorageFormat.currentVersion)
@@ -101,20 +91,17 @@ public final class Ledger: Sendable {
         try stampFormat(StorageFormat.currentVersion, replacing: false)
     }
 
-    /// The format version stamped in a ledger's `meta`, read without opening the other databases.
+    /// The format version stamped in a ledger's `meta`, read without opening the other tables.
     private static func formatVersion(in environment: Environment) throws -> UInt32? {
-        guard let meta = try environment.openDatabases([StorageFormat.Name.meta]).first else { return nil }
-        return try environment.read { txn -> UInt32? in
-            guard let bytes = try txn.get(meta, StorageFormat.MetaKey.formatVersion), bytes.count == 4 else { return nil }
-            return UInt32(bigEndian: bytes.loadUnaligned(as: UInt32.self))
-        }
+        let opened = try environment.openTables([Schema.meta.name])
+        let meta = try Table<UTF8Text, RawBytes>(Schema.meta.name, in: opened)
+        return try environment.read { (txn) throws(StorageError) in try txn.get(Meta.formatVersion, in: meta) }
     }
 
     private func stampFormat(_ version: UInt32, replacing: Bool) throws(LedgerError) {
+        let meta = schema.meta
         try write { txn in
-            var writer = ByteWriter(capacity: 4)
-            writer.writeBigEndian(version)
-            try txn.put(databases.meta, StorageFormat.MetaKey.formatVersion, writer.bytes, mode: replacing ? .upsert : .insertOnly)
+            try txn.put(Meta.formatVersion, version, in: meta, mode: replacing ? .upsert : .insertOnly)
         }
     }
 
@@ -128,25 +115,48 @@ public final class Ledger: Sendable {
         do { return try environment.read(body) } catch { throw Self.map(error, path: path) }
     }
 
-    /// Runs `body` in a write transaction, mapping storage failures to `LedgerError`. The body may run more
-    /// than once (after the map grows), so it must have no effects outside the transaction.
-    func write<R>(_ body: (borrowing WriteTransaction) throws -> R) throws(LedgerError) -> R {
-        do { return try environment.write(body) } catch { throw Self.map(error, path: path) }
+    /// Runs `body` in a write transaction with this ledger's durability and map limit, mapping failures to
+    /// `LedgerError`. The body may run more than once (after the map grows) and only the last run commits,
+    /// so it must return what it did and touch nothing outside the transaction: `@Sendable` makes the
+    /// compiler refuse a body that mutates a captured variable (a summary counted inside it would count a
+    /// rerun twice). Summaries, metrics, logs and progress are produced from its result, after the commit.
+    func write<R>(_ body: @Sendable (borrowing WriteTransaction) throws -> R) throws(LedgerError) -> R {
+        guard !options.readOnly else { throw .readOnly(path: path) }
+        do {
+            return try environment.write(durability: options.durability, maximumMapSize: options.maximumMapSize, body)
+        } catch {
+            throw Self.map(error, path: path)
+        }
     }
 
+    /// Maps any failure of the storage layer, or of a transaction body, to the ledger's error.
     static func map(_ error: any Error, path: String) -> LedgerError {
         switch error {
         case let error as LedgerError: return error
-        case let error as StorageError:
+        case let error as TransactionError<any Error>:
             switch error {
-            case .mapFull(let max): return .ledgerFull(maximumBytes: max)
-            case .corrupted(let why): return .corrupt(reason: why)
-            case .versionMismatch: return .corrupt(reason: "the file was written by an incompatible LMDB version")
-            case .cannotOpen(_, _, let reason): return .cannotOpen(path: path, reason: reason)
-            case .databaseMissing(let name): return .cannotOpen(path: path, reason: "the database '\(name)' is missing")
-            default: return .storage(reason: error.description)
+            case .storage(let failure): return map(failure, path: path)
+            case .body(let failure): return map(failure, path: path)
             }
-        default: return .storage(reason: "\(error)")
+        case let error as TransactionError<StorageError>:
+            switch error {
+            case .storage(let failure), .body(let failure): return map(failure, path: path)
+            }
+        case let error as StorageError: return map(error, path: path)
+        default: return .storage(code: nil, reason: "\(error)")
+        }
+    }
+
+    private static func map(_ error: StorageError, path: String) -> LedgerError {
+        switch error {
+        case .mapFull(let max): return .ledgerFull(maximumBytes: max)
+        case .corrupted(_, let detail): return .corrupt(reason: detail)
+        case .malformedRecord(_, let reason): return .corrupt(reason: reason)
+        case .versionMismatch: return .corrupt(reason: "the file was written by an incompatible LMDB version")
+        case .cannotOpen(_, _, let reason): return .cannotOpen(path: path, reason: reason)
+        case .tableMissing(let name): return .cannotOpen(path: path, reason: "the database '\(name)' is missing")
+        case .nestedTransaction: return .nestedTransaction
+        default: return .storage(code: error.code, reason: error.description)
         }
     }
 }

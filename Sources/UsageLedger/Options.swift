@@ -60,15 +60,4 @@ public struct LedgerOptions: Sendable {
 
     /// The defaults: full durability, a 64 MiB map growing to 1 TiB, the system clock, no logging.
     public init() {}
-
-    var environmentOptions: EnvironmentOptions {
-        var options = EnvironmentOptions()
-        options.durability = durability
-        options.initialMapSize = initialMapSize
-        options.maximumMapSize = maximumMapSize
-        options.maximumReaders = maximumReaders
-        options.readOnly = readOnly
-        options.createIfMissing = createIfMissing
-        return options
-    }
 }

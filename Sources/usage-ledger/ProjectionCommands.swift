@@ -253,9 +253,9 @@ struct Rebuild: ParsableCommand {
 
     func run() throws {
         let showProgress = isTerminal(standardError: true)
-        let summary = try ledger.open().rebuild { done in
-            if showProgress { writeError("\r\(done) resources folded") }
-        }
+        // One transaction, whose body may run again if the map grows: it reports nothing until it commits.
+        if showProgress { writeError("\rrebuilding the projections from the log") }
+        let summary = try ledger.open().rebuild()
         if showProgress { writeError("\r\u{1B}[K") }
         print(ledger.output == .json
               ? "{\"resources\":\(summary.resources),\"events\":\(summary.events),\"hourly_rows\":\(summary.hourlyRows)}"

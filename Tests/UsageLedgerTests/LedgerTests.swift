@@ -168,8 +168,8 @@ struct LedgerTests {
         let dir = try TemporaryDirectory()
         _ = try openLedger(dir)
         // Stamp a future format through the storage layer, as a newer build would have written it.
-        let environment = try EnvironmentRegistry.shared.environment(path: dir.child("ledger"), options: EnvironmentOptions())
-        let meta = try environment.openDatabases(["meta"])[0]
+        let environment = try EnvironmentRegistry.shared.environment(path: dir.child("ledger"), options: LedgerOptions())
+        let meta = try Table<UTF8Text, RawBytes>("meta", in: environment.openTables(["meta"]))
         try environment.write { txn in
             var writer = ByteWriter()
             writer.writeBigEndian(UInt32(99))
@@ -185,12 +185,11 @@ struct LedgerTests {
         let dir = try TemporaryDirectory()
         let ledger = try openLedger(dir)
         try ledger.append(started("e1"))
-        let events = try ledger.environment.openDatabases(["events"])[0]
+        let events = ledger.schema.events
         try ledger.environment.write { txn in
-            guard let stored = try txn.get(events, BigEndianKey(1)) else { return }
-            var bytes = Array(stored)
+            guard var bytes = try txn.get(events, 1) else { return }
             bytes[12] ^= 0x40
-            try txn.put(events, BigEndianKey(1), bytes)
+            try txn.put(events, 1, bytes)
         }
         #expect(throws: LedgerError.corrupt(reason: "event seq 1: checksum mismatch")) { try ledger.events(after: 0, limit: 1) }
     }

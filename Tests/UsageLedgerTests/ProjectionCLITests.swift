@@ -50,9 +50,10 @@ struct ProjectionCLITests {
         // Tamper with a projection: verify fails with status 1 and says where; rebuild repairs it.
         do {
             let ledger = try Ledger(path: db)
+            let totals = ledger.schema.ownerTotals
             try ledger.environment.write { txn in
-                let cursor = try txn.cursor(ledger.databases.ownerTotals)
-                if try cursor.first() != nil { try cursor.deleteCurrent() }
+                let cursor = try txn.writeCursor(totals)
+                if try cursor.reading.first() != nil { try cursor.deleteCurrent() }
             }
         }
         let broken = try runCLI(["verify", "--db", db])

@@ -297,11 +297,11 @@ struct ProjectionMaintenanceTests {
     static func rows(_ ledger: Ledger) throws -> [[UInt8]: [UInt8]] {
         try ledger.environment.read { txn in
             var all: [[UInt8]: [UInt8]] = [:]
-            let cursor = try txn.cursor(ledger.databases.hourly)
-            var entry = try cursor.first()
+            let cursor = try txn.cursor(ledger.schema.hourly)
+            var entry = try cursor.rawFirst()
             while let current = entry {
                 all[Array(current.key)] = Array(current.value)
-                entry = try cursor.next()
+                entry = try cursor.rawNext()
             }
             return all
         }
@@ -387,12 +387,12 @@ struct ProjectionMaintenanceTests {
         _ = try ledger.rollUp(now: ts("2026-11-06T00:00:00Z"))
         #expect(try ledger.verify().isConsistent)
         // Inflate one hourly row, as a bug or a hand edit would.
+        let hourly = ledger.schema.hourly
         try ledger.environment.write { txn in
-            let cursor = try txn.cursor(ledger.databases.hourly)
-            guard let entry = try cursor.first() else { return }
-            var amounts = try ProjectionFormat.decodeRow(entry.value)
-            amounts.runningMicroseconds += 1
-            try txn.put(ledger.databases.hourly, Array(entry.key), ProjectionFormat.encode(amounts))
+            let cursor = try txn.cursor(hourly)
+            guard var entry = try cursor.first() else { return }
+            entry.value.runningMicroseconds += 1
+            try txn.put(hourly, entry.key, entry.value)
         }
         // Two differences: the row against the log, and its owner-hour sum against the rows.
         let report = try ledger.verify()
@@ -400,9 +400,10 @@ struct ProjectionMaintenanceTests {
         #expect(report.differences.first?.contains("stored running_seconds=") == true)
         #expect(report.differences.contains { $0.hasPrefix("owner_hourly org-") && $0.contains("the rows give") })
         // Drop a running resource from the index.
+        let running = ledger.schema.running
         try ledger.environment.write { txn in
-            let cursor = try txn.cursor(ledger.databases.running)
-            if try cursor.first() != nil { try cursor.deleteCurrent() }
+            let cursor = try txn.writeCursor(running)
+            if try cursor.reading.first() != nil { try cursor.deleteCurrent() }
         }
         #expect(try ledger.verify().differenceCount == 3)
         // Add rows the log does not give: an hour of a resource that did not run then, and one of a stranger.
@@ -410,8 +411,7 @@ struct ProjectionMaintenanceTests {
             var amounts = UsageAmounts()
             amounts.runningMicroseconds = 5
             for (hour, resource) in [(ts("2026-10-01T00:00:00Z"), ResourceID(type: "app", id: "f1")), (ts("2026-11-02T00:00:00Z"), ResourceID(type: "app", id: "ghost"))] {
-                try txn.put(ledger.databases.hourly, ProjectionFormat.hourlyKey(hour: hour.microseconds, owner: "org-1", resource: resource),
-                            ProjectionFormat.encode(amounts))
+                try txn.put(hourly, HourlyKey(hour: hour.microseconds, owner: "org-1", resource: resource), amounts)
             }
         }
         // Each stray row also leaves its owner-hour's sum short of it: 3 + 2 rows + 2 sums.
@@ -431,11 +431,10 @@ struct ProjectionMaintenanceTests {
         do {
             let ledger = try openLedger(dir)
             _ = try ledger.append(contentsOf: Self.fleet())
+            let schema = ledger.schema
             try ledger.environment.write { txn in
-                for db in ledger.databases.projections { try txn.clear(db) }
-                var writer = ByteWriter()
-                writer.writeBigEndian(UInt32(1))
-                try txn.put(ledger.databases.meta, "format_version", writer.bytes)
+                for table in schema.tables([.projection]) { try txn.clear(table) }
+                try txn.put(Meta.formatVersion, 1, in: schema.meta)
             }
         }
         let reopened = try openLedger(dir)
@@ -460,11 +459,10 @@ struct ProjectionMaintenanceTests {
             #expect(try ledger.verify().isConsistent)
             before = try ledger.usage(.owner("org-1"), from: from, to: to, granularity: .hour)
             #expect(before.rows.count > 300)
+            let schema = ledger.schema
             try ledger.environment.write { txn in
-                try txn.clear(ledger.databases.ownerHourly)
-                var writer = ByteWriter()
-                writer.writeBigEndian(UInt32(3))
-                try txn.put(ledger.databases.meta, "format_version", writer.bytes)
+                try txn.clear(schema.ownerHourly.id)
+                try txn.put(Meta.formatVersion, 3, in: schema.meta)
             }
             #expect(try ledger.verify().differences.first?.contains("owner_hourly org-") == true)
         }
@@ -482,11 +480,10 @@ struct ProjectionMaintenanceTests {
             _ = try ledger.append(contentsOf: Self.fleet())
             _ = try ledger.rollUp(now: testNow)
             // What a format-3 ledger is: no owner_hourly database at all, and version 3.
+            let schema = ledger.schema
             try ledger.environment.write { txn in
-                #expect(mdb_drop(txn.handle, ledger.databases.ownerHourly.dbi, 1) == 0)
-                var writer = ByteWriter()
-                writer.writeBigEndian(UInt32(3))
-                try txn.put(ledger.databases.meta, "format_version", writer.bytes)
+                try txn.dropTable(schema.ownerHourly.id)
+                try txn.put(Meta.formatVersion, 3, in: schema.meta)
             }
         }
         // Another process's view: the registry keeps one environment per path, so open through the CLI.

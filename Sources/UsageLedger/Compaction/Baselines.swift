@@ -48,7 +48,7 @@ extension Ledger {
     public func seedBaselines(_ running: [RunningResource], stopMissing: Bool, at: Timestamp? = nil) throws(LedgerError) -> SeedSummary {
         let now = options.clock.now()
         let instant = at ?? now
-        let summary = try write { txn in try seed(running, stopMissing: stopMissing, at: instant, now: now, in: txn) }
+        let summary = try write { txn in try self.seed(running, stopMissing: stopMissing, at: instant, now: now, in: txn) }
         log(summary, "seeded baselines", at: instant)
         return summary
     }
@@ -65,11 +65,11 @@ extension Ledger {
                       in txn: borrowing WriteTransaction) throws -> SeedSummary {
         var summary = SeedSummary()
         var runningNow: [ResourceID: String] = [:]
-        try scan(databases.running, prefix: [], in: txn) { key, _ in
-            let parts = Array(key).split(separator: 0, omittingEmptySubsequences: false)
-            guard parts.count == 3 else { throw LedgerError.corrupt(reason: "a running key does not hold owner, type and id") }
-            runningNow[ResourceID(type: String(decoding: parts[1], as: UTF8.self), id: String(decoding: parts[2], as: UTF8.self))] =
-                String(decoding: parts[0], as: UTF8.self)
+        let cursor = try txn.cursor(schema.running)
+        var entry = try cursor.first()
+        while let current = entry {
+            runningNow[current.key.resource] = current.key.owner
+            entry = try cursor.next()
         }
         var events: [UsageEvent] = [], origins: [Int] = []
         let listed = Set(running.map(\.resource))
@@ -115,8 +115,8 @@ extension Ledger {
     /// What `purgeAndReseed` would delete.
     public func purgePreview() throws(LedgerError) -> PurgePreview {
         try read { txn in
-            PurgePreview(events: try txn.statistics(databases.events).entries, resources: try txn.statistics(databases.resources).entries,
-                         hourlyRows: try txn.statistics(databases.hourly).entries)
+            PurgePreview(events: try txn.count(schema.events.id), resources: try txn.count(schema.resources.id),
+                         hourlyRows: try txn.count(schema.hourly.id))
         }
     }
 
@@ -126,21 +126,19 @@ extension Ledger {
         let now = options.clock.now()
         let instant = at ?? now
         logger.warning("purging the log and every projection before reseeding", metadata: ["resources": "\(running.count)"])
+        let schema = self.schema
         let summary = try write { txn in
-            for db in [databases.events, databases.eventIDs, databases.timeline, databases.resources, databases.resourceState,
-                       databases.running, databases.ownerTotals, databases.hourly, databases.compactionBase, databases.pending,
-                       databases.ownerHourly] {
-                try txn.clear(db)
-            }
-            let counters = try LogCounters(reading: txn, meta: databases.meta)
+            // Everything but `meta`, whose counters go on (seq keeps counting up).
+            for table in schema.tables([.log, .index, .projection]) { try txn.clear(table) }
+            let counters = try LogCounters(reading: txn, meta: schema.meta)
             if counters.nextSeq > 1 {
-                try txn.put(databases.meta, ProjectionMeta.prunedThroughSeq, BigEndianKey(counters.nextSeq - 1).bytes)
-                if try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.horizon) == nil {
-                    try ProjectionMeta.put(txn, databases.meta, ProjectionMeta.horizon, .earliest)
+                try txn.put(Meta.prunedThroughSeq, counters.nextSeq - 1, in: schema.meta)
+                if try txn.get(Meta.horizon, in: schema.meta) == nil {
+                    try txn.put(Meta.horizon, .earliest, in: schema.meta)
                 }
             }
-            try txn.put(databases.meta, ProjectionMeta.unmatchedStops, BigEndianKey(0).bytes)
-            return try seed(running, stopMissing: false, at: instant, now: now, in: txn)
+            try txn.put(Meta.unmatchedStops, 0, in: schema.meta)
+            return try self.seed(running, stopMissing: false, at: instant, now: now, in: txn)
         }
         log(summary, "purged and reseeded", at: instant)
         return summary

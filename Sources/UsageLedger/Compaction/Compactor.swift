@@ -105,59 +105,32 @@ extension Ledger {
         let lock = options.dryRun ? nil : try CompactionLock(ledgerPath: path, clock: self.options.clock)
         defer { lock?.release() }
 
-        let meta = databases.meta
-        if !options.dryRun {
-            // Record the horizon before pruning anything: from now on no event before it can be appended.
-            horizon = try write { txn -> Timestamp in
-                let watermark = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.watermark)
-                guard let watermark, watermark >= horizon else {
-                    throw LedgerError.compactionRefused(reason: "hourly snapshots cover hours before \(watermark?.rfc3339 ?? "none (never rolled up)") only; compaction to \(horizon) needs them up to the horizon: run 'usage-ledger rollup' first")
-                }
-                let previous = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.horizon) ?? .earliest
-                let effective = max(previous, horizon)
-                try ProjectionMeta.put(txn, meta, ProjectionMeta.horizon, effective)
-                return effective
-            }
-        }
+        if !options.dryRun { horizon = try recordHorizon(horizon) }
         var summary = CompactionSummary(horizon: horizon, dryRun: options.dryRun, snapshotsRetainedFrom: retainedFrom)
         let resources = try read { txn in try allResources(in: txn) }
         var next = 0
         var batches = 0
-        // A batch ends after about batchSize pruned events, or after 2,000 resources looked at.
-        func batchContinues(_ index: Int, _ start: Int, _ pruned: Int) -> Bool {
-            index < resources.count && pruned < options.batchSize && index - start < 2_000
-        }
         while next < resources.count {
             if let stopAfterBatches, batches >= stopAfterBatches { return summary }
-            let start = next
+            let start = next, pruneLimit = options.batchSize, cutoff = horizon
+            // A batch's plans are values the transaction returns: they are counted once it has committed (a
+            // write body runs again after the map grows, and counting inside it counted the rerun too).
+            let batch: CompactionBatch
             if options.dryRun {
-                next = try read { txn -> Int in
-                    var index = start, pruned = 0
-                    while batchContinues(index, start, pruned) {
-                        let (number, resource, owner) = resources[index]
-                        index += 1
-                        guard let plan = try planCompaction(number, resource: resource, owner: owner, horizon: horizon, in: txn) else { continue }
-                        plan.record(into: &summary)
-                        pruned += plan.prune.count
-                    }
-                    return index
+                batch = try read { txn in
+                    try planBatch(resources, from: start, horizon: cutoff, pruneLimit: pruneLimit, in: txn)
                 }
             } else {
-                next = try write { txn -> Int in
-                    var index = start, pruned = 0
-                    while batchContinues(index, start, pruned) {
-                        let (number, resource, owner) = resources[index]
-                        index += 1
-                        guard let plan = try planCompaction(number, resource: resource, owner: owner, horizon: horizon, in: txn) else { continue }
-                        plan.record(into: &summary)
-                        try apply(plan, horizon: horizon, in: txn)
-                        pruned += plan.prune.count
-                    }
-                    return index
+                batch = try write { txn in
+                    let batch = try self.planBatch(resources, from: start, horizon: cutoff, pruneLimit: pruneLimit, in: txn)
+                    for plan in batch.plans { try self.apply(plan, horizon: cutoff, in: txn) }
+                    return batch
                 }
+                yieldToWaitingWriters()
             }
+            for plan in batch.plans { plan.record(into: &summary) }
+            next = batch.next
             batches += 1
-            if !options.dryRun { yieldToWaitingWriters() }
             progress(CompactionProgress(resourcesVisited: next, resourcesTotal: resources.count, eventsPruned: summary.prunedCount))
         }
         summary.snapshotsDropped = try dropSnapshots(before: retainedFrom, dryRun: options.dryRun)
@@ -165,18 +138,47 @@ extension Ledger {
         return summary
     }
 
+    /// Records the horizon before pruning anything: from then on no event before it can be appended.
+    /// Returns the effective horizon (it never moves back).
+    private func recordHorizon(_ horizon: Timestamp) throws(LedgerError) -> Timestamp {
+        let meta = schema.meta
+        return try write { txn -> Timestamp in
+            let watermark = try txn.get(Meta.watermark, in: meta)
+            guard let watermark, watermark >= horizon else {
+                throw LedgerError.compactionRefused(reason: "hourly snapshots cover hours before \(watermark?.rfc3339 ?? "none (never rolled up)") only; compaction to \(horizon) needs them up to the horizon: run 'usage-ledger rollup' first")
+            }
+            let previous = try txn.get(Meta.horizon, in: meta) ?? .earliest
+            let effective = max(previous, horizon)
+            try txn.put(Meta.horizon, effective, in: meta)
+            return effective
+        }
+    }
+
+    /// The plans of one batch: resources from `start` on until about `pruneLimit` events are to be pruned,
+    /// or 2,000 resources were looked at.
+    private func planBatch(_ resources: [(UInt64, ResourceID, String)], from start: Int, horizon: Timestamp,
+                           pruneLimit: Int, in txn: borrowing some ReadableTransaction & ~Copyable) throws -> CompactionBatch {
+        var batch = CompactionBatch(next: start, plans: [])
+        var pruned = 0
+        while batch.next < resources.count, pruned < pruneLimit, batch.next - start < 2_000 {
+            let (number, resource, owner) = resources[batch.next]
+            batch.next += 1
+            guard let plan = try planCompaction(number, resource: resource, owner: owner, horizon: horizon, in: txn) else { continue }
+            batch.plans.append(plan)
+            pruned += plan.prune.count
+        }
+        return batch
+    }
+
     /// Decides which of one resource's events before the horizon the rules prune. Nil when the resource
     /// has no event before the horizon.
     func planCompaction(_ number: UInt64, resource: ResourceID, owner: String, horizon: Timestamp,
                         in txn: borrowing some ReadableTransaction & ~Copyable) throws -> CompactionPlan? {
         // Most resources have nothing before the horizon: look at the first timeline key only.
-        let prefix = StorageFormat.timelinePrefix(resource: number)
-        let cursor = try txn.cursor(databases.timeline)
-        guard let first = try cursor.seek(atLeast: prefix), prefix.withUnsafeBytes({ first.key.hasPrefix($0) }), first.key.count == 24 else {
-            return nil
-        }
-        let earliest = Int64(bitPattern: UInt64(bigEndian: first.key.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) ^ (1 << 63))
-        guard earliest < horizon.microseconds else { return nil }
+        let prefix = TimelineKeyCodec.prefix(resource: number)
+        let cursor = try txn.cursor(schema.timeline)
+        guard let first = try cursor.rawSeek(atLeastBytes: prefix), first.key.hasPrefix(prefix) else { return nil }
+        guard try cursor.key(of: first).occurredAt < horizon else { return nil }
         let entries = try timeline(resourceNumber: number, in: txn)
         let old = entries.prefix { $0.occurredAt < horizon }
         let lastStop = old.lastIndex { $0.event.kind == .stopped }
@@ -205,15 +207,11 @@ extension Ledger {
     private func apply(_ plan: CompactionPlan, horizon: Timestamp, in txn: borrowing WriteTransaction) throws {
         guard !plan.prune.isEmpty else { return }
         // Fail closed per resource: its rows must cover every hour before the horizon before its events go.
-        let stateKey = BigEndianKey(plan.number)
-        if let stored = try txn.get(databases.resourceState, stateKey) {
-            var state = try ProjectionFormat.decodeState(stored)
-            if state.accruedUntil < horizon {
-                var ownerRows = OwnerRowChanges()
-                _ = try materialize(resourceNumber: plan.number, state: &state, until: horizon, ownerRows: &ownerRows, in: txn)
-                try ownerRows.apply(to: txn, database: databases.ownerHourly)
-                try txn.put(databases.resourceState, stateKey, ProjectionFormat.encode(state))
-            }
+        if var state = try txn.get(schema.resourceState, plan.number), state.accruedUntil < horizon {
+            var ownerRows = OwnerRowChanges()
+            _ = try materialize(resourceNumber: plan.number, state: &state, until: horizon, ownerRows: &ownerRows, in: txn)
+            try ownerRows.apply(to: txn, table: schema.ownerHourly)
+            try txn.put(schema.resourceState, plan.number, state)
         }
         let prunedSeqs = Set(plan.prune.map(\.0.seq))
         let remaining = plan.entries.filter { !prunedSeqs.contains($0.seq) }
@@ -229,31 +227,29 @@ extension Ledger {
         }
         var highest: UInt64 = 0
         for (entry, _) in plan.prune {
-            try txn.delete(databases.events, BigEndianKey(entry.seq))
-            try txn.delete(databases.timeline, StorageFormat.timelineKey(resource: plan.number, occurredAt: entry.occurredAt, seq: entry.seq))
-            if let mapped = try txn.get(databases.eventIDs, entry.event.id),
-               try StorageFormat.decodeNumber(mapped, what: "an event_ids entry") == entry.seq {
-                try txn.delete(databases.eventIDs, entry.event.id)
+            try txn.delete(schema.events, entry.seq)
+            try txn.delete(schema.timeline, TimelineKey(resource: plan.number, occurredAt: entry.occurredAt, seq: entry.seq))
+            if try txn.get(schema.eventIDs, entry.event.id) == entry.seq {
+                try txn.delete(schema.eventIDs, entry.event.id)
             }
             highest = max(highest, entry.seq)
         }
-        try txn.put(databases.compactionBase, BigEndianKey(plan.number), ProjectionFormat.encode(newBase))
-        let meta = databases.meta
-        let through = try txn.get(meta, ProjectionMeta.prunedThroughSeq).map { try StorageFormat.decodeNumber($0, what: "pruned_through_seq") } ?? 0
-        if highest > through { try txn.put(meta, ProjectionMeta.prunedThroughSeq, BigEndianKey(highest).bytes) }
+        try txn.put(schema.compactionBase, plan.number, newBase)
+        let through = try txn.get(Meta.prunedThroughSeq, in: schema.meta) ?? 0
+        if highest > through { try txn.put(Meta.prunedThroughSeq, highest, in: schema.meta) }
     }
 
     /// Drops hourly rows of hours before `before` as one key range; returns how many (or would be).
     private func dropSnapshots(before: Timestamp, dryRun: Bool) throws(LedgerError) -> Int {
-        func isOld(_ key: UnsafeRawBufferPointer) -> Bool { ProjectionFormat.hour(ofHourlyKey: key).map { $0 < before.microseconds } ?? false }
+        let schema = self.schema
         if dryRun {
             return try read { txn in
                 var count = 0
-                let cursor = try txn.cursor(databases.hourly)
-                var entry = try cursor.first()
-                while let current = entry, isOld(current.key) {
+                let cursor = try txn.cursor(schema.hourly)
+                var entry = try cursor.rawFirst()
+                while let current = entry, let hour = ProjectionFormat.hour(ofHourlyKey: current.key), hour < before.microseconds {
                     count += 1
-                    entry = try cursor.next()
+                    entry = try cursor.rawNext()
                 }
                 return count
             }
@@ -261,31 +257,44 @@ extension Ledger {
         var total = 0
         while true {
             let (dropped, ownersDropped) = try write { txn -> (Int, Int) in
-                var count = 0
-                let cursor = try txn.cursor(databases.hourly)
-                while count < 10_000, let current = try cursor.first(), isOld(current.key) {
-                    try cursor.deleteCurrent()
-                    count += 1
-                }
                 // Owner-hour sums go with their hours' rows (there are fewer of them than rows).
-                var owners = 0
-                let ownerCursor = try txn.cursor(databases.ownerHourly)
-                while owners < 10_000, let current = try ownerCursor.first(), isOld(current.key) {
-                    try ownerCursor.deleteCurrent()
-                    owners += 1
+                // Both keys begin with the hour.
+                func isOld(_ key: UnsafeRawBufferPointer) -> Bool {
+                    ProjectionFormat.hour(ofHourlyKey: key).map { $0 < before.microseconds } ?? false
                 }
-                let previous = try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.snapshotsRetainedFrom) ?? .earliest
-                if before > previous { try ProjectionMeta.put(txn, databases.meta, ProjectionMeta.snapshotsRetainedFrom, before) }
-                return (count, owners)
+                let rows = try Self.deleteLeading(of: schema.hourly, upTo: 10_000, in: txn, while: isOld)
+                let owners = try Self.deleteLeading(of: schema.ownerHourly, upTo: 10_000, in: txn, while: isOld)
+                let previous = try txn.get(Meta.snapshotsRetainedFrom, in: schema.meta) ?? .earliest
+                if before > previous { try txn.put(Meta.snapshotsRetainedFrom, before, in: schema.meta) }
+                return (rows, owners)
             }
             total += dropped
             if dropped < 10_000 && ownersDropped < 10_000 { return total }
         }
     }
+
+    /// Deletes a table's first entries while `isOld` holds for their key, at most `limit`; returns how many.
+    private static func deleteLeading<K, V>(of table: Table<K, V>, upTo limit: Int, in txn: borrowing WriteTransaction,
+                                            while isOld: (UnsafeRawBufferPointer) throws -> Bool) throws -> Int {
+        var count = 0
+        let cursor = try txn.writeCursor(table)
+        while count < limit, let current = try cursor.reading.rawFirst(), try isOld(current.key) {
+            try cursor.deleteCurrent()
+            count += 1
+        }
+        return count
+    }
+}
+
+/// One compaction transaction's result: where the next batch starts, and what this one planned (and,
+/// unless a dry run, pruned).
+struct CompactionBatch: Sendable {
+    var next: Int
+    var plans: [CompactionPlan]
 }
 
 /// What compaction will prune of one resource.
-struct CompactionPlan {
+struct CompactionPlan: Sendable {
     var number: UInt64
     var resource: ResourceID
     var owner: String

@@ -77,7 +77,7 @@ extension Ledger {
         let started = monotonicNanoseconds()
         let result: AppendResult
         do {
-            result = try write { txn in try appendPrepared(prepared, recordedAt: now, in: txn) }
+            result = try write { txn in try self.appendPrepared(prepared, recordedAt: now, in: txn) }
         } catch {
             logger.error("append of \(prepared.count) events failed; nothing of the batch was written", metadata: ["code": "\(error.code)", "error": "\(error)"])
             throw error
@@ -101,9 +101,12 @@ extension Ledger {
         }
     }
 
+    /// Appends prepared events in `txn`: the per-event outcomes in submission order. Rejections are values
+    /// (`EventRejection`), decided before anything of their event is written; an error thrown here is a
+    /// failure of the ledger and aborts the whole transaction, so a rejected event never leaves rows behind.
     func appendPrepared(_ prepared: [Result<(UsageEvent, [UInt8]), LedgerError>], recordedAt: Timestamp,
-                                in txn: borrowing WriteTransaction) throws -> AppendResult {
-        let meta = databases.meta
+                        in txn: borrowing WriteTransaction) throws -> AppendResult {
+        let meta = schema.meta
         var counters = try LogCounters(reading: txn, meta: meta)
         var context = try ProjectionContext(reading: txn, meta: meta)
         var result = AppendResult(outcomes: [])
@@ -113,63 +116,75 @@ extension Ledger {
             case .failure(let error):
                 result.outcomes.append(.rejected(error))
             case .success(let (event, payload)):
-                do {
-                    let (outcome, unmatched) = try appendOne(event, payload: payload, recordedAt: recordedAt, counters: &counters,
-                                                             context: &context, in: txn)
+                switch try appendOne(event, payload: payload, recordedAt: recordedAt, counters: &counters,
+                                     context: &context, in: txn) {
+                case .recorded(let outcome, let unmatched):
                     result.outcomes.append(outcome)
                     if unmatched { result.unmatchedStops.append(index) }
-                } catch let error as LedgerError where error.isRejection {
-                    result.outcomes.append(.rejected(error))
+                case .rejected(let rejection):
+                    result.outcomes.append(.rejected(rejection.error))
                 }
             }
         }
         for outcome in result.outcomes { counters.count(outcome) }
         try counters.write(to: txn, meta: meta)
-        try context.write(to: txn, meta: meta, totals: databases.ownerTotals, ownerHourly: databases.ownerHourly)
+        try context.write(to: txn, schema: schema)
         return result
     }
 
+    /// What appending one event did: recorded (new or duplicate), or rejected before any write.
+    private enum EventAppend {
+        case recorded(AppendOutcome, unmatchedStop: Bool)
+        case rejected(EventRejection)
+    }
+
     private func appendOne(_ event: UsageEvent, payload: [UInt8], recordedAt: Timestamp, counters: inout LogCounters,
-                           context: inout ProjectionContext, in txn: borrowing WriteTransaction) throws -> (AppendOutcome, Bool) {
-        if let existing = try txn.get(databases.eventIDs, event.id) {
-            let seq = try StorageFormat.decodeNumber(existing, what: "an event_ids entry")
-            guard let record = try txn.get(databases.events, BigEndianKey(seq)) else {
+                           context: inout ProjectionContext, in txn: borrowing WriteTransaction) throws -> EventAppend {
+        if let seq = try txn.get(schema.eventIDs, event.id) {
+            guard let record = try txn.rawGet(schema.events, seq) else {
                 throw LedgerError.corrupt(reason: "event id '\(event.id)' points at seq \(seq), which is missing")
             }
             let stored = try EventRecord.storedPayload(record, seq: seq)
             let same = payload.withUnsafeBytes { $0.elementsEqual(stored) }
-            guard same else { throw LedgerError.idConflict(id: event.id, existingSeq: seq) }
-            return (.duplicate(seq: seq), false)
+            guard same else { return .rejected(EventRejection(.idConflict(id: event.id, existingSeq: seq))) }
+            return .recorded(.duplicate(seq: seq), unmatchedStop: false)
         }
         if let horizon = context.horizon, event.occurredAt < horizon {
-            throw LedgerError.tooLate(occurredAt: event.occurredAt, horizon: horizon)
+            return .rejected(EventRejection(.tooLate(occurredAt: event.occurredAt, horizon: horizon)))
         }
-        let resourceKey = StorageFormat.resourceKey(event.resource)
         let resourceNumber: UInt64
-        if let stored = try txn.get(databases.resources, resourceKey) {
-            let (number, owner) = try StorageFormat.decodeResourceValue(stored)
-            guard owner == event.owner else {
-                throw LedgerError.ownerMismatch(resource: event.resource, owner: owner, submitted: event.owner)
+        if let stored = try txn.get(schema.resources, event.resource) {
+            guard stored.owner == event.owner else {
+                return .rejected(EventRejection(
+                    .ownerMismatch(resource: event.resource, owner: stored.owner, submitted: event.owner)))
             }
-            resourceNumber = number
+            resourceNumber = stored.number
         } else {
             resourceNumber = counters.nextResourceNumber
             counters.nextResourceNumber += 1
-            try txn.put(databases.resources, resourceKey, StorageFormat.resourceValue(number: resourceNumber, owner: event.owner))
+            try txn.put(schema.resources, event.resource, ResourceEntry(number: resourceNumber, owner: event.owner))
         }
+        // From here on the event is being written: anything thrown is a failure of the ledger.
         let seq = counters.nextSeq
         counters.nextSeq += 1
         counters.count(event.kind)
         let record = EventRecord.record(payload: payload, recordedAt: recordedAt)
-        guard try txn.put(databases.events, BigEndianKey(seq), record, mode: .append) else {
+        guard try txn.put(schema.events, seq, record, mode: .append) else {
             throw LedgerError.corrupt(reason: "seq \(seq) is not after the last recorded event")
         }
-        try txn.put(databases.eventIDs, event.id, BigEndianKey(seq).bytes)
-        try txn.put(databases.timeline, StorageFormat.timelineKey(resource: resourceNumber, occurredAt: event.occurredAt, seq: seq),
-                    [EventRecord.kindCode(event.kind)])
+        try txn.put(schema.eventIDs, event.id, seq)
+        try txn.put(schema.timeline, TimelineKey(resource: resourceNumber, occurredAt: event.occurredAt, seq: seq),
+                    EventRecord.kindCode(event.kind))
         let unmatched = try project(event, seq: seq, resourceNumber: resourceNumber, context: &context, in: txn)
-        return (.appended(seq: seq), unmatched)
+        return .recorded(.appended(seq: seq), unmatchedStop: unmatched)
     }
+}
+
+/// A refusal of one submitted event, decided before anything of it was written. Only `appendOne` makes
+/// them, from the checks that precede its writes; a `LedgerError` thrown later fails the transaction.
+struct EventRejection {
+    let error: LedgerError
+    init(_ error: LedgerError) { self.error = error }
 }
 
 /// Counters the log keeps in `meta`, read once and written once per write transaction.
@@ -184,18 +199,14 @@ struct LogCounters {
     var rejectedByCode: [String: UInt64] = [:]
     private var outcomesChanged = false
 
-    init(reading txn: borrowing some ReadableTransaction & ~Copyable, meta: Database) throws {
-        if let bytes = try txn.get(meta, StorageFormat.MetaKey.nextSeq) {
-            nextSeq = try StorageFormat.decodeNumber(bytes, what: "next_seq")
-        }
-        if let bytes = try txn.get(meta, StorageFormat.MetaKey.nextResourceNumber) {
-            nextResourceNumber = try StorageFormat.decodeNumber(bytes, what: "next_resource_number")
-        }
-        if let bytes = try txn.get(meta, StorageFormat.MetaKey.eventsByKind) {
+    init(reading txn: borrowing some ReadableTransaction & ~Copyable, meta: Table<UTF8Text, RawBytes>) throws {
+        if let value = try txn.get(Meta.nextSeq, in: meta) { nextSeq = value }
+        if let value = try txn.get(Meta.nextResourceNumber, in: meta) { nextResourceNumber = value }
+        if let bytes = try txn.rawGet(meta, Meta.eventsByKind.key) {
             guard bytes.count == 32 else { throw LedgerError.corrupt(reason: "events_by_kind is not 4 numbers") }
             byKind = (0..<4).map { UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self)) }
         }
-        if let bytes = try txn.get(meta, StorageFormat.MetaKey.appendOutcomes) {
+        if let bytes = try txn.rawGet(meta, Meta.appendOutcomes.key) {
             var reader = ByteReader(bytes)
             do throws(ByteReader.Malformed) {
                 duplicates = try reader.readBigEndianUInt64()
@@ -221,7 +232,7 @@ struct LogCounters {
 
     mutating func count(_ kind: EventKind) { byKind[Int(EventRecord.kindCode(kind)) - 1] += 1 }
 
-    func write(to txn: borrowing WriteTransaction, meta: Database) throws {
+    func write(to txn: borrowing WriteTransaction, meta: Table<UTF8Text, RawBytes>) throws {
         if outcomesChanged {
             var outcomes = ByteWriter(capacity: 64)
             outcomes.writeBigEndian(duplicates)
@@ -230,17 +241,12 @@ struct LogCounters {
                 outcomes.writeString(code)
                 outcomes.writeBigEndian(count)
             }
-            try txn.put(meta, StorageFormat.MetaKey.appendOutcomes, outcomes.bytes)
+            try txn.put(Meta.appendOutcomes, outcomes.bytes, in: meta)
         }
-        try txn.put(meta, StorageFormat.MetaKey.nextSeq, BigEndianKey(nextSeq).bytes)
-        try txn.put(meta, StorageFormat.MetaKey.nextResourceNumber, BigEndianKey(nextResourceNumber).bytes)
+        try txn.put(Meta.nextSeq, nextSeq, in: meta)
+        try txn.put(Meta.nextResourceNumber, nextResourceNumber, in: meta)
         var writer = ByteWriter(capacity: 32)
         for count in byKind { writer.writeBigEndian(count) }
-        try txn.put(meta, StorageFormat.MetaKey.eventsByKind, writer.bytes)
+        try txn.put(Meta.eventsByKind, writer.bytes, in: meta)
     }
-}
-
-extension BigEndianKey {
-    /// The key's 8 bytes.
-    var bytes: [UInt8] { withStorageBytes { Array($0) } }
 }

@@ -197,7 +197,7 @@ struct LineReader {
                 let code = errno
                 buffer.removeSubrange(oldCount...)
                 if code == EINTR { continue }
-                throw .storage(reason: "reading input failed: \(String(cString: strerror(code)))")
+                throw .storage(code: code, reason: "reading input failed: \(String(cString: strerror(code)))")
             }
             buffer.removeSubrange((oldCount + got)...)
             if got == 0 { atEnd = true }

@@ -67,16 +67,16 @@ extension Ledger {
         }
         return try read { txn in
             var events: [RecordedEvent] = []
-            let cursorAt = try txn.cursor(databases.events)
-            var entry = cursor == .max ? nil : try cursorAt.seek(atLeast: BigEndianKey(cursor + 1))
+            let cursorAt = try txn.cursor(schema.events)
+            var entry = cursor == .max ? nil : try cursorAt.rawSeek(atLeast: cursor + 1)
             while let current = entry, events.count < limit {
-                let seq = try StorageFormat.decodeNumber(current.key, what: "an events key")
+                let seq = try cursorAt.key(of: current)
                 events.append(try EventRecord.decode(current.value, seq: seq))
-                entry = try cursorAt.next()
+                entry = try cursorAt.rawNext()
             }
             var pruned: PrunedEvents?
-            if let through = try txn.get(databases.meta, ProjectionMeta.prunedThroughSeq).map({ try StorageFormat.decodeNumber($0, what: "pruned_through_seq") }),
-               cursor < through, let horizon = try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.horizon) {
+            if let through = try txn.get(Meta.prunedThroughSeq, in: schema.meta), cursor < through,
+               let horizon = try txn.get(Meta.horizon, in: schema.meta) {
                 pruned = PrunedEvents(throughSeq: through, horizon: horizon)
             }
             return FeedPage(events: events, nextCursor: events.last?.seq ?? cursor, pruned: pruned)
@@ -86,16 +86,14 @@ extension Ledger {
     /// One event by its `seq`, or nil when there is none.
     public func event(seq: UInt64) throws(LedgerError) -> RecordedEvent? {
         try read { txn in
-            try txn.get(databases.events, BigEndianKey(seq)).map { bytes throws in try EventRecord.decode(bytes, seq: seq) }
+            try txn.rawGet(schema.events, seq).map { bytes throws in try EventRecord.decode(bytes, seq: seq) }
         }
     }
 
     /// The owner of `resource`, or nil when the ledger has never seen it.
     public func owner(of resource: ResourceID) throws(LedgerError) -> String? {
         try read { txn in
-            try txn.get(databases.resources, StorageFormat.resourceKey(resource)).map { bytes throws in
-                try StorageFormat.decodeResourceValue(bytes).owner
-            }
+            try txn.get(schema.resources, resource)?.owner
         }
     }
 
@@ -116,27 +114,30 @@ extension Ledger {
     /// Counts, sizes and reader slots.
     public func statistics() throws(LedgerError) -> LedgerStatistics {
         try read { txn in
-            let counters = try LogCounters(reading: txn, meta: databases.meta)
+            let counters = try LogCounters(reading: txn, meta: schema.meta)
             var byKind: [EventKind: UInt64] = [:]
             for kind in EventKind.allCases { byKind[kind] = counters.byKind[Int(EventRecord.kindCode(kind)) - 1] }
-            let watermark = try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.watermark)
+            let meta = schema.meta
+            let watermark = try txn.get(Meta.watermark, in: meta)
             var perDatabase: [String: DatabaseStatistics] = [:]
-            for db in databases.all {
-                perDatabase[db.name] = try txn.statistics(db)
+            for table in schema.all {
+                perDatabase[table.name] = try txn.statistics(table)
             }
+            var environment = self.environment.statistics()
+            environment.maximumMapSize = options.maximumMapSize
             return LedgerStatistics(
                 formatVersion: StorageFormat.currentVersion, eventsByKind: byKind,
-                resources: perDatabase[StorageFormat.Name.resources]?.entries ?? 0,
+                resources: perDatabase[Schema.resources.name]?.entries ?? 0,
                 nextSeq: counters.nextSeq,
                 duplicates: counters.duplicates, rejectedByCode: counters.rejectedByCode,
-                prunedEvents: counters.byKind.reduce(0, +) &- UInt64(perDatabase[StorageFormat.Name.events]?.entries ?? 0),
+                prunedEvents: counters.byKind.reduce(0, +) &- UInt64(perDatabase[Schema.events.name]?.entries ?? 0),
                 rollupLagMicroseconds: watermark.map { Self.lag(now: options.clock.now(), since: $0) },
-                unmatchedStops: try txn.get(databases.meta, ProjectionMeta.unmatchedStops).map { try StorageFormat.decodeNumber($0, what: "unmatched_stops") } ?? 0,
+                unmatchedStops: try txn.get(Meta.unmatchedStops, in: meta) ?? 0,
                 watermark: watermark,
-                rollupTarget: try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.rollupTarget),
-                horizon: try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.horizon),
-                snapshotsRetainedFrom: try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.snapshotsRetainedFrom),
-                databases: perDatabase, environment: environment.statistics())
+                rollupTarget: try txn.get(Meta.rollupTarget, in: meta),
+                horizon: try txn.get(Meta.horizon, in: meta),
+                snapshotsRetainedFrom: try txn.get(Meta.snapshotsRetainedFrom, in: meta),
+                databases: perDatabase, environment: environment)
         }
     }
 

@@ -103,9 +103,9 @@ struct OwnerRow: Equatable {
     /// `OWNER hour HOUR` for messages, from an `owner_hourly` key.
     static func describe(key: some Collection<UInt8>) -> String {
         let bytes = Array(key)
-        guard bytes.count >= 8 else { return "(a key of \(bytes.count) bytes)" }
-        let hour = bytes.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        return "\(String(decoding: bytes.dropFirst(8), as: UTF8.self)) hour \(Timestamp(microseconds: Int64(bitPattern: hour ^ (1 << 63))))"
+        let decoded = bytes.withUnsafeBytes { try? OwnerHourKeyCodec.decode($0) }
+        guard let decoded else { return "(a key of \(bytes.count) bytes)" }
+        return "\(decoded.owner) hour \(Timestamp(microseconds: decoded.hour))"
     }
 
     /// `u8 version, varint rows, i128 running, meters, adjustments`, each set as `varint n, n × (str name,
@@ -171,17 +171,20 @@ struct OwnerRowChanges {
 
     /// Applies the changes to the stored entries, in key order: B-tree pages then fill in order, and the
     /// file's layout does not depend on a dictionary's per-process order.
-    func apply(to txn: borrowing WriteTransaction, database: Database) throws {
+    /// (Keys stay bytes here: they are built once per change and compared as the B-tree compares them.)
+    func apply(to txn: borrowing WriteTransaction, table: Table<OwnerHourKeyCodec, OwnerRowCodec>) throws {
         for (key, change) in changes.sorted(by: { $0.key.bytes.lexicographicallyPrecedes($1.key.bytes) }) {
-            var row = try txn.get(database, key.bytes).map { try OwnerRow(decoding: $0) } ?? OwnerRow()
+            var row = try key.bytes.withUnsafeBytes { bytes throws in
+                try txn.rawGet(table.id, keyBytes: bytes).map { try OwnerRow(decoding: $0) }
+            } ?? OwnerRow()
             try row.add(change)
             if row.rows == 0 {
-                try txn.delete(database, key.bytes)
+                try txn.deleteRaw(table, key.bytes)
             } else {
                 guard row.isWellFormed else {
                     throw LedgerError.corrupt(reason: "owner_hourly does not match the hourly rows it sums (run 'usage-ledger verify')")
                 }
-                try txn.put(database, key.bytes, row.encoded())
+                try txn.putRaw(table, key.bytes, row.encoded())
             }
         }
     }
@@ -219,17 +222,17 @@ extension Ledger {
     func rewriteOwnerRows(from: Timestamp, in txn: borrowing WriteTransaction) throws {
         var start = ByteWriter(capacity: 8)
         start.writeOrdered(from.microseconds)
-        let stale = try txn.cursor(databases.ownerHourly)
-        while try stale.seek(atLeast: start.bytes) != nil { try stale.deleteCurrent() }
+        let stale = try txn.writeCursor(schema.ownerHourly)
+        while try stale.reading.rawSeek(atLeastBytes: start.bytes) != nil { try stale.deleteCurrent() }
         var sums = OwnerRowSums()
-        let rows = try txn.cursor(databases.hourly)
-        var entry = try rows.seek(atLeast: start.bytes)
+        let rows = try txn.cursor(schema.hourly)
+        var entry = try rows.rawSeek(atLeastBytes: start.bytes)
         while let current = entry {
             if let (key, row) = try sums.add(key: current.key, value: current.value) {
-                try txn.put(databases.ownerHourly, key, row.encoded())
+                try txn.putRaw(schema.ownerHourly, key, row.encoded())
             }
-            entry = try rows.next()
+            entry = try rows.rawNext()
         }
-        if let (key, row) = sums.finish() { try txn.put(databases.ownerHourly, key, row.encoded()) }
+        if let (key, row) = sums.finish() { try txn.putRaw(schema.ownerHourly, key, row.encoded()) }
     }
 }

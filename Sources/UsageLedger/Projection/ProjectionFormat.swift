@@ -35,14 +35,13 @@ enum ProjectionFormat {
 
     /// The hour (start, µs) an `hourly` key begins with.
     static func hour(ofHourlyKey key: UnsafeRawBufferPointer) -> Int64? {
-        guard key.count >= 8 else { return nil }
-        return Int64(bitPattern: UInt64(bigEndian: key.loadUnaligned(as: UInt64.self)) ^ (1 << 63))
+        var reader = ByteReader(key)
+        return try? reader.readOrderedInt64()
     }
 
     /// Splits an `hourly` key into hour, owner and resource.
     static func decodeHourlyKey(_ key: UnsafeRawBufferPointer) throws(LedgerError) -> (hour: Int64, owner: String, resource: ResourceID) {
-        guard key.count > 8 else { throw .corrupt(reason: "an hourly key is too short") }
-        let hour = Int64(bitPattern: UInt64(bigEndian: key.loadUnaligned(as: UInt64.self)) ^ (1 << 63))
+        guard key.count > 8, let hour = hour(ofHourlyKey: key) else { throw .corrupt(reason: "an hourly key is too short") }
         let parts = Array(key[8...]).split(separator: 0, omittingEmptySubsequences: false)
         guard parts.count == 3 else { throw .corrupt(reason: "an hourly key does not hold owner, type and id") }
         return (hour, String(decoding: parts[0], as: UTF8.self),
@@ -122,9 +121,11 @@ enum ProjectionFormat {
 
     // MARK: - Compaction base
 
+    static let baseVersion: UInt8 = 1
+
     static func encode(_ base: CompactionBase) -> [UInt8] {
         var writer = ByteWriter(capacity: 32)
-        writer.write(1)
+        writer.write(baseVersion)
         writer.writeOrdered(base.lastOccurredAt.microseconds)
         writer.writeVarint(base.unmatchedStops)
         writeAmounts(base.adjustmentTotals, into: &writer)
@@ -134,7 +135,9 @@ enum ProjectionFormat {
     static func decodeBase(_ bytes: UnsafeRawBufferPointer) throws(LedgerError) -> CompactionBase {
         var reader = ByteReader(bytes)
         do throws(ByteReader.Malformed) {
-            guard try reader.readByte() == 1 else { throw ByteReader.Malformed(offset: 0, expected: "base version 1") }
+            guard try reader.readByte() == baseVersion else {
+                throw ByteReader.Malformed(offset: 0, expected: "base version \(baseVersion)")
+            }
             var base = CompactionBase()
             base.lastOccurredAt = Timestamp(microseconds: try reader.readOrderedInt64())
             base.unmatchedStops = try reader.readVarint()

@@ -9,29 +9,28 @@ struct ProjectionContext {
     var horizon: Timestamp?
     /// `owner_totals` entries read or changed in this transaction, written once by `write(to:meta:totals:ownerHourly:)`:
     /// a batch of events for one owner would otherwise decode and encode the same entry per event.
-    var ownerTotals: [ByteKey: ProjectionFormat.OwnerTotals] = [:]
+    var ownerTotals: [OwnerType: ProjectionFormat.OwnerTotals] = [:]
     /// Changes to `owner_hourly` from rows that late events rewrote, applied by `write`.
     var ownerRows = OwnerRowChanges()
 
-    init(reading txn: borrowing some ReadableTransaction & ~Copyable, meta: Database) throws {
-        horizon = try ProjectionMeta.timestamp(txn, meta, ProjectionMeta.horizon)
+    init(reading txn: borrowing some ReadableTransaction & ~Copyable, meta: Table<UTF8Text, RawBytes>) throws {
+        horizon = try txn.get(Meta.horizon, in: meta)
     }
 
     /// Writes what the transaction's events changed: owner totals, owner-hour sums, then the unmatched-stop count.
-    func write(to txn: borrowing WriteTransaction, meta: Database, totals: Database, ownerHourly: Database) throws {
-        try ownerRows.apply(to: txn, database: ownerHourly)
-        for (byteKey, entry) in ownerTotals {
-            let key = byteKey.bytes
+    func write(to txn: borrowing WriteTransaction, schema: Schema) throws {
+        try ownerRows.apply(to: txn, table: schema.ownerHourly)
+        for (key, entry) in ownerTotals {
             if entry.running == 0 {
-                try txn.delete(totals, key)
+                try txn.delete(schema.ownerTotals, key)
             } else {
-                try txn.put(totals, key, ProjectionFormat.encode(entry))
+                try txn.put(schema.ownerTotals, key, entry)
             }
         }
         guard unmatchedStopsDelta != 0 else { return }
-        let current = try txn.get(meta, ProjectionMeta.unmatchedStops).map { try StorageFormat.decodeNumber($0, what: "unmatched_stops") } ?? 0
+        let current = try txn.get(Meta.unmatchedStops, in: schema.meta) ?? 0
         let updated = UInt64(max(0, Int64(current) + unmatchedStopsDelta))
-        try txn.put(meta, ProjectionMeta.unmatchedStops, BigEndianKey(updated).bytes)
+        try txn.put(Meta.unmatchedStops, updated, in: schema.meta)
     }
 }
 
@@ -47,25 +46,6 @@ struct ByteKey: Hashable {
     }
 }
 
-/// `meta` keys of the projections.
-enum ProjectionMeta {
-    static let watermark = "watermark"
-    static let rollupTarget = "rollup_target"
-    static let unmatchedStops = "unmatched_stops"
-    static let horizon = "horizon"
-    static let prunedThroughSeq = "pruned_through_seq"
-    static let snapshotsRetainedFrom = "snapshots_retained_from"
-
-    static func timestamp(_ txn: borrowing some ReadableTransaction & ~Copyable, _ meta: Database, _ key: String) throws -> Timestamp? {
-        guard let bytes = try txn.get(meta, key) else { return nil }
-        return Timestamp(microseconds: Int64(bitPattern: try StorageFormat.decodeNumber(bytes, what: key)))
-    }
-
-    static func put(_ txn: borrowing WriteTransaction, _ meta: Database, _ key: String, _ value: Timestamp) throws {
-        try txn.put(meta, key, BigEndianKey(UInt64(bitPattern: value.microseconds)).bytes)
-    }
-}
-
 extension Ledger {
     /// Folds a newly recorded event into the projections, in the transaction that records it: the current
     /// state, the running index and owner totals always; hourly rows only when the event lies before the
@@ -73,8 +53,7 @@ extension Ledger {
     /// that found its resource not running.
     func project(_ event: UsageEvent, seq: UInt64, resourceNumber: UInt64, context: inout ProjectionContext,
                  in txn: borrowing WriteTransaction) throws -> Bool {
-        let stateKey = BigEndianKey(resourceNumber)
-        let stored = try txn.get(databases.resourceState, stateKey).map { try ProjectionFormat.decodeState($0) }
+        let stored = try txn.get(schema.resourceState, resourceNumber)
         let before = stored ?? ResourceState(resource: event.resource, owner: event.owner)
         let t = event.occurredAt
         var after: ResourceState
@@ -98,10 +77,10 @@ extension Ledger {
         // only once none is left, and `lastOccurredAt` is the latest event's time), so most events skip the lookup.
         let alreadyPending = stored.map { $0.lastOccurredAt >= $0.accruedUntil } ?? false
         if t >= before.accruedUntil && !alreadyPending {
-            let key = ProjectionFormat.ownerKey(after.owner, type: after.resource.type, id: after.resource.id)
-            if try txn.get(databases.pending, key) == nil { try txn.put(databases.pending, key, BigEndianKey(resourceNumber).bytes) }
+            let key = OwnedResource(owner: after.owner, resource: after.resource)
+            if try !txn.contains(schema.pending, key) { try txn.put(schema.pending, key, resourceNumber) }
         }
-        try txn.put(databases.resourceState, stateKey, ProjectionFormat.encode(after))
+        try txn.put(schema.resourceState, resourceNumber, after)
         try updateCurrent(from: stored, to: after, resourceNumber: resourceNumber, context: &context, in: txn)
         let unmatched = Int64(after.unmatchedStops) - Int64(before.unmatchedStops)
         context.unmatchedStopsDelta += unmatched
@@ -121,15 +100,15 @@ extension Ledger {
         let from = t.hourFloor, until = state.accruedUntil
         let newRows = try Fold.hourly(new, from: from, until: until)
         for hour in try Fold.hourly(old, from: from, until: until).keys where newRows[hour] == nil {
-            let key = ProjectionFormat.hourlyKey(hour: hour, owner: state.owner, resource: state.resource)
-            let stored = try txn.get(databases.hourly, key).map { try ProjectionFormat.decodeRow($0) }
-            try txn.delete(databases.hourly, key)
+            let key = HourlyKey(hour: hour, owner: state.owner, resource: state.resource)
+            let stored = try txn.get(schema.hourly, key)
+            try txn.delete(schema.hourly, key)
             try ownerRows.record(hour: hour, owner: state.owner, from: stored, to: nil)
         }
         for (hour, amounts) in newRows {
-            let key = ProjectionFormat.hourlyKey(hour: hour, owner: state.owner, resource: state.resource)
-            let stored = try txn.get(databases.hourly, key).map { try ProjectionFormat.decodeRow($0) }
-            try txn.put(databases.hourly, key, ProjectionFormat.encode(amounts))
+            let key = HourlyKey(hour: hour, owner: state.owner, resource: state.resource)
+            let stored = try txn.get(schema.hourly, key)
+            try txn.put(schema.hourly, key, amounts)
             try ownerRows.record(hour: hour, owner: state.owner, from: stored, to: amounts)
         }
         state = new.state
@@ -153,7 +132,7 @@ extension Ledger {
         state.accruedUntil = target
         (state.checkpointRunning, state.checkpointFootprint) = Fold.checkpoint(fold, at: target)
         if !entries.contains(where: { $0.occurredAt >= target }) {
-            try txn.delete(databases.pending, ProjectionFormat.ownerKey(state.owner, type: state.resource.type, id: state.resource.id))
+            try txn.delete(schema.pending, OwnedResource(owner: state.owner, resource: state.resource))
         }
         return rows.count
     }
@@ -161,11 +140,11 @@ extension Ledger {
     /// Adds `amounts` to one hourly row, creating it when missing.
     func addToRow(hour: Int64, owner: String, resource: ResourceID, _ amounts: UsageAmounts, ownerRows: inout OwnerRowChanges,
                   in txn: borrowing WriteTransaction) throws {
-        let key = ProjectionFormat.hourlyKey(hour: hour, owner: owner, resource: resource)
-        let stored = try txn.get(databases.hourly, key).map { try ProjectionFormat.decodeRow($0) }
+        let key = HourlyKey(hour: hour, owner: owner, resource: resource)
+        let stored = try txn.get(schema.hourly, key)
         var row = stored ?? UsageAmounts()
         try row.add(amounts)
-        try txn.put(databases.hourly, key, ProjectionFormat.encode(row))
+        try txn.put(schema.hourly, key, row)
         try ownerRows.record(hour: hour, owner: owner, from: stored, to: row)
     }
 
@@ -175,23 +154,22 @@ extension Ledger {
         let wasRunning = old?.running ?? false
         guard wasRunning || new.running else { return }
         if wasRunning, new.running, old?.footprint == new.footprint { return }
-        let totalsKey = ByteKey(ProjectionFormat.ownerKey(new.owner, type: new.resource.type))
-        var totals = try context.ownerTotals[totalsKey]
-            ?? txn.get(databases.ownerTotals, totalsKey.bytes).map { try ProjectionFormat.decodeTotals($0) } ?? .init()
+        let totalsKey = OwnerType(owner: new.owner, type: new.resource.type)
+        var totals = try context.ownerTotals[totalsKey] ?? txn.get(schema.ownerTotals, totalsKey) ?? .init()
         if let old, wasRunning { try totals.add(old.footprint, sign: -1) }
         if new.running { try totals.add(new.footprint, sign: 1) }
         context.ownerTotals[totalsKey] = totals
-        let runningKey = ProjectionFormat.ownerKey(new.owner, type: new.resource.type, id: new.resource.id)
+        let runningKey = OwnedResource(owner: new.owner, resource: new.resource)
         if new.running && !wasRunning {
-            try txn.put(databases.running, runningKey, BigEndianKey(resourceNumber).bytes)
+            try txn.put(schema.running, runningKey, resourceNumber)
         } else if !new.running && wasRunning {
-            try txn.delete(databases.running, runningKey)
+            try txn.delete(schema.running, runningKey)
         }
     }
 
     /// What compaction kept of a resource's pruned events.
     func compactionBase(resourceNumber: UInt64, in txn: borrowing some ReadableTransaction & ~Copyable) throws -> CompactionBase {
-        try txn.get(databases.compactionBase, BigEndianKey(resourceNumber)).map { try ProjectionFormat.decodeBase($0) } ?? CompactionBase()
+        try txn.get(schema.compactionBase, resourceNumber) ?? CompactionBase()
     }
 
     /// A resource's events in timeline order (those at or after `from`), as the fold needs them.
@@ -204,18 +182,19 @@ extension Ledger {
     /// read by `seq`.
     func recordedTimeline(resourceNumber: UInt64, from: Timestamp = .earliest,
                           in txn: borrowing some ReadableTransaction & ~Copyable) throws -> [RecordedEvent] {
-        let prefix = StorageFormat.timelinePrefix(resource: resourceNumber)
+        let prefix = TimelineKeyCodec.prefix(resource: resourceNumber)
         var events: [RecordedEvent] = []
-        let cursor = try txn.cursor(databases.timeline)
-        var entry = try cursor.seek(atLeast: from == .earliest ? prefix : StorageFormat.timelineKey(resource: resourceNumber, occurredAt: from, seq: 0))
-        while let current = entry, prefix.withUnsafeBytes({ current.key.hasPrefix($0) }) {
-            guard current.key.count == 24 else { throw LedgerError.corrupt(reason: "a timeline key is not 24 bytes") }
-            let seq = UInt64(bigEndian: current.key.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
-            guard let record = try txn.get(databases.events, BigEndianKey(seq)) else {
+        let cursor = try txn.cursor(schema.timeline)
+        var entry = from == .earliest
+            ? try cursor.rawSeek(atLeastBytes: prefix)
+            : try cursor.rawSeek(atLeast: TimelineKey(resource: resourceNumber, occurredAt: from, seq: 0))
+        while let current = entry, current.key.hasPrefix(prefix) {
+            let seq = try cursor.key(of: current).seq
+            guard let record = try txn.rawGet(schema.events, seq) else {
                 throw LedgerError.corrupt(reason: "the timeline of resource \(resourceNumber) names seq \(seq), which is missing")
             }
             events.append(try EventRecord.decode(record, seq: seq))
-            entry = try cursor.next()
+            entry = try cursor.rawNext()
         }
         return events
     }

@@ -91,25 +91,24 @@ extension Ledger {
             var runningCount = 0
             let totalsPrefix = owner.map { ProjectionFormat.ownerKey($0, type: type) } ?? []
             let exactTotalsKey = owner != nil && type != nil
-            try scan(databases.ownerTotals, prefix: totalsPrefix, in: txn) { key, value in
+            try scan(schema.ownerTotals, prefix: totalsPrefix, in: txn) { key, value in
                 if exactTotalsKey && key.count != totalsPrefix.count { return }
                 if owner == nil, let type {
                     let parts = Array(key).split(separator: 0, omittingEmptySubsequences: false)
                     guard parts.count == 2, String(decoding: parts[1], as: UTF8.self) == type else { return }
                 }
-                let entry = try ProjectionFormat.decodeTotals(value)
+                let entry = try OwnerTotalsCodec.decode(value)
                 runningCount += Int(entry.running)
                 for (name, meter) in entry.meters { totals[name] = try checkedAdd(totals[name] ?? 0, meter.sum, name) }
             }
             var resources: [ResourceStatus] = []
             guard listingResources else { return CurrentUsage(resources: [], runningCount: runningCount, totals: totals) }
             let runningPrefix = owner.map { ProjectionFormat.ownerKey($0, type: type).appendingSeparator(if: type != nil) } ?? []
-            try scan(databases.running, prefix: runningPrefix, in: txn) { _, value in
-                let number = try StorageFormat.decodeNumber(value, what: "a running entry")
-                guard let stored = try txn.get(databases.resourceState, BigEndianKey(number)) else {
+            try scan(schema.running, prefix: runningPrefix, in: txn) { _, value in
+                let number = try BigEndianUInt64.decode(value)
+                guard let state = try txn.get(schema.resourceState, number) else {
                     throw LedgerError.corrupt(reason: "running resource \(number) has no state")
                 }
-                let state = try ProjectionFormat.decodeState(stored)
                 if owner == nil, let type, state.resource.type != type { return }
                 resources.append(ResourceStatus(state))
             }
@@ -121,8 +120,8 @@ extension Ledger {
     public func status(of resource: ResourceID) throws(LedgerError) -> ResourceStatus? {
         try read { txn in
             guard let number = try resourceNumber(resource, in: txn),
-                  let stored = try txn.get(databases.resourceState, BigEndianKey(number)) else { return nil }
-            return ResourceStatus(try ProjectionFormat.decodeState(stored))
+                  let state = try txn.get(schema.resourceState, number) else { return nil }
+            return ResourceStatus(state)
         }
     }
 
@@ -163,12 +162,9 @@ extension Ledger {
         let id = "reconcile/" + key
         let now = options.clock.now()
         return try write { txn -> ReconcileOutcome in
-            if let existing = try txn.get(databases.eventIDs, id) {
-                return .alreadyRecorded(seq: try StorageFormat.decodeNumber(existing, what: "an event_ids entry"))
-            }
+            if let existing = try txn.get(self.schema.eventIDs, id) { return .alreadyRecorded(seq: existing) }
             var current: [String: Int128] = [:]
-            if let number = try resourceNumber(resource, in: txn), let stored = try txn.get(databases.resourceState, BigEndianKey(number)) {
-                let state = try ProjectionFormat.decodeState(stored)
+            if let number = try self.resourceNumber(resource, in: txn), let state = try txn.get(self.schema.resourceState, number) {
                 guard state.owner == owner else { throw LedgerError.ownerMismatch(resource: resource, owner: state.owner, submitted: owner) }
                 current = state.adjustmentTotals
             }
@@ -184,12 +180,12 @@ extension Ledger {
             guard !deltas.isEmpty else { return .nothingToDo }
             let event = UsageEvent(id: id, kind: .adjustment, resource: resource, owner: owner, occurredAt: at,
                                    deltas: Meters(deltas), reason: reason)
-            let result = try appendPrepared([prepare(event, now: now)], recordedAt: now, in: txn)
+            let result = try self.appendPrepared([self.prepare(event, now: now)], recordedAt: now, in: txn)
             switch result.outcomes.first {
             case .appended(let seq)?: return .appended(seq: seq, deltas: Meters(deltas))
             case .duplicate(let seq)?: return .alreadyRecorded(seq: seq)
             case .rejected(let error)?: throw error
-            case nil: throw LedgerError.storage(reason: "reconcile appended nothing")
+            case nil: throw LedgerError.storage(code: nil, reason: "reconcile appended nothing")
             }
         }
     }
@@ -215,10 +211,10 @@ extension Ledger {
         switch query.subject {
         case .owner(let name):
             owner = name
-            for index in [databases.running, databases.pending] {
+            for index in [schema.running, schema.pending] {
                 try scan(index, prefix: ProjectionFormat.ownerKey(name), in: txn) { _, value in
-                    let number = try StorageFormat.decodeNumber(value, what: "an index entry")
-                    guard unmaterialized[number] == nil, let stored = try txn.get(databases.resourceState, BigEndianKey(number)) else { return }
+                    let number = try BigEndianUInt64.decode(value)
+                    guard unmaterialized[number] == nil, let stored = try txn.rawGet(schema.resourceState, number) else { return }
                     // Without partial hours, a resource rolled up past the range is not needed: read only its
                     // checkpoint (an owner can have thousands running, and a full decode is most of the cost).
                     if edges.isEmpty, try ProjectionFormat.checkpoint(ofState: stored).microseconds >= lastWhole { return }
@@ -227,15 +223,14 @@ extension Ledger {
             }
         case .resource(let resource):
             guard let number = try resourceNumber(resource, in: txn),
-                  let stored = try txn.get(databases.resourceState, BigEndianKey(number)) else { return [:] }
-            let state = try ProjectionFormat.decodeState(stored)
+                  let state = try txn.get(schema.resourceState, number) else { return [:] }
             owner = state.owner
             unmaterialized[number] = state
         }
-        if let retained = try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.snapshotsRetainedFrom), from < retained {
+        if let retained = try txn.get(Meta.snapshotsRetainedFrom, in: schema.meta), from < retained {
             throw LedgerError.outsideRetention(reason: "usage before \(retained) is gone: snapshot retention dropped those hours; ask from \(retained) on")
         }
-        if let horizon = try ProjectionMeta.timestamp(txn, databases.meta, ProjectionMeta.horizon),
+        if let horizon = try txn.get(Meta.horizon, in: schema.meta),
            let edge = edges.first(where: { $0.0 < horizon }) {
             throw LedgerError.outsideRetention(reason: "before the compaction horizon \(horizon) usage is kept per whole hour only; \(edge.0) to \(edge.1) is part of an hour: align from and to to whole hours there")
         }
@@ -244,8 +239,8 @@ extension Ledger {
             while hour < lastWhole {
                 if case .owner = query.subject, !query.groupByResource {
                     // Ungrouped: the hour's rows go into one bucket, and owner_hourly holds their sum.
-                    if let stored = try txn.get(databases.ownerHourly, OwnerRow.key(hour: hour, owner: owner)) {
-                        try buckets[query.bucket(hour, nil), default: .init()].add(try OwnerRow(decoding: stored).amounts)
+                    if let stored = try txn.get(schema.ownerHourly, OwnerHour(hour: hour, owner: owner)) {
+                        try buckets[query.bucket(hour, nil), default: .init()].add(stored.amounts)
                     }
                 } else {
                     try rows(of: query.subject, owner: owner, hour: hour, in: txn) { resource, amounts in
@@ -293,28 +288,29 @@ extension Ledger {
                       _ visit: (ResourceID, UsageAmounts) throws -> Void) throws {
         switch subject {
         case .owner:
-            try scan(databases.hourly, prefix: ProjectionFormat.hourlyPrefix(hour: hour, owner: owner), in: txn) { key, value in
-                try visit(try ProjectionFormat.decodeHourlyKey(key).resource, try ProjectionFormat.decodeRow(value))
+            try scan(schema.hourly, prefix: ProjectionFormat.hourlyPrefix(hour: hour, owner: owner), in: txn) { key, value in
+                try visit(try HourlyKeyCodec.decode(key).resource, try UsageAmountsCodec.decode(value))
             }
         case .resource(let resource):
-            if let value = try txn.get(databases.hourly, ProjectionFormat.hourlyKey(hour: hour, owner: owner, resource: resource)) {
-                try visit(resource, try ProjectionFormat.decodeRow(value))
+            if let amounts = try txn.get(schema.hourly, HourlyKey(hour: hour, owner: owner, resource: resource)) {
+                try visit(resource, amounts)
             }
         }
     }
 
     func resourceNumber(_ resource: ResourceID, in txn: borrowing some ReadableTransaction & ~Copyable) throws -> UInt64? {
-        try txn.get(databases.resources, StorageFormat.resourceKey(resource)).map { try StorageFormat.decodeResourceValue($0).number }
+        try txn.get(schema.resources, resource)?.number
     }
 
-    /// Calls `visit` with every entry whose key begins with `prefix`, in key order.
-    func scan(_ db: Database, prefix: [UInt8], in txn: borrowing some ReadableTransaction & ~Copyable,
-              _ visit: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) throws {
-        let cursor = try txn.cursor(db)
-        var entry = prefix.isEmpty ? try cursor.first() : try cursor.seek(atLeast: prefix)
-        while let current = entry, prefix.withUnsafeBytes({ current.key.hasPrefix($0) }) {
+    /// Calls `visit` with the bytes of every entry whose key begins with `prefix` (encoded by the table's key
+    /// codec), in key order; `visit` decodes what it needs with the table's codecs.
+    func scan<K, V>(_ table: Table<K, V>, prefix: [UInt8], in txn: borrowing some ReadableTransaction & ~Copyable,
+                    _ visit: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) throws {
+        let cursor = try txn.cursor(table)
+        var entry = prefix.isEmpty ? try cursor.rawFirst() : try cursor.rawSeek(atLeastBytes: prefix)
+        while let current = entry, current.key.hasPrefix(prefix) {
             try visit(current.key, current.value)
-            entry = try cursor.next()
+            entry = try cursor.rawNext()
         }
     }
 }

@@ -1,0 +1,133 @@
+import LMDBStorage
+import LedgerCore
+
+/// What one `rollUp` did.
+public struct RollupSummary: Sendable, Equatable {
+    /// Hours before this instant are materialized for every resource.
+    public var watermark: Timestamp
+    /// The watermark before this rollup.
+    public var previousWatermark: Timestamp?
+    /// Running resources whose open run was materialized.
+    public var resourcesRolled: Int
+    /// Resource-hours written.
+    public var resourceHours: Int
+}
+
+/// What one rollup transaction did: where the next one resumes (nil when the index is done), resources
+/// rolled and rows written.
+struct RollupBatch: Sendable {
+    var lastKey: [UInt8]?
+    var resourcesRolled = 0
+    var resourceHours = 0
+}
+
+extension Ledger {
+    /// The default grace before an hour is rolled up: 5 minutes, for events that arrive a little late.
+    public static let defaultRollupGraceMicroseconds: Int64 = 5 * 60 * 1_000_000
+
+    /// Materializes every running resource's usage into hourly rows up to the watermark
+    /// `floor_to_hour(now - grace)`. Idempotent: a second run, or a run after one interrupted half-way,
+    /// gives the same rows. Runs in transactions of at most `batchSize` resources and about 20,000 rows, so
+    /// appends are not held up for long.
+    public func rollUp(now: Timestamp? = nil, graceMicroseconds: Int64 = Ledger.defaultRollupGraceMicroseconds,
+                       batchSize: Int = 1000) throws(LedgerError) -> RollupSummary {
+        let summary = try rollUp(now: now, graceMicroseconds: graceMicroseconds, batchSize: batchSize, stopAfterBatches: nil)
+        metrics.resourceHours.increment(by: summary.resourceHours)
+        metrics.recordLag(now: now ?? options.clock.now(), watermark: summary.watermark)
+        metrics.recordMap(environment.statistics())
+        if summary.watermark != summary.previousWatermark {
+            logger.info("rolled up to \(summary.watermark)", metadata: [
+                "resources": "\(summary.resourcesRolled)", "resource_hours": "\(summary.resourceHours)",
+                "previous_watermark": "\(summary.previousWatermark?.rfc3339 ?? "none")",
+            ])
+        }
+        return summary
+    }
+
+    /// Hourly rows one rollup transaction writes before it commits and lets appenders in (it finishes
+    /// the resource it is on, so one resource with more rows than this is still one transaction).
+    static let rollupRowsPerTransaction = 20_000
+
+    /// `rollUp`, optionally stopping after some batches as a crash would (for tests).
+    func rollUp(now: Timestamp?, graceMicroseconds: Int64, batchSize: Int, stopAfterBatches: Int?) throws(LedgerError) -> RollupSummary {
+        guard batchSize > 0 else { throw .invalidArgument(reason: "batch size must be positive") }
+        let clock = now ?? options.clock.now()
+        let wanted = Timestamp(microseconds: clock.microseconds - graceMicroseconds).hourFloor
+        let (previous, target) = try beginRollup(to: wanted)
+        var summary = RollupSummary(watermark: target, previousWatermark: previous, resourcesRolled: 0, resourceHours: 0)
+        guard target > (previous ?? .earliest) else { return summary }
+        // Every resource whose rows may lag: running ones and those with events after their checkpoint.
+        var batches = 0
+        for index in [schema.running, schema.pending] {
+            var resumeAfter: [UInt8]? = nil
+            while true {
+                if let stopAfterBatches, batches >= stopAfterBatches { return summary }
+                let batch = try rollUpBatch(of: index, after: resumeAfter, to: target, batchSize: batchSize)
+                batches += 1
+                yieldToWaitingWriters()
+                summary.resourcesRolled += batch.resourcesRolled
+                summary.resourceHours += batch.resourceHours
+                guard let lastKey = batch.lastKey else { break }
+                resumeAfter = lastKey
+            }
+        }
+        let meta = schema.meta
+        try write { txn in
+            try txn.put(Meta.watermark, target, in: meta)
+            try txn.delete(Meta.rollupTarget, in: meta)
+        }
+        return summary
+    }
+
+    /// Records the rollup's target (so that an interrupted rollup resumes it); returns the watermark before
+    /// it and the target.
+    private func beginRollup(to wanted: Timestamp) throws(LedgerError) -> (Timestamp?, Timestamp) {
+        let meta = schema.meta
+        return try write { txn -> (Timestamp?, Timestamp) in
+            let previous = try txn.get(Meta.watermark, in: meta)
+            let pending = try txn.get(Meta.rollupTarget, in: meta)
+            let target = max(wanted, pending ?? .earliest, previous ?? .earliest)
+            if target > (previous ?? .earliest) { try txn.put(Meta.rollupTarget, target, in: meta) }
+            return (previous, target)
+        }
+    }
+
+    /// Materializes, in one transaction, the resources of `index` after the key `resumeAfter`: at most
+    /// `batchSize` of them and about `rollupRowsPerTransaction` rows.
+    private func rollUpBatch(of index: Table<OwnedResourceKeyCodec, BigEndianUInt64>, after resumeAfter: [UInt8]?,
+                             to target: Timestamp, batchSize: Int) throws(LedgerError) -> RollupBatch {
+        try write { txn -> RollupBatch in
+            // Collect the batch first: materializing deletes `pending` entries under the cursor.
+            var resources: [([UInt8], UInt64)] = []
+            let cursor = try txn.cursor(index)
+            var entry = try resumeAfter.map { key in try cursor.rawSeek(atLeastBytes: key + [0]) } ?? cursor.rawFirst()
+            while let current = entry, resources.count < batchSize {
+                resources.append((Array(current.key), try cursor.value(of: current)))
+                entry = try cursor.rawNext()
+            }
+            var batch = RollupBatch()
+            var ownerRows = OwnerRowChanges()
+            for (key, number) in resources {
+                // Bound the transaction by work, not only by resources: appenders wait for it.
+                if batch.resourceHours >= Self.rollupRowsPerTransaction { break }
+                batch.lastKey = key
+                guard var state = try txn.get(self.schema.resourceState, number) else {
+                    throw LedgerError.corrupt(reason: "indexed resource \(number) has no state")
+                }
+                let checkpoint = state.accruedUntil
+                let written = try self.materialize(resourceNumber: number, state: &state, until: target,
+                                                   ownerRows: &ownerRows, in: txn)
+                if state.accruedUntil != checkpoint { try txn.put(self.schema.resourceState, number, state) }
+                if written > 0 { batch.resourcesRolled += 1 }
+                batch.resourceHours += written
+            }
+            try ownerRows.apply(to: txn, table: self.schema.ownerHourly)
+            return batch
+        }
+    }
+
+    /// The rollup watermark: hours before it are materialized for every resource (nil before any rollup).
+    public func watermark() throws(LedgerError) -> Timestamp? {
+        try read { txn in try txn.get(Meta.watermark, in: schema.meta) }
+    }
+}
