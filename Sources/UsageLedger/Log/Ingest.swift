@@ -38,11 +38,11 @@ public struct IngestSummary: Sendable, Equatable {
 /// Line ends may be LF or CRLF; blank lines are skipped; a UTF-8 byte-order mark at the very start is
 /// ignored. A line that cannot be decoded is reported with its number and the rest goes on.
 public struct NDJSONIngest: Sendable {
-    /// Events per write transaction.
-    public var batchSize = 1000
+    /// Events per write transaction (default `NDJSONIngest.defaultBatchSize`).
+    public var batchSize = NDJSONIngest.defaultBatchSize
     /// The longest line accepted, in bytes; a longer one is rejected (and skipped) without being held
-    /// in memory whole.
-    public var maximumLineBytes = 1 << 20
+    /// in memory whole (default `NDJSONIngest.defaultMaximumLineBytes`).
+    public var maximumLineBytes = NDJSONIngest.defaultMaximumLineBytes
 
     /// An ingest with the default batch size (1000) and line limit (1 MiB).
     public init() {}
