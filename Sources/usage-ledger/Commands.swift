@@ -31,7 +31,9 @@ struct Append: ParsableCommand {
         abstract: "Ingest NDJSON events from a file or standard input.",
         discussion: """
             Each rejected line goes to standard error as 'line N: id ID: CODE: MESSAGE'. \
-            Exit status 0 when nothing was rejected, 3 when some lines were (the rest is committed), 2 on error.
+            Exit status \(ExitStatus.success.rawValue) when nothing was rejected, \
+            \(ExitStatus.someRejected.rawValue) when some lines were (the rest is committed), \
+            \(ExitStatus.failure.rawValue) on error.
             """)
     @OptionGroup var ledger: LedgerArguments
     @Argument(help: "An NDJSON file, or - for standard input.") var file: String = "-"
@@ -72,9 +74,10 @@ struct Append: ParsableCommand {
             print(writer.text)
         case .table:
             let range = summary.firstSeq.map { " (seq \($0) to \(summary.lastSeq ?? $0))" } ?? ""
-            print("\(summary.appended) appended\(range), \(summary.duplicates) duplicates, \(summary.rejected) rejected, \(summary.unmatchedStops) unmatched stops, \(summary.lines) lines")
+            print("\(summary.appended) appended\(range), \(summary.duplicates) duplicates, "
+                  + "\(summary.rejected) rejected, \(summary.unmatchedStops) unmatched stops, \(summary.lines) lines")
         }
-        if summary.rejected > 0 { throw CommandExit(status: ExitStatus.someRejected) }
+        if summary.rejected > 0 { throw CommandExit(status: .someRejected) }
     }
 }
 
@@ -113,7 +116,7 @@ struct Events: ParsableCommand {
         printEvents(page.events, format: ledger.output)
         if let pruned = page.pruned {
             printError("usage-ledger: events_pruned: compaction pruned events up to seq \(pruned.throughSeq) (before \(pruned.horizon)) after cursor \(after); what remains was printed. Rebuild your view from 'usage-ledger current' (and 'usage'), then continue from seq \(max(after, pruned.throughSeq)).")
-            throw CommandExit(status: prunedFeedStatus)
+            throw CommandExit(status: .eventsPruned)
         }
     }
 }

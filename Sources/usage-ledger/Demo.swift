@@ -130,7 +130,7 @@ struct Demo: ParsableCommand {
         print(verified.isConsistent
               ? "verify: consistent (\(verified.eventsReplayed) events replayed over \(verified.resourcesChecked) resources)"
               : "verify: \(verified.differenceCount) differences: \(verified.differences.joined(separator: "; "))")
-        guard verified.isConsistent else { throw CommandExit(status: verifyMismatchStatus) }
+        guard verified.isConsistent else { throw CommandExit(status: .differences) }
         print("""
 
             Explore it:

@@ -5,22 +5,40 @@ import UsageLedger
 import Glibc
 #endif
 
-/// Exit statuses of `usage-ledger`.
-enum ExitStatus {
+/// Exit statuses of `usage-ledger`: the only place they are numbered.
+enum ExitStatus: Int32, CaseIterable {
     /// Everything was accepted.
-    static let success: Int32 = 0
+    case success = 0
+    /// `verify` found projections that differ from the log.
+    case differences = 1
     /// Usage errors and fatal errors (nothing or only whole committed batches were written).
-    static let failure: Int32 = 2
+    case failure = 2
     /// Some input lines were rejected; the rest was committed.
-    static let someRejected: Int32 = 3
+    case someRejected = 3
+    /// `events`: compaction pruned events after the cursor (the page still holds what remains).
+    case eventsPruned = 4
+
+    /// What the status means, for the help text.
+    var meaning: String {
+        switch self {
+        case .success: "success"
+        case .differences: "verify found differences"
+        case .failure: "usage or fatal error"
+        case .someRejected: "some input lines rejected (the rest committed)"
+        case .eventsPruned: "events: the cursor predates pruned events"
+        }
+    }
+
+    /// Ends the process with this status.
+    func exit() -> Never { Glibc.exit(rawValue) }
 }
 
 /// Thrown by a command to end with a given status after it has printed what it had to say.
 struct CommandExit: Error {
-    let status: Int32
+    let status: ExitStatus
 }
 
-/// A failure of the command itself (not of the ledger): printed, then exit status 2.
+/// A failure of the command itself (not of the ledger): printed, then exit status `failure`.
 struct CommandFailure: Error {
     let message: String
     init(_ message: String) { self.message = message }
@@ -31,30 +49,33 @@ struct UsageLedgerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "usage-ledger",
         abstract: "An event-sourced usage ledger on LMDB: record usage events exactly once, read them back.",
-        discussion: "Exit status: 0 success, 1 verify found differences, 2 usage or fatal error, 3 some input lines rejected (the rest committed), 4 events: the cursor predates pruned events.",
-        subcommands: [Init.self, Append.self, Events.self, History.self, Current.self, Usage.self, Rollup.self, Reconcile.self,
-                      Verify.self, Rebuild.self, Compact.self, SeedBaseline.self, PurgeAndReseed.self, Stats.self, Backup.self, Demo.self])
+        discussion: "Exit status: "
+            + ExitStatus.allCases.map { "\($0.rawValue) \($0.meaning)" }.joined(separator: ", ") + ".",
+        subcommands: [Init.self, Append.self, Events.self, History.self, Current.self, Usage.self, Rollup.self,
+                      Reconcile.self, Verify.self, Rebuild.self, Compact.self, SeedBaseline.self, PurgeAndReseed.self,
+                      Stats.self, Backup.self, Demo.self])
 
     static func main() {
         do {
             var command = try parseAsRoot()
             try command.run()
         } catch let exit as CommandExit {
-            Glibc.exit(exit.status)
+            exit.status.exit()
         } catch let failure as CommandFailure {
             printError("usage-ledger: \(failure.message)")
-            Glibc.exit(ExitStatus.failure)
+            ExitStatus.failure.exit()
         } catch let error as LedgerError {
             printError("usage-ledger: \(error.code): \(error.message)")
-            Glibc.exit(ExitStatus.failure)
+            ExitStatus.failure.exit()
         } catch {
-            let code = exitCode(for: error)
-            if code == .success {
+            // Help and version requests end "successfully" in ArgumentParser's terms; everything else it
+            // reports is a usage error.
+            if exitCode(for: error) == .success {
                 print(fullMessage(for: error))
-                Glibc.exit(ExitStatus.success)
+                ExitStatus.success.exit()
             }
             printError(fullMessage(for: error))
-            Glibc.exit(ExitStatus.failure)
+            ExitStatus.failure.exit()
         }
     }
 }

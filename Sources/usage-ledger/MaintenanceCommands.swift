@@ -119,7 +119,7 @@ struct SeedBaseline: ParsableCommand {
         let resources = try readRunning(running)
         let summary = try ledger.open(create: true, now: try parseNow(now)).seedBaselines(resources, stopMissing: stopMissing)
         printSeed(summary, format: ledger.output)
-        if !summary.rejected.isEmpty { throw CommandExit(status: ExitStatus.someRejected) }
+        if !summary.rejected.isEmpty { throw CommandExit(status: .someRejected) }
     }
 }
 
@@ -138,7 +138,7 @@ struct PurgeAndReseed: ParsableCommand {
         guard yes else {
             let preview = try opened.purgePreview()
             printError("purge-and-reseed: refusing without --yes. It would delete \(preview.events) events, \(preview.resources) resources and \(preview.hourlyRows) hourly snapshot rows, then seed \(resources.count) baselines.")
-            throw CommandExit(status: ExitStatus.failure)
+            throw CommandExit(status: .failure)
         }
         printSeed(try opened.purgeAndReseed(running: resources), format: ledger.output)
     }

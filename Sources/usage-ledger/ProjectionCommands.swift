@@ -242,7 +242,7 @@ struct Verify: ParsableCommand {
         }
         if !report.isConsistent {
             for difference in report.differences { printError("verify: \(difference)") }
-            throw CommandExit(status: verifyMismatchStatus)
+            throw CommandExit(status: .differences)
         }
     }
 }
