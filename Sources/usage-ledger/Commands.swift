@@ -121,13 +121,19 @@ struct Events: ParsableCommand {
     }
 }
 
+/// Parses a `TYPE/ID` option value; a bad one is a usage error naming the option.
+func parseResource(_ text: String, _ option: String = "--resource") throws -> ResourceID {
+    guard let id = ResourceID(parsing: text) else { throw ValidationError("\(option) must be TYPE/ID, got '\(text)'") }
+    return id
+}
+
 struct History: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print one resource's events in timeline order (occurred_at, then seq).")
     @OptionGroup var ledger: LedgerArguments
     @Option(help: ArgumentHelp("The resource as TYPE/ID.", valueName: "TYPE/ID")) var resource: String
 
     func run() throws {
-        guard let id = ResourceID(parsing: resource) else { throw ValidationError("--resource must be TYPE/ID, got '\(resource)'") }
+        let id = try parseResource(resource)
         printEvents(try ledger.open(readOnly: true).history(of: id), format: ledger.output)
     }
 }

@@ -106,6 +106,9 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case json, table
 }
 
+// Not `@retroactive`: the type is declared in this package, and the compiler refuses the attribute.
+extension Durability: ExpressibleByArgument {}
+
 /// Options every command that opens a ledger takes.
 struct LedgerArguments: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The ledger directory (or set USAGE_LEDGER_DB).", valueName: "PATH"))
@@ -114,8 +117,8 @@ struct LedgerArguments: ParsableArguments {
     @Option(name: .long, help: "json for programs, table for people (default: table on a terminal, json otherwise).")
     var format: OutputFormat?
 
-    @Option(name: .long, help: "Durability of commits: full, noMetaSync or noSync.")
-    var durability: String = "full"
+    @Option(name: .long, help: "Durability of commits.")
+    var durability: Durability = LedgerOptions().durability
 
     @Flag(name: .long, help: "Log what the ledger does (rollups, compactions, reseeds, failures) to standard error.")
     var verbose = false
@@ -131,11 +134,9 @@ struct LedgerArguments: ParsableArguments {
     var output: OutputFormat { format ?? (isatty(STDOUT_FILENO) == 1 ? .table : .json) }
 
     /// Opens the ledger with the given clock.
-    func open(create: Bool = false, readOnly: Bool = false, now: Timestamp? = nil, checkingStructure: Bool = false) throws -> Ledger {
+    func open(create: Bool = false, readOnly: Bool = false, now: Timestamp? = nil,
+              checkingStructure: Bool = false) throws -> Ledger {
         var options = LedgerOptions()
-        guard let durability = Durability(rawValue: durability) else {
-            throw ValidationError("--durability must be one of: \(Durability.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
         options.durability = durability
         options.createIfMissing = create
         options.readOnly = readOnly

@@ -1,8 +1,15 @@
 import ArgumentParser
 import UsageLedger
 
-/// Exit status of `verify` when the projections differ from the log.
-let verifyMismatchStatus: Int32 = 1
+// Not `@retroactive`: the type is declared in this package, and the compiler refuses the attribute.
+extension UsageGranularity: ExpressibleByArgument {}
+
+extension UsageChart.Stack: ExpressibleByArgument {}
+
+/// What `usage --group-by` splits rows by.
+enum UsageGrouping: String, ExpressibleByArgument, CaseIterable {
+    case resource
+}
 
 struct Current: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List running resources and the totals per meter.")
@@ -58,13 +65,13 @@ struct Usage: ParsableCommand {
     @Option(help: ArgumentHelp("One resource, as TYPE/ID.", valueName: "TYPE/ID")) var resource: String?
     @Option(help: "Start, RFC 3339 (inclusive).") var from: String
     @Option(help: "End, RFC 3339 (exclusive).") var to: String
-    @Option(help: "total, hour or day.") var granularity: String = "total"
-    @Option(help: "'resource' to split by resource.") var groupBy: String?
+    @Option(help: "The length of each row's period.") var granularity: UsageGranularity = Ledger.defaultUsageGranularity
+    @Option(help: "'resource' to split by resource.") var groupBy: UsageGrouping?
     @Option(help: "The ledger's clock as RFC 3339 (usage is capped here).") var now: String?
     @Option(help: ArgumentHelp("Also draw the usage over time as stacked bars into this SVG file.", valueName: "FILE.svg"))
     var chart: String?
     @Option(help: "What the chart stacks: resource (one meter; the default with --group-by resource) or meter.")
-    var chartStack: String?
+    var chartStack: UsageChart.Stack?
     @Option(help: "The meter a chart stacked by resource shows: running (the default), a footprint meter or an adjustment meter.")
     var chartMeter: String = "running"
 
@@ -72,20 +79,11 @@ struct Usage: ParsableCommand {
         let subject: UsageSubject
         switch (owner, resource) {
         case (let owner?, nil): subject = .owner(owner)
-        case (nil, let text?):
-            guard let id = ResourceID(parsing: text) else { throw ValidationError("--resource must be TYPE/ID, got '\(text)'") }
-            subject = .resource(id)
+        case (nil, let text?): subject = .resource(try parseResource(text))
         default: throw ValidationError("give exactly one of --owner and --resource")
         }
-        guard let granularity = UsageGranularity(rawValue: granularity) else { throw ValidationError("--granularity must be total, hour or day") }
-        guard groupBy == nil || groupBy == "resource" else { throw ValidationError("--group-by takes 'resource'") }
         let start = try parseTime(from, "--from"), end = try parseTime(to, "--to")
-        let stack: UsageChart.Stack
-        switch chartStack ?? (groupBy != nil ? "resource" : "meter") {
-        case "resource": stack = .resource
-        case "meter": stack = .meter
-        default: throw ValidationError("--chart-stack must be resource or meter")
-        }
+        let stack = chartStack ?? (groupBy == .resource ? .resource : .meter)
         let report = try ledger.open(readOnly: true, now: try parseNow(now))
             .usage(subject, from: start, to: end, granularity: granularity, groupByResource: groupBy != nil)
         if let chart {
@@ -182,7 +180,7 @@ struct Reconcile: ParsableCommand {
     @Option(help: "The ledger's clock as RFC 3339.") var now: String?
 
     func run() throws {
-        guard let id = ResourceID(parsing: resource) else { throw ValidationError("--resource must be TYPE/ID, got '\(resource)'") }
+        let id = try parseResource(resource)
         let reported: Meters
         do {
             guard case .object(let members) = try JSONParser.parse(totals) else { throw ValidationError("--totals must be a JSON object") }
