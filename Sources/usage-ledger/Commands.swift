@@ -109,7 +109,7 @@ struct Events: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print events after a cursor, in seq order (the consumer feed).")
     @OptionGroup var ledger: LedgerArguments
     @Option(help: "Print events with seq greater than this (0 for the start).") var after: UInt64 = 0
-    @Option(help: "The most events to print (1 to 100000).") var limit: Int = 1000
+    @Option(help: "The most events to print (1 to \(Ledger.maximumPageSize)).") var limit: Int = Ledger.defaultPageSize
 
     func run() throws {
         let page = try ledger.open(readOnly: true).events(after: after, limit: limit)

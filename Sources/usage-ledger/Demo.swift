@@ -17,7 +17,8 @@ struct Demo: ParsableCommand {
             only a directory that an earlier demo made.
             """)
     @Option(name: .long, help: ArgumentHelp("The demo ledger directory.", valueName: "PATH")) var db: String = "demo-ledger"
-    @Option(help: "Simulated days (compaction keeps the last 31).") var days: Int = 40
+    @Option(help: "Simulated days (compaction keeps the last \(CompactionOptions.defaultCutoffAgeDays)).")
+    var days: Int = 40
     @Option(help: "Seed of the simulation.") var seed: UInt64 = 42
 
     /// The file that marks a directory as one the demo made, and so may replace.

@@ -12,12 +12,16 @@ struct Compact: ParsableCommand {
         abstract: "Prune events older than the horizon, keeping running resources' opening events; drop old snapshots.",
         discussion: """
             The horizon is now minus --cutoff-age-days, floored to a whole hour. Refuses unless hourly snapshots \
-            cover the horizon (run rollup first). One compaction at a time: a second exits with status 2 naming the holder.
+            cover the horizon (run rollup first). One compaction at a time: a second exits with status \
+            \(ExitStatus.failure.rawValue) naming the holder.
             """)
     @OptionGroup var ledger: LedgerArguments
-    @Option(help: "Events older than this many days are pruned (by the rules in docs/compaction.md).") var cutoffAgeDays: Int = 31
-    @Option(help: "Hourly snapshots older than this many days are dropped.") var snapshotRetentionDays: Int = 400
-    @Option(help: "About this many events pruned per write transaction.") var batchSize: Int = 2_000
+    @Option(help: "Events older than this many days are pruned (by the rules in docs/compaction.md).")
+    var cutoffAgeDays: Int = CompactionOptions.defaultCutoffAgeDays
+    @Option(help: "Hourly snapshots older than this many days are dropped.")
+    var snapshotRetentionDays: Int = CompactionOptions.defaultSnapshotRetentionDays
+    @Option(help: "About this many events pruned per write transaction.")
+    var batchSize: Int = CompactionOptions.defaultBatchSize
     @Flag(help: "Print what would be pruned, by kind and rule, and change nothing.") var dryRun = false
     @Option(help: "The ledger's clock as RFC 3339.") var now: String?
 

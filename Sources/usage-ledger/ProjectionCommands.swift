@@ -146,12 +146,17 @@ struct Rollup: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Materialize hourly snapshots up to floor_to_hour(now - grace); idempotent.")
     @OptionGroup var ledger: LedgerArguments
     @Option(help: "The ledger's clock as RFC 3339.") var now: String?
-    @Option(help: "Seconds an hour stays open for late events.") var graceSeconds: Int64 = 300
-    @Option(help: "Running resources per write transaction.") var batchSize: Int = 1000
+    @Option(help: "Seconds an hour stays open for late events.")
+    var graceSeconds: Int64 = Ledger.defaultRollupGraceMicroseconds / Timestamp.microsecondsPerSecond
+    @Option(help: "Running resources per write transaction.") var batchSize: Int = Ledger.defaultRollupBatchSize
 
     func run() throws {
-        guard graceSeconds >= 0, graceSeconds <= 86_400 * 366 else { throw ValidationError("--grace-seconds must be 0 to one year") }
-        let summary = try ledger.open(now: try parseNow(now)).rollUp(graceMicroseconds: graceSeconds * 1_000_000, batchSize: batchSize)
+        let maximumGraceSeconds = Ledger.maximumRollupGraceMicroseconds / Timestamp.microsecondsPerSecond
+        guard (0...maximumGraceSeconds).contains(graceSeconds) else {
+            throw ValidationError("--grace-seconds must be 0 to one year")
+        }
+        let summary = try ledger.open(now: try parseNow(now))
+            .rollUp(graceMicroseconds: graceSeconds * Timestamp.microsecondsPerSecond, batchSize: batchSize)
         switch ledger.output {
         case .json:
             var writer = JSONWriter()
