@@ -56,7 +56,8 @@ struct Append: ParsableCommand {
             let id = rejection.eventID.map { "id \($0): " } ?? ""
             printError("line \(rejection.line): \(id)\(rejection.error.code): \(rejection.error.message)")
         }, onProgress: { progress in
-            if showProgress { writeError("\r\(progress.lines) lines, \(progress.appended) appended, \(progress.rejected) rejected") }
+            guard showProgress else { return }
+            writeError("\r\(progress.lines) lines, \(progress.appended) appended, \(progress.rejected) rejected")
         })
         if showProgress { writeError("\r\u{1B}[K") }
         switch ledger.output {
@@ -68,8 +69,8 @@ struct Append: ParsableCommand {
                 o.member("duplicates", summary.duplicates)
                 o.member("rejected", summary.rejected)
                 o.member("unmatched_stops", summary.unmatchedStops)
-                o.member("first_seq", json: summary.firstSeq.map { String($0) } ?? "null")
-                o.member("last_seq", json: summary.lastSeq.map { String($0) } ?? "null")
+                o.member("first_seq", summary.firstSeq)
+                o.member("last_seq", summary.lastSeq)
             }
             print(writer.text)
         case .table:
@@ -161,11 +162,12 @@ struct Stats: ParsableCommand {
                 o.member("duplicates", stats.duplicates)
                 o.member("rejected") { r in for (code, count) in stats.rejectedByCode.sorted(by: { $0.key < $1.key }) { r.member(code, count) } }
                 o.member("pruned_events", stats.prunedEvents)
-                o.member("watermark", json: stats.watermark.map { jsonString($0.rfc3339) } ?? "null")
-                o.member("rollup_lag_seconds", json: stats.rollupLagMicroseconds.map { ExactDecimal.seconds(fromMicroseconds: Int128($0)) } ?? "null")
-                o.member("rollup_in_progress_to", json: stats.rollupTarget.map { jsonString($0.rfc3339) } ?? "null")
-                o.member("horizon", json: stats.horizon.map { jsonString($0.rfc3339) } ?? "null")
-                o.member("snapshots_retained_from", json: stats.snapshotsRetainedFrom.map { jsonString($0.rfc3339) } ?? "null")
+                o.member("watermark", stats.watermark?.rfc3339)
+                o.member("rollup_lag_seconds",
+                         json: stats.rollupLagMicroseconds.map { ExactDecimal.seconds(fromMicroseconds: Int128($0)) })
+                o.member("rollup_in_progress_to", stats.rollupTarget?.rfc3339)
+                o.member("horizon", stats.horizon?.rfc3339)
+                o.member("snapshots_retained_from", stats.snapshotsRetainedFrom?.rfc3339)
                 o.member("databases") { d in
                     for name in names {
                         guard let db = stats.databases[name] else { continue }
@@ -223,12 +225,16 @@ struct Backup: ParsableCommand {
         if showProgress { writeError("backing up \(try source.statistics().environment.usedBytes / 1_048_576) MiB to \(to)...") }
         try source.backup(to: to, compacting: compact)
         if showProgress { writeError("\r\u{1B}[K") }
-        print(ledger.output == .json ? "{\"backup\":\(jsonString(to)),\"compacted\":\(compact)}" : "backup written to \(to)")
+        switch ledger.output {
+        case .json:
+            var writer = JSONWriter()
+            writer.object { o in
+                o.member("backup", to)
+                o.member("compacted", compact)
+            }
+            print(writer.text)
+        case .table:
+            print("backup written to \(to)")
+        }
     }
-}
-
-func jsonString(_ text: String) -> String {
-    var writer = JSONWriter()
-    writer.string(text)
-    return writer.text
 }

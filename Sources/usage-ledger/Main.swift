@@ -154,9 +154,26 @@ struct LedgerArguments: ParsableArguments {
 /// Parses `--now`.
 func parseNow(_ text: String?) throws -> Timestamp? {
     guard let text else { return nil }
-    do {
-        return try Timestamp(rfc3339: text)
-    } catch {
-        throw ValidationError("--now: '\(text)' is not an RFC 3339 timestamp: \(error.reason)")
+    return try parseTime(text, "--now")
+}
+
+/// Parses an RFC 3339 option value; a bad one is a usage error naming the option.
+func parseTime(_ text: String, _ option: String) throws -> Timestamp {
+    do { return try Timestamp(rfc3339: text) } catch {
+        throw ValidationError("\(option): '\(text)' is not an RFC 3339 timestamp: \(error.reason)")
     }
+}
+
+/// Opens an input file for reading, `-` meaning standard input (which `closeInput` leaves open).
+func openInput(_ file: String) throws -> Int32 {
+    let fd = file == "-" ? STDIN_FILENO : Glibc.open(file, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else {
+        throw LedgerError.invalidArgument(reason: "cannot read '\(file)': \(String(cString: strerror(errno)))")
+    }
+    return fd
+}
+
+/// Closes what `openInput` opened, unless it is standard input.
+func closeInput(_ fd: Int32) {
+    if fd != STDIN_FILENO { close(fd) }
 }

@@ -34,9 +34,9 @@ struct Compact: ParsableCommand {
         options.now = try parseNow(now)
         let showProgress = isTerminal(standardError: true)
         let summary = try ledger.open(readOnly: dryRun, now: options.now).compact(options) { progress in
-            if showProgress {
-                writeError("\rcompacting: \(progress.resourcesVisited)/\(progress.resourcesTotal) resources, \(progress.eventsPruned) events pruned")
-            }
+            guard showProgress else { return }
+            writeError("\rcompacting: \(progress.resourcesVisited)/\(progress.resourcesTotal) resources, "
+                       + "\(progress.eventsPruned) events pruned")
         }
         if showProgress { writeError("\r\u{1B}[K") }
         switch ledger.output {
@@ -103,7 +103,15 @@ func printSeed(_ summary: SeedSummary, format: OutputFormat) {
     for (index, error) in summary.rejected { printError("running resource \(index + 1): \(error.code): \(error.message)") }
     switch format {
     case .json:
-        print(#"{"baselines_appended":\#(summary.baselinesAppended),"already_running":\#(summary.alreadyRunning),"stopped_missing":\#(summary.stoppedMissing),"duplicates":\#(summary.duplicates),"rejected":\#(summary.rejected.count)}"#)
+        var writer = JSONWriter()
+        writer.object { o in
+            o.member("baselines_appended", summary.baselinesAppended)
+            o.member("already_running", summary.alreadyRunning)
+            o.member("stopped_missing", summary.stoppedMissing)
+            o.member("duplicates", summary.duplicates)
+            o.member("rejected", summary.rejected.count)
+        }
+        print(writer.text)
     case .table:
         print("\(summary.baselinesAppended) baselines appended, \(summary.alreadyRunning) already running, \(summary.stoppedMissing) missing ones stopped, \(summary.duplicates) duplicates, \(summary.rejected.count) rejected")
     }

@@ -24,8 +24,12 @@ struct Current: ParsableCommand {
             var writer = JSONWriter()
             writer.object { o in
                 o.member("running", current.runningCount)
-                o.member("totals") { t in for name in current.totals.keys.sorted() { t.member(name, String(current.totals[name] ?? 0)) } }
-                o.member("resources", json: "[" + current.resources.map(statusJSON).joined(separator: ",") + "]")
+                o.member("totals") { t in
+                    for name in current.totals.keys.sorted() { t.member(name, String(current.totals[name] ?? 0)) }
+                }
+                o.arrayMember("resources") { a in
+                    for status in current.resources { a.element { writeStatus(status, into: &$0) } }
+                }
             }
             print(writer.text)
         case .table:
@@ -41,19 +45,16 @@ struct Current: ParsableCommand {
     }
 }
 
-func statusJSON(_ status: ResourceStatus) -> String {
-    var writer = JSONWriter()
-    writer.object { o in
-        o.member("type", status.resource.type)
-        o.member("id", status.resource.id)
-        o.member("owner", status.owner)
-        o.member("running", status.running)
-        if let at = status.runStartedAt { o.member("run_started_at", at.rfc3339) }
-        if let at = status.footprintSince { o.member("footprint_since", at.rfc3339) }
-        o.member("footprint") { f in for (name, value) in status.footprint { f.member(name, value) } }
-        o.member("attributes") { a in for (key, value) in status.attributes { a.member(key, value) } }
-    }
-    return writer.text
+/// Writes one resource's status as the members of a JSON object.
+func writeStatus(_ status: ResourceStatus, into o: inout JSONWriter.ObjectWriter) {
+    o.member("type", status.resource.type)
+    o.member("id", status.resource.id)
+    o.member("owner", status.owner)
+    o.member("running", status.running)
+    if let at = status.runStartedAt { o.member("run_started_at", at.rfc3339) }
+    if let at = status.footprintSince { o.member("footprint_since", at.rfc3339) }
+    o.member("footprint") { f in for (name, value) in status.footprint { f.member(name, value) } }
+    o.member("attributes") { a in for (key, value) in status.attributes { a.member(key, value) } }
 }
 
 struct Usage: ParsableCommand {
@@ -99,7 +100,7 @@ struct Usage: ParsableCommand {
                 o.member("from", report.from.rfc3339)
                 o.member("to", report.to.rfc3339)
                 o.member("granularity", granularity.rawValue)
-                o.member("rows", json: "[" + report.rows.map(usageRowJSON).joined(separator: ",") + "]")
+                o.arrayMember("rows") { a in for row in report.rows { a.element { writeUsageRow(row, into: &$0) } } }
             }
             print(writer.text)
         case .table:
@@ -117,28 +118,20 @@ struct Usage: ParsableCommand {
     }
 }
 
-func usageRowJSON(_ row: UsageRow) -> String {
-    var writer = JSONWriter()
-    writer.object { o in
-        o.member("period_start", row.periodStart.rfc3339)
-        o.member("period_end", row.periodEnd.rfc3339)
-        if let resource = row.resource { o.member("resource", resource.description) }
-        o.member("running_seconds", ExactDecimal.seconds(fromMicroseconds: row.amounts.runningMicroseconds))
-        o.member("usage") { u in
-            for name in row.amounts.meterMicroseconds.keys.sorted() {
-                u.member("\(name)_seconds", ExactDecimal.seconds(fromMicroseconds: row.amounts.meterMicroseconds[name] ?? 0))
-            }
-        }
-        o.member("adjustments") { a in
-            for name in row.amounts.adjustments.keys.sorted() { a.member(name, String(row.amounts.adjustments[name] ?? 0)) }
+/// Writes one usage row as the members of a JSON object.
+func writeUsageRow(_ row: UsageRow, into o: inout JSONWriter.ObjectWriter) {
+    o.member("period_start", row.periodStart.rfc3339)
+    o.member("period_end", row.periodEnd.rfc3339)
+    if let resource = row.resource { o.member("resource", resource.description) }
+    o.member("running_seconds", ExactDecimal.seconds(fromMicroseconds: row.amounts.runningMicroseconds))
+    o.member("usage") { u in
+        for name in row.amounts.meterMicroseconds.keys.sorted() {
+            let seconds = ExactDecimal.seconds(fromMicroseconds: row.amounts.meterMicroseconds[name] ?? 0)
+            u.member("\(name)_seconds", seconds)
         }
     }
-    return writer.text
-}
-
-func parseTime(_ text: String, _ option: String) throws -> Timestamp {
-    do { return try Timestamp(rfc3339: text) } catch {
-        throw ValidationError("\(option): '\(text)' is not an RFC 3339 timestamp: \(error.reason)")
+    o.member("adjustments") { a in
+        for name in row.amounts.adjustments.keys.sorted() { a.member(name, String(row.amounts.adjustments[name] ?? 0)) }
     }
 }
 
@@ -162,13 +155,14 @@ struct Rollup: ParsableCommand {
             var writer = JSONWriter()
             writer.object { o in
                 o.member("watermark", summary.watermark.rfc3339)
-                o.member("previous_watermark", json: summary.previousWatermark.map { jsonString($0.rfc3339) } ?? "null")
+                o.member("previous_watermark", summary.previousWatermark?.rfc3339)
                 o.member("resources_rolled", summary.resourcesRolled)
                 o.member("resource_hours", summary.resourceHours)
             }
             print(writer.text)
         case .table:
-            print("watermark \(summary.watermark) (was \(summary.previousWatermark?.rfc3339 ?? "none")): \(summary.resourcesRolled) running resources, \(summary.resourceHours) resource-hours")
+            print("watermark \(summary.watermark) (was \(summary.previousWatermark?.rfc3339 ?? "none")): "
+                  + "\(summary.resourcesRolled) running resources, \(summary.resourceHours) resource-hours")
         }
     }
 }
@@ -235,7 +229,9 @@ struct Verify: ParsableCommand {
                 o.member("resources_checked", report.resourcesChecked)
                 o.member("events_replayed", report.eventsReplayed)
                 o.member("differences", report.differenceCount)
-                o.member("first_differences", json: "[" + report.differences.map(jsonString).joined(separator: ",") + "]")
+                o.arrayMember("first_differences") { a in
+                    for difference in report.differences { a.element(difference) }
+                }
             }
             print(writer.text)
         case .table:
@@ -260,8 +256,18 @@ struct Rebuild: ParsableCommand {
             if showProgress { writeError("\r\(done) resources folded") }
         }
         if showProgress { writeError("\r\u{1B}[K") }
-        print(ledger.output == .json
-              ? "{\"resources\":\(summary.resources),\"events\":\(summary.events),\"hourly_rows\":\(summary.hourlyRows)}"
-              : "rebuilt: \(summary.resources) resources, \(summary.events) events, \(summary.hourlyRows) hourly rows")
+        switch ledger.output {
+        case .json:
+            var writer = JSONWriter()
+            writer.object { o in
+                o.member("resources", summary.resources)
+                o.member("events", summary.events)
+                o.member("hourly_rows", summary.hourlyRows)
+            }
+            print(writer.text)
+        case .table:
+            print("rebuilt: \(summary.resources) resources, \(summary.events) events, "
+                  + "\(summary.hourlyRows) hourly rows")
+        }
     }
 }
