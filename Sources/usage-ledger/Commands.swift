@@ -38,16 +38,16 @@ struct Append: ParsableCommand {
     @OptionGroup var ledger: LedgerArguments
     @Argument(help: "An NDJSON file, or - for standard input.") var file: String = "-"
     @Option(help: "The ledger's clock as RFC 3339 (for recorded_at and the in_future check).") var now: String?
-    @Option(help: "Events per write transaction.") var batchSize: Int = 1000
+    @Option(help: "Events per write transaction.") var batchSize: Int = NDJSONIngest.defaultBatchSize
 
     func run() throws {
-        guard (1...100_000).contains(batchSize) else { throw ValidationError("--batch-size must be 1 to 100000") }
-        let opened = try ledger.open(create: true, now: try parseNow(now))
-        let fd: Int32 = file == "-" ? STDIN_FILENO : Glibc.open(file, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw LedgerError.invalidArgument(reason: "cannot read '\(file)': \(String(cString: strerror(errno)))")
+        let sizes = NDJSONIngest.batchSizes
+        guard sizes.contains(batchSize) else {
+            throw ValidationError("--batch-size must be \(sizes.lowerBound) to \(sizes.upperBound)")
         }
-        defer { if fd != STDIN_FILENO { close(fd) } }
+        let opened = try ledger.open(create: true, now: try parseNow(now))
+        let fd = try openInput(file)
+        defer { closeInput(fd) }
         var ingest = NDJSONIngest()
         ingest.batchSize = batchSize
         let showProgress = isatty(STDERR_FILENO) == 1

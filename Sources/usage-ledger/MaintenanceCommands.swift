@@ -1,11 +1,5 @@
 import ArgumentParser
 import UsageLedger
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// Exit status of `events` when compaction pruned events after the cursor (the page still holds what remains).
-let prunedFeedStatus: Int32 = 4
 
 struct Compact: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -74,29 +68,13 @@ struct Compact: ParsableCommand {
 
 /// Reads the `--running FILE` NDJSON of running resources; a bad line is a usage error naming the line.
 func readRunning(_ file: String) throws -> [RunningResource] {
-    let fd = file == "-" ? STDIN_FILENO : open(file, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw LedgerError.invalidArgument(reason: "cannot read '\(file)': \(String(cString: strerror(errno)))") }
-    defer { if fd != STDIN_FILENO { close(fd) } }
-    var data: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 1 << 16)
-    while true {
-        let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, 1 << 16) }
-        if count < 0 && errno == EINTR { continue }
-        guard count > 0 else { break }
-        data.append(contentsOf: chunk[0..<count])
+    let fd = try openInput(file)
+    defer { closeInput(fd) }
+    do {
+        return try RunningResource.readInventory(fd: fd)
+    } catch let bad as NDJSONLineError {
+        throw ValidationError("\(file) line \(bad.line): \(bad.error.code): \(bad.error.message)")
     }
-    var resources: [RunningResource] = []
-    for (number, line) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
-        var text = String(decoding: line, as: UTF8.self)
-        if text.hasSuffix("\r") { text.removeLast() }
-        if text.allSatisfy({ $0 == " " || $0 == "\t" }) { continue }
-        do throws(LedgerError) {
-            resources.append(try RunningResource.decode(text))
-        } catch {
-            throw ValidationError("\(file) line \(number + 1): \(error.code): \(error.message)")
-        }
-    }
-    return resources
 }
 
 func printSeed(_ summary: SeedSummary, format: OutputFormat) {
