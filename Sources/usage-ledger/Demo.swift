@@ -1,5 +1,5 @@
 import ArgumentParser
-import LMDBStorage
+import Synchronization
 import UsageLedger
 #if canImport(Glibc)
 import Glibc
@@ -146,8 +146,8 @@ struct Demo: ParsableCommand {
 
 /// The demo's clock, advanced by the simulation.
 final class SimulatedClock: Sendable {
-    private let current: Locked<Timestamp>
-    init(_ start: Timestamp) { current = Locked(start) }
+    private let current: Mutex<Timestamp>
+    init(_ start: Timestamp) { current = Mutex(start) }
     var now: Timestamp {
         get { current.withLock { $0 } }
         set { current.withLock { $0 = newValue } }

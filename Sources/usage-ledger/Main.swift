@@ -1,4 +1,3 @@
-import Logging
 import ArgumentParser
 import UsageLedger
 #if canImport(Glibc)
@@ -141,11 +140,7 @@ struct LedgerArguments: ParsableArguments {
         options.createIfMissing = create
         options.readOnly = readOnly
         options.checksStructureAtOpen = checkingStructure
-        if verbose {
-            var logger = Logger(label: "usage-ledger", factory: { StreamLogHandler.standardError(label: $0) })
-            logger.logLevel = .info
-            options.logger = logger
-        }
+        if verbose { options.logger = LedgerOptions.standardErrorLogger() }
         if let now { options.clock = .fixed(now) }
         return try Ledger(path: try path(), options: options)
     }
