@@ -38,8 +38,7 @@ let package = Package(
         .executableTarget(
             name: "usage-ledger",
             dependencies: [
-                "UsageLedger", "LMDBStorage",
-                .product(name: "Logging", package: "swift-log"),
+                "UsageLedger",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

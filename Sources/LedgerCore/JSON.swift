@@ -15,7 +15,7 @@ public indirect enum JSONValue: Sendable, Equatable {
     case object([JSONMember])
 
     /// A short name of the value's type, for error messages.
-    public var typeName: String {
+    package var typeName: String {
         switch self {
         case .null: return "null"
         case .bool: return "a boolean"
@@ -36,17 +36,17 @@ public struct JSONMember: Sendable, Equatable {
 }
 
 /// Where and why a text is not JSON.
-public struct JSONSyntaxError: Error, Sendable, Equatable {
+package struct JSONSyntaxError: Error, Sendable, Equatable {
     /// The byte offset (from 0) where the problem was found.
-    public let offset: Int
+    package let offset: Int
     /// The reason, for a person.
-    public let reason: String
+    package let reason: String
 }
 
 /// A strict RFC 8259 parser: valid UTF-8 only, no duplicate keys in one object, bounded nesting.
-public struct JSONParser {
+package struct JSONParser {
     /// How deep arrays and objects may nest; deeper input is rejected instead of exhausting the stack.
-    public static let maximumDepth = 64
+    package static let maximumDepth = 64
 
     private let bytes: UnsafeBufferPointer<UInt8>
     private var index = 0
@@ -55,7 +55,7 @@ public struct JSONParser {
     private init(_ bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
     /// Parses one JSON text that must span all of `bytes` (surrounding white space allowed).
-    public static func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws(JSONSyntaxError) -> JSONValue {
+    package static func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws(JSONSyntaxError) -> JSONValue {
         guard ASCII.isASCII(bytes) || String(validating: bytes, as: UTF8.self) != nil else {
             throw JSONSyntaxError(offset: firstInvalidUTF8(bytes), reason: "invalid UTF-8")
         }
@@ -68,7 +68,7 @@ public struct JSONParser {
     }
 
     /// Parses a string (convenience for tests and small inputs).
-    public static func parse(_ text: String) throws(JSONSyntaxError) -> JSONValue {
+    package static func parse(_ text: String) throws(JSONSyntaxError) -> JSONValue {
         var copy = text
         return try copy.withUTF8 { bytes in Result { () throws(JSONSyntaxError) in try parse(bytes) } }.get()
     }
@@ -294,18 +294,18 @@ public struct JSONParser {
 }
 
 /// Builds compact JSON text; keys are written in the order given.
-public struct JSONWriter: Sendable {
+package struct JSONWriter: Sendable {
     /// The text so far.
-    public private(set) var text = ""
+    package private(set) var text = ""
 
     /// An empty writer.
-    public init() {}
+    package init() {}
 
     /// Appends raw JSON text (a number, `true`, a nested document).
-    public mutating func raw(_ json: String) { text.append(json) }
+    package mutating func raw(_ json: String) { text.append(json) }
 
     /// Appends `value` as a JSON string literal.
-    public mutating func string(_ value: String) {
+    package mutating func string(_ value: String) {
         text.append("\"")
         // Most strings need no escape: append them whole instead of scalar by scalar.
         if !value.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C || $0 == 0x7F }) {
@@ -345,7 +345,7 @@ public struct JSONWriter: Sendable {
     }
 
     /// Appends an object built by `body`, which calls `member` for each key.
-    public mutating func object(_ body: (inout ObjectWriter) -> Void) {
+    package mutating func object(_ body: (inout ObjectWriter) -> Void) {
         var object = ObjectWriter(writer: self)
         object.writer.text.append("{")
         body(&object)
@@ -354,7 +354,7 @@ public struct JSONWriter: Sendable {
     }
 
     /// Writes the members of one object.
-    public struct ObjectWriter {
+    package struct ObjectWriter {
         var writer: JSONWriter
         var first = true
 
@@ -366,16 +366,66 @@ public struct JSONWriter: Sendable {
         }
 
         /// A string member.
-        public mutating func member(_ name: String, _ value: String) { key(name); writer.string(value) }
-        /// An integer member.
-        public mutating func member<I: BinaryInteger>(_ name: String, _ value: I) { key(name); writer.text.append(String(value)) }
-        /// A boolean member.
-        public mutating func member(_ name: String, _ value: Bool) { key(name); writer.text.append(value ? "true" : "false") }
-        /// A member whose value is raw JSON text.
-        public mutating func member(_ name: String, json: String) { key(name); writer.text.append(json) }
-        /// A nested object member.
-        public mutating func member(_ name: String, object body: (inout ObjectWriter) -> Void) {
+        package mutating func member(_ name: String, _ value: String) { key(name); writer.string(value) }
+        /// A string member, `null` when `value` is nil.
+        package mutating func member(_ name: String, _ value: String?) {
             key(name)
+            if let value { writer.string(value) } else { writer.text.append("null") }
+        }
+        /// An integer member.
+        package mutating func member<I: BinaryInteger>(_ name: String, _ value: I) {
+            key(name)
+            writer.text.append(String(value))
+        }
+        /// An integer member, `null` when `value` is nil.
+        package mutating func member<I: BinaryInteger>(_ name: String, _ value: I?) {
+            key(name)
+            writer.text.append(value.map { String($0) } ?? "null")
+        }
+        /// A boolean member.
+        package mutating func member(_ name: String, _ value: Bool) {
+            key(name)
+            writer.text.append(value ? "true" : "false")
+        }
+        /// A member whose value is raw JSON text (a number such as an exact decimal, a nested document),
+        /// `null` when `json` is nil.
+        package mutating func member(_ name: String, json: String?) { key(name); writer.text.append(json ?? "null") }
+        /// A nested object member.
+        package mutating func member(_ name: String, object body: (inout ObjectWriter) -> Void) {
+            key(name)
+            writer.object(body)
+        }
+        /// An array member whose elements `body` writes.
+        package mutating func arrayMember(_ name: String, _ body: (inout ArrayWriter) -> Void) {
+            key(name)
+            writer.array(body)
+        }
+    }
+
+    /// Appends an array built by `body`, which calls `element` for each element.
+    package mutating func array(_ body: (inout ArrayWriter) -> Void) {
+        var array = ArrayWriter(writer: self)
+        array.writer.text.append("[")
+        body(&array)
+        array.writer.text.append("]")
+        self = array.writer
+    }
+
+    /// Writes the elements of one array.
+    package struct ArrayWriter {
+        var writer: JSONWriter
+        var first = true
+
+        mutating func separate() {
+            if !first { writer.text.append(",") }
+            first = false
+        }
+
+        /// A string element.
+        package mutating func element(_ value: String) { separate(); writer.string(value) }
+        /// An object element.
+        package mutating func element(object body: (inout ObjectWriter) -> Void) {
+            separate()
             writer.object(body)
         }
     }

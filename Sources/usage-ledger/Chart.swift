@@ -8,7 +8,7 @@ import Glibc
 /// exact amount in a `data-value` attribute and a tooltip, so the picture never rounds a figure it shows.
 struct UsageChart {
     /// What the bars stack.
-    enum Stack { case resource, meter }
+    enum Stack: String, CaseIterable { case resource, meter }
 
     let report: UsageReport
     let granularity: UsageGranularity

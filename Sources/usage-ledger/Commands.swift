@@ -31,21 +31,23 @@ struct Append: ParsableCommand {
         abstract: "Ingest NDJSON events from a file or standard input.",
         discussion: """
             Each rejected line goes to standard error as 'line N: id ID: CODE: MESSAGE'. \
-            Exit status 0 when nothing was rejected, 3 when some lines were (the rest is committed), 2 on error.
+            Exit status \(ExitStatus.success.rawValue) when nothing was rejected, \
+            \(ExitStatus.someRejected.rawValue) when some lines were (the rest is committed), \
+            \(ExitStatus.failure.rawValue) on error.
             """)
     @OptionGroup var ledger: LedgerArguments
     @Argument(help: "An NDJSON file, or - for standard input.") var file: String = "-"
     @Option(help: "The ledger's clock as RFC 3339 (for recorded_at and the in_future check).") var now: String?
-    @Option(help: "Events per write transaction.") var batchSize: Int = 1000
+    @Option(help: "Events per write transaction.") var batchSize: Int = NDJSONIngest.defaultBatchSize
 
     func run() throws {
-        guard (1...100_000).contains(batchSize) else { throw ValidationError("--batch-size must be 1 to 100000") }
-        let opened = try ledger.open(create: true, now: try parseNow(now))
-        let fd: Int32 = file == "-" ? STDIN_FILENO : Glibc.open(file, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw LedgerError.invalidArgument(reason: "cannot read '\(file)': \(String(cString: strerror(errno)))")
+        let sizes = NDJSONIngest.batchSizes
+        guard sizes.contains(batchSize) else {
+            throw ValidationError("--batch-size must be \(sizes.lowerBound) to \(sizes.upperBound)")
         }
-        defer { if fd != STDIN_FILENO { close(fd) } }
+        let opened = try ledger.open(create: true, now: try parseNow(now))
+        let fd = try openInput(file)
+        defer { closeInput(fd) }
         var ingest = NDJSONIngest()
         ingest.batchSize = batchSize
         let showProgress = isatty(STDERR_FILENO) == 1
@@ -54,7 +56,8 @@ struct Append: ParsableCommand {
             let id = rejection.eventID.map { "id \($0): " } ?? ""
             printError("line \(rejection.line): \(id)\(rejection.error.code): \(rejection.error.message)")
         }, onProgress: { progress in
-            if showProgress { writeError("\r\(progress.lines) lines, \(progress.appended) appended, \(progress.rejected) rejected") }
+            guard showProgress else { return }
+            writeError("\r\(progress.lines) lines, \(progress.appended) appended, \(progress.rejected) rejected")
         })
         if showProgress { writeError("\r\u{1B}[K") }
         switch ledger.output {
@@ -66,15 +69,16 @@ struct Append: ParsableCommand {
                 o.member("duplicates", summary.duplicates)
                 o.member("rejected", summary.rejected)
                 o.member("unmatched_stops", summary.unmatchedStops)
-                o.member("first_seq", json: summary.firstSeq.map { String($0) } ?? "null")
-                o.member("last_seq", json: summary.lastSeq.map { String($0) } ?? "null")
+                o.member("first_seq", summary.firstSeq)
+                o.member("last_seq", summary.lastSeq)
             }
             print(writer.text)
         case .table:
             let range = summary.firstSeq.map { " (seq \($0) to \(summary.lastSeq ?? $0))" } ?? ""
-            print("\(summary.appended) appended\(range), \(summary.duplicates) duplicates, \(summary.rejected) rejected, \(summary.unmatchedStops) unmatched stops, \(summary.lines) lines")
+            print("\(summary.appended) appended\(range), \(summary.duplicates) duplicates, "
+                  + "\(summary.rejected) rejected, \(summary.unmatchedStops) unmatched stops, \(summary.lines) lines")
         }
-        if summary.rejected > 0 { throw CommandExit(status: ExitStatus.someRejected) }
+        if summary.rejected > 0 { throw CommandExit(status: .someRejected) }
     }
 }
 
@@ -106,16 +110,22 @@ struct Events: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print events after a cursor, in seq order (the consumer feed).")
     @OptionGroup var ledger: LedgerArguments
     @Option(help: "Print events with seq greater than this (0 for the start).") var after: UInt64 = 0
-    @Option(help: "The most events to print (1 to 100000).") var limit: Int = 1000
+    @Option(help: "The most events to print (1 to \(Ledger.maximumPageSize)).") var limit: Int = Ledger.defaultPageSize
 
     func run() throws {
         let page = try ledger.open(readOnly: true).events(after: after, limit: limit)
         printEvents(page.events, format: ledger.output)
         if let pruned = page.pruned {
             printError("usage-ledger: events_pruned: compaction pruned events up to seq \(pruned.throughSeq) (before \(pruned.horizon)) after cursor \(after); what remains was printed. Rebuild your view from 'usage-ledger current' (and 'usage'), then continue from seq \(max(after, pruned.throughSeq)).")
-            throw CommandExit(status: prunedFeedStatus)
+            throw CommandExit(status: .eventsPruned)
         }
     }
+}
+
+/// Parses a `TYPE/ID` option value; a bad one is a usage error naming the option.
+func parseResource(_ text: String, _ option: String = "--resource") throws -> ResourceID {
+    guard let id = ResourceID(parsing: text) else { throw ValidationError("\(option) must be TYPE/ID, got '\(text)'") }
+    return id
 }
 
 struct History: ParsableCommand {
@@ -124,7 +134,7 @@ struct History: ParsableCommand {
     @Option(help: ArgumentHelp("The resource as TYPE/ID.", valueName: "TYPE/ID")) var resource: String
 
     func run() throws {
-        guard let id = ResourceID(parsing: resource) else { throw ValidationError("--resource must be TYPE/ID, got '\(resource)'") }
+        let id = try parseResource(resource)
         printEvents(try ledger.open(readOnly: true).history(of: id), format: ledger.output)
     }
 }
@@ -152,11 +162,12 @@ struct Stats: ParsableCommand {
                 o.member("duplicates", stats.duplicates)
                 o.member("rejected") { r in for (code, count) in stats.rejectedByCode.sorted(by: { $0.key < $1.key }) { r.member(code, count) } }
                 o.member("pruned_events", stats.prunedEvents)
-                o.member("watermark", json: stats.watermark.map { jsonString($0.rfc3339) } ?? "null")
-                o.member("rollup_lag_seconds", json: stats.rollupLagMicroseconds.map { ExactDecimal.seconds(fromMicroseconds: Int128($0)) } ?? "null")
-                o.member("rollup_in_progress_to", json: stats.rollupTarget.map { jsonString($0.rfc3339) } ?? "null")
-                o.member("horizon", json: stats.horizon.map { jsonString($0.rfc3339) } ?? "null")
-                o.member("snapshots_retained_from", json: stats.snapshotsRetainedFrom.map { jsonString($0.rfc3339) } ?? "null")
+                o.member("watermark", stats.watermark?.rfc3339)
+                o.member("rollup_lag_seconds",
+                         json: stats.rollupLagMicroseconds.map { ExactDecimal.seconds(fromMicroseconds: Int128($0)) })
+                o.member("rollup_in_progress_to", stats.rollupTarget?.rfc3339)
+                o.member("horizon", stats.horizon?.rfc3339)
+                o.member("snapshots_retained_from", stats.snapshotsRetainedFrom?.rfc3339)
                 o.member("databases") { d in
                     for name in names {
                         guard let db = stats.databases[name] else { continue }
@@ -214,12 +225,16 @@ struct Backup: ParsableCommand {
         if showProgress { writeError("backing up \(try source.statistics().environment.usedBytes / 1_048_576) MiB to \(to)...") }
         try source.backup(to: to, compacting: compact)
         if showProgress { writeError("\r\u{1B}[K") }
-        print(ledger.output == .json ? "{\"backup\":\(jsonString(to)),\"compacted\":\(compact)}" : "backup written to \(to)")
+        switch ledger.output {
+        case .json:
+            var writer = JSONWriter()
+            writer.object { o in
+                o.member("backup", to)
+                o.member("compacted", compact)
+            }
+            print(writer.text)
+        case .table:
+            print("backup written to \(to)")
+        }
     }
-}
-
-func jsonString(_ text: String) -> String {
-    var writer = JSONWriter()
-    writer.string(text)
-    return writer.text
 }

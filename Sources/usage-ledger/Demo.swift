@@ -1,5 +1,5 @@
 import ArgumentParser
-import LMDBStorage
+import Synchronization
 import UsageLedger
 #if canImport(Glibc)
 import Glibc
@@ -17,7 +17,8 @@ struct Demo: ParsableCommand {
             only a directory that an earlier demo made.
             """)
     @Option(name: .long, help: ArgumentHelp("The demo ledger directory.", valueName: "PATH")) var db: String = "demo-ledger"
-    @Option(help: "Simulated days (compaction keeps the last 31).") var days: Int = 40
+    @Option(help: "Simulated days (compaction keeps the last \(CompactionOptions.defaultCutoffAgeDays)).")
+    var days: Int = 40
     @Option(help: "Seed of the simulation.") var seed: UInt64 = 42
 
     /// The file that marks a directory as one the demo made, and so may replace.
@@ -130,7 +131,7 @@ struct Demo: ParsableCommand {
         print(verified.isConsistent
               ? "verify: consistent (\(verified.eventsReplayed) events replayed over \(verified.resourcesChecked) resources)"
               : "verify: \(verified.differenceCount) differences: \(verified.differences.joined(separator: "; "))")
-        guard verified.isConsistent else { throw CommandExit(status: verifyMismatchStatus) }
+        guard verified.isConsistent else { throw CommandExit(status: .differences) }
         print("""
 
             Explore it:
@@ -145,8 +146,8 @@ struct Demo: ParsableCommand {
 
 /// The demo's clock, advanced by the simulation.
 final class SimulatedClock: Sendable {
-    private let current: Locked<Timestamp>
-    init(_ start: Timestamp) { current = Locked(start) }
+    private let current: Mutex<Timestamp>
+    init(_ start: Timestamp) { current = Mutex(start) }
     var now: Timestamp {
         get { current.withLock { $0 } }
         set { current.withLock { $0 = newValue } }

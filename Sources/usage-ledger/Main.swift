@@ -1,26 +1,43 @@
-import Logging
 import ArgumentParser
 import UsageLedger
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Exit statuses of `usage-ledger`.
-enum ExitStatus {
+/// Exit statuses of `usage-ledger`: the only place they are numbered.
+enum ExitStatus: Int32, CaseIterable {
     /// Everything was accepted.
-    static let success: Int32 = 0
+    case success = 0
+    /// `verify` found projections that differ from the log.
+    case differences = 1
     /// Usage errors and fatal errors (nothing or only whole committed batches were written).
-    static let failure: Int32 = 2
+    case failure = 2
     /// Some input lines were rejected; the rest was committed.
-    static let someRejected: Int32 = 3
+    case someRejected = 3
+    /// `events`: compaction pruned events after the cursor (the page still holds what remains).
+    case eventsPruned = 4
+
+    /// What the status means, for the help text.
+    var meaning: String {
+        switch self {
+        case .success: "success"
+        case .differences: "verify found differences"
+        case .failure: "usage or fatal error"
+        case .someRejected: "some input lines rejected (the rest committed)"
+        case .eventsPruned: "events: the cursor predates pruned events"
+        }
+    }
+
+    /// Ends the process with this status.
+    func exit() -> Never { Glibc.exit(rawValue) }
 }
 
 /// Thrown by a command to end with a given status after it has printed what it had to say.
 struct CommandExit: Error {
-    let status: Int32
+    let status: ExitStatus
 }
 
-/// A failure of the command itself (not of the ledger): printed, then exit status 2.
+/// A failure of the command itself (not of the ledger): printed, then exit status `failure`.
 struct CommandFailure: Error {
     let message: String
     init(_ message: String) { self.message = message }
@@ -31,30 +48,33 @@ struct UsageLedgerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "usage-ledger",
         abstract: "An event-sourced usage ledger on LMDB: record usage events exactly once, read them back.",
-        discussion: "Exit status: 0 success, 1 verify found differences, 2 usage or fatal error, 3 some input lines rejected (the rest committed), 4 events: the cursor predates pruned events.",
-        subcommands: [Init.self, Append.self, Events.self, History.self, Current.self, Usage.self, Rollup.self, Reconcile.self,
-                      Verify.self, Rebuild.self, Compact.self, SeedBaseline.self, PurgeAndReseed.self, Stats.self, Backup.self, Demo.self])
+        discussion: "Exit status: "
+            + ExitStatus.allCases.map { "\($0.rawValue) \($0.meaning)" }.joined(separator: ", ") + ".",
+        subcommands: [Init.self, Append.self, Events.self, History.self, Current.self, Usage.self, Rollup.self,
+                      Reconcile.self, Verify.self, Rebuild.self, Compact.self, SeedBaseline.self, PurgeAndReseed.self,
+                      Stats.self, Backup.self, Demo.self])
 
     static func main() {
         do {
             var command = try parseAsRoot()
             try command.run()
         } catch let exit as CommandExit {
-            Glibc.exit(exit.status)
+            exit.status.exit()
         } catch let failure as CommandFailure {
             printError("usage-ledger: \(failure.message)")
-            Glibc.exit(ExitStatus.failure)
+            ExitStatus.failure.exit()
         } catch let error as LedgerError {
             printError("usage-ledger: \(error.code): \(error.message)")
-            Glibc.exit(ExitStatus.failure)
+            ExitStatus.failure.exit()
         } catch {
-            let code = exitCode(for: error)
-            if code == .success {
+            // Help and version requests end "successfully" in ArgumentParser's terms; everything else it
+            // reports is a usage error.
+            if exitCode(for: error) == .success {
                 print(fullMessage(for: error))
-                Glibc.exit(ExitStatus.success)
+                ExitStatus.success.exit()
             }
             printError(fullMessage(for: error))
-            Glibc.exit(ExitStatus.failure)
+            ExitStatus.failure.exit()
         }
     }
 }
@@ -85,6 +105,9 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case json, table
 }
 
+// Not `@retroactive`: the type is declared in this package, and the compiler refuses the attribute.
+extension Durability: ExpressibleByArgument {}
+
 /// Options every command that opens a ledger takes.
 struct LedgerArguments: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The ledger directory (or set USAGE_LEDGER_DB).", valueName: "PATH"))
@@ -93,8 +116,8 @@ struct LedgerArguments: ParsableArguments {
     @Option(name: .long, help: "json for programs, table for people (default: table on a terminal, json otherwise).")
     var format: OutputFormat?
 
-    @Option(name: .long, help: "Durability of commits: full, noMetaSync or noSync.")
-    var durability: String = "full"
+    @Option(name: .long, help: "Durability of commits.")
+    var durability: Durability = LedgerOptions().durability
 
     @Flag(name: .long, help: "Log what the ledger does (rollups, compactions, reseeds, failures) to standard error.")
     var verbose = false
@@ -110,20 +133,14 @@ struct LedgerArguments: ParsableArguments {
     var output: OutputFormat { format ?? (isatty(STDOUT_FILENO) == 1 ? .table : .json) }
 
     /// Opens the ledger with the given clock.
-    func open(create: Bool = false, readOnly: Bool = false, now: Timestamp? = nil, checkingStructure: Bool = false) throws -> Ledger {
+    func open(create: Bool = false, readOnly: Bool = false, now: Timestamp? = nil,
+              checkingStructure: Bool = false) throws -> Ledger {
         var options = LedgerOptions()
-        guard let durability = Durability(rawValue: durability) else {
-            throw ValidationError("--durability must be one of: \(Durability.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
         options.durability = durability
         options.createIfMissing = create
         options.readOnly = readOnly
         options.checksStructureAtOpen = checkingStructure
-        if verbose {
-            var logger = Logger(label: "usage-ledger", factory: { StreamLogHandler.standardError(label: $0) })
-            logger.logLevel = .info
-            options.logger = logger
-        }
+        if verbose { options.logger = LedgerOptions.standardErrorLogger() }
         if let now { options.clock = .fixed(now) }
         return try Ledger(path: try path(), options: options)
     }
@@ -132,9 +149,26 @@ struct LedgerArguments: ParsableArguments {
 /// Parses `--now`.
 func parseNow(_ text: String?) throws -> Timestamp? {
     guard let text else { return nil }
-    do {
-        return try Timestamp(rfc3339: text)
-    } catch {
-        throw ValidationError("--now: '\(text)' is not an RFC 3339 timestamp: \(error.reason)")
+    return try parseTime(text, "--now")
+}
+
+/// Parses an RFC 3339 option value; a bad one is a usage error naming the option.
+func parseTime(_ text: String, _ option: String) throws -> Timestamp {
+    do { return try Timestamp(rfc3339: text) } catch {
+        throw ValidationError("\(option): '\(text)' is not an RFC 3339 timestamp: \(error.reason)")
     }
+}
+
+/// Opens an input file for reading, `-` meaning standard input (which `closeInput` leaves open).
+func openInput(_ file: String) throws -> Int32 {
+    let fd = file == "-" ? STDIN_FILENO : Glibc.open(file, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else {
+        throw LedgerError.invalidArgument(reason: "cannot read '\(file)': \(String(cString: strerror(errno)))")
+    }
+    return fd
+}
+
+/// Closes what `openInput` opened, unless it is standard input.
+func closeInput(_ fd: Int32) {
+    if fd != STDIN_FILENO { close(fd) }
 }

@@ -1,23 +1,21 @@
 import ArgumentParser
 import UsageLedger
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// Exit status of `events` when compaction pruned events after the cursor (the page still holds what remains).
-let prunedFeedStatus: Int32 = 4
 
 struct Compact: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Prune events older than the horizon, keeping running resources' opening events; drop old snapshots.",
         discussion: """
             The horizon is now minus --cutoff-age-days, floored to a whole hour. Refuses unless hourly snapshots \
-            cover the horizon (run rollup first). One compaction at a time: a second exits with status 2 naming the holder.
+            cover the horizon (run rollup first). One compaction at a time: a second exits with status \
+            \(ExitStatus.failure.rawValue) naming the holder.
             """)
     @OptionGroup var ledger: LedgerArguments
-    @Option(help: "Events older than this many days are pruned (by the rules in docs/compaction.md).") var cutoffAgeDays: Int = 31
-    @Option(help: "Hourly snapshots older than this many days are dropped.") var snapshotRetentionDays: Int = 400
-    @Option(help: "About this many events pruned per write transaction.") var batchSize: Int = 2_000
+    @Option(help: "Events older than this many days are pruned (by the rules in docs/compaction.md).")
+    var cutoffAgeDays: Int = CompactionOptions.defaultCutoffAgeDays
+    @Option(help: "Hourly snapshots older than this many days are dropped.")
+    var snapshotRetentionDays: Int = CompactionOptions.defaultSnapshotRetentionDays
+    @Option(help: "About this many events pruned per write transaction.")
+    var batchSize: Int = CompactionOptions.defaultBatchSize
     @Flag(help: "Print what would be pruned, by kind and rule, and change nothing.") var dryRun = false
     @Option(help: "The ledger's clock as RFC 3339.") var now: String?
 
@@ -30,9 +28,9 @@ struct Compact: ParsableCommand {
         options.now = try parseNow(now)
         let showProgress = isTerminal(standardError: true)
         let summary = try ledger.open(readOnly: dryRun, now: options.now).compact(options) { progress in
-            if showProgress {
-                writeError("\rcompacting: \(progress.resourcesVisited)/\(progress.resourcesTotal) resources, \(progress.eventsPruned) events pruned")
-            }
+            guard showProgress else { return }
+            writeError("\rcompacting: \(progress.resourcesVisited)/\(progress.resourcesTotal) resources, "
+                       + "\(progress.eventsPruned) events pruned")
         }
         if showProgress { writeError("\r\u{1B}[K") }
         switch ledger.output {
@@ -70,36 +68,28 @@ struct Compact: ParsableCommand {
 
 /// Reads the `--running FILE` NDJSON of running resources; a bad line is a usage error naming the line.
 func readRunning(_ file: String) throws -> [RunningResource] {
-    let fd = file == "-" ? STDIN_FILENO : open(file, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw LedgerError.invalidArgument(reason: "cannot read '\(file)': \(String(cString: strerror(errno)))") }
-    defer { if fd != STDIN_FILENO { close(fd) } }
-    var data: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 1 << 16)
-    while true {
-        let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, 1 << 16) }
-        if count < 0 && errno == EINTR { continue }
-        guard count > 0 else { break }
-        data.append(contentsOf: chunk[0..<count])
+    let fd = try openInput(file)
+    defer { closeInput(fd) }
+    do {
+        return try RunningResource.readInventory(fd: fd)
+    } catch let bad as NDJSONLineError {
+        throw ValidationError("\(file) line \(bad.line): \(bad.error.code): \(bad.error.message)")
     }
-    var resources: [RunningResource] = []
-    for (number, line) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
-        var text = String(decoding: line, as: UTF8.self)
-        if text.hasSuffix("\r") { text.removeLast() }
-        if text.allSatisfy({ $0 == " " || $0 == "\t" }) { continue }
-        do throws(LedgerError) {
-            resources.append(try RunningResource.decode(text))
-        } catch {
-            throw ValidationError("\(file) line \(number + 1): \(error.code): \(error.message)")
-        }
-    }
-    return resources
 }
 
 func printSeed(_ summary: SeedSummary, format: OutputFormat) {
     for (index, error) in summary.rejected { printError("running resource \(index + 1): \(error.code): \(error.message)") }
     switch format {
     case .json:
-        print(#"{"baselines_appended":\#(summary.baselinesAppended),"already_running":\#(summary.alreadyRunning),"stopped_missing":\#(summary.stoppedMissing),"duplicates":\#(summary.duplicates),"rejected":\#(summary.rejected.count)}"#)
+        var writer = JSONWriter()
+        writer.object { o in
+            o.member("baselines_appended", summary.baselinesAppended)
+            o.member("already_running", summary.alreadyRunning)
+            o.member("stopped_missing", summary.stoppedMissing)
+            o.member("duplicates", summary.duplicates)
+            o.member("rejected", summary.rejected.count)
+        }
+        print(writer.text)
     case .table:
         print("\(summary.baselinesAppended) baselines appended, \(summary.alreadyRunning) already running, \(summary.stoppedMissing) missing ones stopped, \(summary.duplicates) duplicates, \(summary.rejected.count) rejected")
     }
@@ -119,7 +109,7 @@ struct SeedBaseline: ParsableCommand {
         let resources = try readRunning(running)
         let summary = try ledger.open(create: true, now: try parseNow(now)).seedBaselines(resources, stopMissing: stopMissing)
         printSeed(summary, format: ledger.output)
-        if !summary.rejected.isEmpty { throw CommandExit(status: ExitStatus.someRejected) }
+        if !summary.rejected.isEmpty { throw CommandExit(status: .someRejected) }
     }
 }
 
@@ -138,7 +128,7 @@ struct PurgeAndReseed: ParsableCommand {
         guard yes else {
             let preview = try opened.purgePreview()
             printError("purge-and-reseed: refusing without --yes. It would delete \(preview.events) events, \(preview.resources) resources and \(preview.hourlyRows) hourly snapshot rows, then seed \(resources.count) baselines.")
-            throw CommandExit(status: ExitStatus.failure)
+            throw CommandExit(status: .failure)
         }
         printSeed(try opened.purgeAndReseed(running: resources), format: ledger.output)
     }

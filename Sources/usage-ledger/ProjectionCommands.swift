@@ -1,8 +1,15 @@
 import ArgumentParser
 import UsageLedger
 
-/// Exit status of `verify` when the projections differ from the log.
-let verifyMismatchStatus: Int32 = 1
+// Not `@retroactive`: the type is declared in this package, and the compiler refuses the attribute.
+extension UsageGranularity: ExpressibleByArgument {}
+
+extension UsageChart.Stack: ExpressibleByArgument {}
+
+/// What `usage --group-by` splits rows by.
+enum UsageGrouping: String, ExpressibleByArgument, CaseIterable {
+    case resource
+}
 
 struct Current: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List running resources and the totals per meter.")
@@ -17,8 +24,12 @@ struct Current: ParsableCommand {
             var writer = JSONWriter()
             writer.object { o in
                 o.member("running", current.runningCount)
-                o.member("totals") { t in for name in current.totals.keys.sorted() { t.member(name, String(current.totals[name] ?? 0)) } }
-                o.member("resources", json: "[" + current.resources.map(statusJSON).joined(separator: ",") + "]")
+                o.member("totals") { t in
+                    for name in current.totals.keys.sorted() { t.member(name, String(current.totals[name] ?? 0)) }
+                }
+                o.arrayMember("resources") { a in
+                    for status in current.resources { a.element { writeStatus(status, into: &$0) } }
+                }
             }
             print(writer.text)
         case .table:
@@ -34,19 +45,16 @@ struct Current: ParsableCommand {
     }
 }
 
-func statusJSON(_ status: ResourceStatus) -> String {
-    var writer = JSONWriter()
-    writer.object { o in
-        o.member("type", status.resource.type)
-        o.member("id", status.resource.id)
-        o.member("owner", status.owner)
-        o.member("running", status.running)
-        if let at = status.runStartedAt { o.member("run_started_at", at.rfc3339) }
-        if let at = status.footprintSince { o.member("footprint_since", at.rfc3339) }
-        o.member("footprint") { f in for (name, value) in status.footprint { f.member(name, value) } }
-        o.member("attributes") { a in for (key, value) in status.attributes { a.member(key, value) } }
-    }
-    return writer.text
+/// Writes one resource's status as the members of a JSON object.
+func writeStatus(_ status: ResourceStatus, into o: inout JSONWriter.ObjectWriter) {
+    o.member("type", status.resource.type)
+    o.member("id", status.resource.id)
+    o.member("owner", status.owner)
+    o.member("running", status.running)
+    if let at = status.runStartedAt { o.member("run_started_at", at.rfc3339) }
+    if let at = status.footprintSince { o.member("footprint_since", at.rfc3339) }
+    o.member("footprint") { f in for (name, value) in status.footprint { f.member(name, value) } }
+    o.member("attributes") { a in for (key, value) in status.attributes { a.member(key, value) } }
 }
 
 struct Usage: ParsableCommand {
@@ -58,13 +66,13 @@ struct Usage: ParsableCommand {
     @Option(help: ArgumentHelp("One resource, as TYPE/ID.", valueName: "TYPE/ID")) var resource: String?
     @Option(help: "Start, RFC 3339 (inclusive).") var from: String
     @Option(help: "End, RFC 3339 (exclusive).") var to: String
-    @Option(help: "total, hour or day.") var granularity: String = "total"
-    @Option(help: "'resource' to split by resource.") var groupBy: String?
+    @Option(help: "The length of each row's period.") var granularity: UsageGranularity = Ledger.defaultUsageGranularity
+    @Option(help: "'resource' to split by resource.") var groupBy: UsageGrouping?
     @Option(help: "The ledger's clock as RFC 3339 (usage is capped here).") var now: String?
     @Option(help: ArgumentHelp("Also draw the usage over time as stacked bars into this SVG file.", valueName: "FILE.svg"))
     var chart: String?
     @Option(help: "What the chart stacks: resource (one meter; the default with --group-by resource) or meter.")
-    var chartStack: String?
+    var chartStack: UsageChart.Stack?
     @Option(help: "The meter a chart stacked by resource shows: running (the default), a footprint meter or an adjustment meter.")
     var chartMeter: String = "running"
 
@@ -72,20 +80,11 @@ struct Usage: ParsableCommand {
         let subject: UsageSubject
         switch (owner, resource) {
         case (let owner?, nil): subject = .owner(owner)
-        case (nil, let text?):
-            guard let id = ResourceID(parsing: text) else { throw ValidationError("--resource must be TYPE/ID, got '\(text)'") }
-            subject = .resource(id)
+        case (nil, let text?): subject = .resource(try parseResource(text))
         default: throw ValidationError("give exactly one of --owner and --resource")
         }
-        guard let granularity = UsageGranularity(rawValue: granularity) else { throw ValidationError("--granularity must be total, hour or day") }
-        guard groupBy == nil || groupBy == "resource" else { throw ValidationError("--group-by takes 'resource'") }
         let start = try parseTime(from, "--from"), end = try parseTime(to, "--to")
-        let stack: UsageChart.Stack
-        switch chartStack ?? (groupBy != nil ? "resource" : "meter") {
-        case "resource": stack = .resource
-        case "meter": stack = .meter
-        default: throw ValidationError("--chart-stack must be resource or meter")
-        }
+        let stack = chartStack ?? (groupBy == .resource ? .resource : .meter)
         let report = try ledger.open(readOnly: true, now: try parseNow(now))
             .usage(subject, from: start, to: end, granularity: granularity, groupByResource: groupBy != nil)
         if let chart {
@@ -101,7 +100,7 @@ struct Usage: ParsableCommand {
                 o.member("from", report.from.rfc3339)
                 o.member("to", report.to.rfc3339)
                 o.member("granularity", granularity.rawValue)
-                o.member("rows", json: "[" + report.rows.map(usageRowJSON).joined(separator: ",") + "]")
+                o.arrayMember("rows") { a in for row in report.rows { a.element { writeUsageRow(row, into: &$0) } } }
             }
             print(writer.text)
         case .table:
@@ -119,28 +118,20 @@ struct Usage: ParsableCommand {
     }
 }
 
-func usageRowJSON(_ row: UsageRow) -> String {
-    var writer = JSONWriter()
-    writer.object { o in
-        o.member("period_start", row.periodStart.rfc3339)
-        o.member("period_end", row.periodEnd.rfc3339)
-        if let resource = row.resource { o.member("resource", resource.description) }
-        o.member("running_seconds", ExactDecimal.seconds(fromMicroseconds: row.amounts.runningMicroseconds))
-        o.member("usage") { u in
-            for name in row.amounts.meterMicroseconds.keys.sorted() {
-                u.member("\(name)_seconds", ExactDecimal.seconds(fromMicroseconds: row.amounts.meterMicroseconds[name] ?? 0))
-            }
-        }
-        o.member("adjustments") { a in
-            for name in row.amounts.adjustments.keys.sorted() { a.member(name, String(row.amounts.adjustments[name] ?? 0)) }
+/// Writes one usage row as the members of a JSON object.
+func writeUsageRow(_ row: UsageRow, into o: inout JSONWriter.ObjectWriter) {
+    o.member("period_start", row.periodStart.rfc3339)
+    o.member("period_end", row.periodEnd.rfc3339)
+    if let resource = row.resource { o.member("resource", resource.description) }
+    o.member("running_seconds", ExactDecimal.seconds(fromMicroseconds: row.amounts.runningMicroseconds))
+    o.member("usage") { u in
+        for name in row.amounts.meterMicroseconds.keys.sorted() {
+            let seconds = ExactDecimal.seconds(fromMicroseconds: row.amounts.meterMicroseconds[name] ?? 0)
+            u.member("\(name)_seconds", seconds)
         }
     }
-    return writer.text
-}
-
-func parseTime(_ text: String, _ option: String) throws -> Timestamp {
-    do { return try Timestamp(rfc3339: text) } catch {
-        throw ValidationError("\(option): '\(text)' is not an RFC 3339 timestamp: \(error.reason)")
+    o.member("adjustments") { a in
+        for name in row.amounts.adjustments.keys.sorted() { a.member(name, String(row.amounts.adjustments[name] ?? 0)) }
     }
 }
 
@@ -148,24 +139,30 @@ struct Rollup: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Materialize hourly snapshots up to floor_to_hour(now - grace); idempotent.")
     @OptionGroup var ledger: LedgerArguments
     @Option(help: "The ledger's clock as RFC 3339.") var now: String?
-    @Option(help: "Seconds an hour stays open for late events.") var graceSeconds: Int64 = 300
-    @Option(help: "Running resources per write transaction.") var batchSize: Int = 1000
+    @Option(help: "Seconds an hour stays open for late events.")
+    var graceSeconds: Int64 = Ledger.defaultRollupGraceMicroseconds / Timestamp.microsecondsPerSecond
+    @Option(help: "Running resources per write transaction.") var batchSize: Int = Ledger.defaultRollupBatchSize
 
     func run() throws {
-        guard graceSeconds >= 0, graceSeconds <= 86_400 * 366 else { throw ValidationError("--grace-seconds must be 0 to one year") }
-        let summary = try ledger.open(now: try parseNow(now)).rollUp(graceMicroseconds: graceSeconds * 1_000_000, batchSize: batchSize)
+        let maximumGraceSeconds = Ledger.maximumRollupGraceMicroseconds / Timestamp.microsecondsPerSecond
+        guard (0...maximumGraceSeconds).contains(graceSeconds) else {
+            throw ValidationError("--grace-seconds must be 0 to one year")
+        }
+        let summary = try ledger.open(now: try parseNow(now))
+            .rollUp(graceMicroseconds: graceSeconds * Timestamp.microsecondsPerSecond, batchSize: batchSize)
         switch ledger.output {
         case .json:
             var writer = JSONWriter()
             writer.object { o in
                 o.member("watermark", summary.watermark.rfc3339)
-                o.member("previous_watermark", json: summary.previousWatermark.map { jsonString($0.rfc3339) } ?? "null")
+                o.member("previous_watermark", summary.previousWatermark?.rfc3339)
                 o.member("resources_rolled", summary.resourcesRolled)
                 o.member("resource_hours", summary.resourceHours)
             }
             print(writer.text)
         case .table:
-            print("watermark \(summary.watermark) (was \(summary.previousWatermark?.rfc3339 ?? "none")): \(summary.resourcesRolled) running resources, \(summary.resourceHours) resource-hours")
+            print("watermark \(summary.watermark) (was \(summary.previousWatermark?.rfc3339 ?? "none")): "
+                  + "\(summary.resourcesRolled) running resources, \(summary.resourceHours) resource-hours")
         }
     }
 }
@@ -182,7 +179,7 @@ struct Reconcile: ParsableCommand {
     @Option(help: "The ledger's clock as RFC 3339.") var now: String?
 
     func run() throws {
-        guard let id = ResourceID(parsing: resource) else { throw ValidationError("--resource must be TYPE/ID, got '\(resource)'") }
+        let id = try parseResource(resource)
         let reported: Meters
         do {
             guard case .object(let members) = try JSONParser.parse(totals) else { throw ValidationError("--totals must be a JSON object") }
@@ -232,7 +229,9 @@ struct Verify: ParsableCommand {
                 o.member("resources_checked", report.resourcesChecked)
                 o.member("events_replayed", report.eventsReplayed)
                 o.member("differences", report.differenceCount)
-                o.member("first_differences", json: "[" + report.differences.map(jsonString).joined(separator: ",") + "]")
+                o.arrayMember("first_differences") { a in
+                    for difference in report.differences { a.element(difference) }
+                }
             }
             print(writer.text)
         case .table:
@@ -242,7 +241,7 @@ struct Verify: ParsableCommand {
         }
         if !report.isConsistent {
             for difference in report.differences { printError("verify: \(difference)") }
-            throw CommandExit(status: verifyMismatchStatus)
+            throw CommandExit(status: .differences)
         }
     }
 }
@@ -257,8 +256,18 @@ struct Rebuild: ParsableCommand {
         if showProgress { writeError("\rrebuilding the projections from the log") }
         let summary = try ledger.open().rebuild()
         if showProgress { writeError("\r\u{1B}[K") }
-        print(ledger.output == .json
-              ? "{\"resources\":\(summary.resources),\"events\":\(summary.events),\"hourly_rows\":\(summary.hourlyRows)}"
-              : "rebuilt: \(summary.resources) resources, \(summary.events) events, \(summary.hourlyRows) hourly rows")
+        switch ledger.output {
+        case .json:
+            var writer = JSONWriter()
+            writer.object { o in
+                o.member("resources", summary.resources)
+                o.member("events", summary.events)
+                o.member("hourly_rows", summary.hourlyRows)
+            }
+            print(writer.text)
+        case .table:
+            print("rebuilt: \(summary.resources) resources, \(summary.events) events, "
+                  + "\(summary.hourlyRows) hourly rows")
+        }
     }
 }

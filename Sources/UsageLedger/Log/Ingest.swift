@@ -38,11 +38,11 @@ public struct IngestSummary: Sendable, Equatable {
 /// Line ends may be LF or CRLF; blank lines are skipped; a UTF-8 byte-order mark at the very start is
 /// ignored. A line that cannot be decoded is reported with its number and the rest goes on.
 public struct NDJSONIngest: Sendable {
-    /// Events per write transaction.
-    public var batchSize = 1000
+    /// Events per write transaction (default `NDJSONIngest.defaultBatchSize`).
+    public var batchSize = NDJSONIngest.defaultBatchSize
     /// The longest line accepted, in bytes; a longer one is rejected (and skipped) without being held
-    /// in memory whole.
-    public var maximumLineBytes = 1 << 20
+    /// in memory whole (default `NDJSONIngest.defaultMaximumLineBytes`).
+    public var maximumLineBytes = NDJSONIngest.defaultMaximumLineBytes
 
     /// An ingest with the default batch size (1000) and line limit (1 MiB).
     public init() {}
@@ -93,26 +93,23 @@ public struct NDJSONIngest: Sendable {
             onProgress(summary)
         }
 
-        var reader = LineReader(fd: fd, maximumLineBytes: maximumLineBytes)
+        var reader = NDJSONLineReader(fd: fd, maximumLineBytes: maximumLineBytes)
         var lineError: LedgerError?
         while true {
-            let more = try reader.nextLine { line, tooLong in
+            let more = try reader.nextLine { number, line in
                 summary.lines += 1
-                let number = summary.lines
-                var bytes = line
-                if number == 1, bytes.count >= 3, bytes[0] == 0xEF, bytes[1] == 0xBB, bytes[2] == 0xBF {
-                    bytes = UnsafeBufferPointer(rebasing: bytes[3...])
-                }
-                if let last = bytes.last, last == UInt8(ascii: "\r") { bytes = UnsafeBufferPointer(rebasing: bytes.dropLast()) }
-                if tooLong {
+                let bytes: UnsafeBufferPointer<UInt8>
+                switch line {
+                case .tooLong:
                     summary.rejected += 1
                     undecodable.append(IngestRejection(line: number, eventID: nil, error: .invalidJSON(
                         reason: "line is longer than \(maximumLineBytes) bytes")))
                     return
-                }
-                if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) {
+                case .blank:
                     summary.blank += 1
                     return
+                case .text(let text):
+                    bytes = text
                 }
                 do throws(LedgerError) {
                     batch.append(try EventJSON.decodeUnvalidated(bytes))  // append validates
@@ -130,6 +127,103 @@ public struct NDJSONIngest: Sendable {
         }
         try flush()
         return summary
+    }
+}
+
+/// A line of NDJSON input that cannot be decoded: its number and why. `RunningResource.readInventory`
+/// throws it.
+public struct NDJSONLineError: Error, Sendable, Equatable {
+    /// The line number, from 1.
+    public var line: Int
+    /// Why the line cannot be decoded.
+    public var error: LedgerError
+
+    /// A line that cannot be decoded.
+    public init(line: Int, error: LedgerError) {
+        self.line = line
+        self.error = error
+    }
+}
+
+/// The one reader of NDJSON input, behind `NDJSONIngest` (events) and `RunningResource.readInventory`
+/// (inventories of running resources): it numbers lines from 1, ignores a UTF-8 byte-order mark at the
+/// very start, takes LF or CRLF line ends, and tells blank lines (nothing but spaces and tabs) apart.
+public struct NDJSONLineReader {
+    /// One line of input.
+    public enum Line {
+        /// The line's text, without its line end (or the byte-order mark on line 1); valid only in the
+        /// call it is passed to.
+        case text(UnsafeBufferPointer<UInt8>)
+        /// The line holds nothing but spaces and tabs.
+        case blank
+        /// The line is longer than the limit; it was skipped without being held in memory whole.
+        case tooLong
+    }
+
+    private var lines: LineReader
+    private var number = 0
+
+    /// Reads from the open file descriptor `fd` (not closed by the reader), in lines of at most
+    /// `maximumLineBytes` bytes.
+    public init(fd: Int32, maximumLineBytes: Int = NDJSONIngest.defaultMaximumLineBytes) {
+        lines = LineReader(fd: fd, maximumLineBytes: maximumLineBytes)
+    }
+
+    /// Calls `body` with the next line's number (from 1) and the line; returns false, without calling
+    /// it, once the input is exhausted.
+    /// - Throws: `storage` when reading fails.
+    public mutating func nextLine(_ body: (_ number: Int, _ line: Line) -> Void) throws(LedgerError) -> Bool {
+        var number = self.number
+        defer { self.number = number }
+        return try lines.nextLine { line, tooLong in
+            number += 1
+            var bytes = line
+            if number == 1, bytes.count >= 3, bytes[0] == 0xEF, bytes[1] == 0xBB, bytes[2] == 0xBF {
+                bytes = UnsafeBufferPointer(rebasing: bytes[3...])
+            }
+            if let last = bytes.last, last == UInt8(ascii: "\r") {
+                bytes = UnsafeBufferPointer(rebasing: bytes.dropLast())
+            }
+            if tooLong {
+                body(number, .tooLong)
+            } else if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) {
+                body(number, .blank)
+            } else {
+                body(number, .text(bytes))
+            }
+        }
+    }
+}
+
+extension RunningResource {
+    /// Reads an inventory of running resources, one JSON object a line (the `seed-baseline --running FILE`
+    /// input), from the open file descriptor `fd` until its end; `fd` is not closed. Lines follow the
+    /// rules of `NDJSONLineReader`: blank lines are skipped.
+    ///
+    /// - Throws: `NDJSONLineError` naming the first line that cannot be decoded (or is longer than
+    ///   `maximumLineBytes`), or `LedgerError.storage` when reading fails.
+    public static func readInventory(
+        fd: Int32, maximumLineBytes: Int = NDJSONIngest.defaultMaximumLineBytes
+    ) throws -> [RunningResource] {
+        var reader = NDJSONLineReader(fd: fd, maximumLineBytes: maximumLineBytes)
+        var resources: [RunningResource] = []
+        var failure: NDJSONLineError?
+        while failure == nil, try reader.nextLine({ number, line in
+            switch line {
+            case .blank: return
+            case .tooLong:
+                failure = NDJSONLineError(line: number, error: .invalidJSON(
+                    reason: "line is longer than \(maximumLineBytes) bytes"))
+            case .text(let bytes):
+                do throws(LedgerError) {
+                    resources.append(try decode(String(decoding: bytes, as: UTF8.self)))
+                } catch {
+                    failure = NDJSONLineError(line: number, error: error)
+                }
+            }
+        }) {}
+        if let failure { throw failure }
+        return resources
     }
 }
 
