@@ -44,7 +44,7 @@ public enum EventJSON {
     }
 
     /// Decodes one event from a parsed JSON value (validation of values' rules is separate).
-    public static func decode(_ value: JSONValue) throws(LedgerError) -> UsageEvent {
+    package static func decode(_ value: JSONValue) throws(LedgerError) -> UsageEvent {
         guard case .object(let members) = value else {
             throw .invalidJSON(reason: "expected an object, got \(value.typeName)")
         }

@@ -1,6 +1,6 @@
 /// A parsed JSON value. Numbers keep their source text so that integers are read exactly, never through
 /// floating point; objects keep their members in source order.
-public indirect enum JSONValue: Sendable, Equatable {
+package indirect enum JSONValue: Sendable, Equatable {
     /// `null`.
     case null
     /// `true` or `false`.
@@ -28,11 +28,11 @@ public indirect enum JSONValue: Sendable, Equatable {
 }
 
 /// One member of a JSON object.
-public struct JSONMember: Sendable, Equatable {
+package struct JSONMember: Sendable, Equatable {
     /// The key.
-    public var key: String
+    package var key: String
     /// The value.
-    public var value: JSONValue
+    package var value: JSONValue
 }
 
 /// Where and why a text is not JSON.

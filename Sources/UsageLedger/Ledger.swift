@@ -100,7 +100,8 @@ public final class Ledger: Sendable {
 
     private func stampFormat(_ version: UInt32, replacing: Bool) throws(LedgerError) {
         let meta = schema.meta
-        try write { txn in
+        // A concurrent first open may have stamped it already: insert-only then leaves its stamp.
+        _ = try write { txn in
             try txn.put(Meta.formatVersion, version, in: meta, mode: replacing ? .upsert : .insertOnly)
         }
     }

@@ -31,14 +31,15 @@ struct StorageDefectTests {
         return events
     }
 
-    /// A compacting copy of the ledger `source` (no free pages), opened with a tiny initial map: LMDB then
-    /// maps only the pages in use, so the first write that needs a new page hits `MDB_MAP_FULL`, and the
-    /// transaction runs again in a grown map.
-    static func tinyMapCopy(of source: Ledger, in dir: TemporaryDirectory, name: String, logs: InMemoryLogHandler? = nil,
-                            tag: [(String, String)] = []) throws -> Ledger {
+    /// A compacting copy of the ledger `source` (no free pages), opened with a map of its pages in use plus
+    /// `headroom` bytes: the first write that needs more new pages than that hits `MDB_MAP_FULL`, and its
+    /// transaction runs again in a grown map. (LMDB never maps less than the pages in use.)
+    static func tinyMapCopy(of source: Ledger, in dir: TemporaryDirectory, name: String, headroom: Int = 0,
+                            logs: InMemoryLogHandler? = nil, tag: [(String, String)] = []) throws -> Ledger {
         try source.backup(to: dir.child(name), compacting: true)
+        let used = try FileManager.default.attributesOfItem(atPath: dir.child(name) + "/data.mdb")[.size] as? Int ?? 0
         return try openLedger(dir, name: name) { options in
-            options.initialMapSize = 1 << 16
+            options.initialMapSize = used + headroom
             options.metricsDimensions = tag
             if let logs { options.logger = Logger(label: "test", factory: { _ in logs }) }
         }
@@ -53,7 +54,8 @@ struct StorageDefectTests {
         let logs = InMemoryLogHandler()
         let tag = [("test", dir.path)]
         let metrics = testMetrics
-        let ledger = try Self.tinyMapCopy(of: source, in: dir, name: "copy", logs: logs, tag: tag)
+        // Room for the first transaction (recording the horizon), not for the first batch of pruning.
+        let ledger = try Self.tinyMapCopy(of: source, in: dir, name: "copy", headroom: 16 * 4096, logs: logs, tag: tag)
         let mapBefore = try ledger.statistics().environment.mapSize
         let storedBefore = try ledger.statistics().databases["events"]?.entries ?? 0
         var options = CompactionOptions()

@@ -7,11 +7,11 @@ import Glibc
 /// How to compact.
 public struct CompactionOptions: Sendable {
     /// Events older than this many days (the horizon, floored to a whole hour) are candidates for pruning.
-    public var cutoffAgeDays = 31
+    public var cutoffAgeDays = CompactionOptions.defaultCutoffAgeDays
     /// Hourly snapshots older than this many days are dropped; at least `cutoffAgeDays`.
-    public var snapshotRetentionDays = 400
+    public var snapshotRetentionDays = CompactionOptions.defaultSnapshotRetentionDays
     /// At most about this many events are pruned per write transaction, so appenders are never held up long.
-    public var batchSize = 2_000
+    public var batchSize = CompactionOptions.defaultBatchSize
     /// Count what would be pruned and change nothing.
     public var dryRun = false
     /// The instant the ages are measured from (default: the ledger's clock).

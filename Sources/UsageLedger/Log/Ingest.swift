@@ -58,6 +58,9 @@ public struct NDJSONIngest: Sendable {
     public func run(fd: Int32, into ledger: Ledger,
                     onRejection: (IngestRejection) -> Void,
                     onProgress: (IngestSummary) -> Void = { _ in }) throws(LedgerError) -> IngestSummary {
+        guard Self.batchSizes.contains(batchSize) else {
+            throw .invalidArgument(reason: "the batch size must be \(Self.batchSizes.lowerBound) to \(Self.batchSizes.upperBound) events (got \(batchSize))")
+        }
         var summary = IngestSummary()
         var batch: [UsageEvent] = []
         var batchLines: [Int] = []

@@ -130,7 +130,7 @@ extension Ledger {
     /// Whole hours come from the hourly rows (plus running resources' usage not yet rolled up); the partial
     /// hours at either end are folded from the log. The cost grows with the rows returned and the hours
     /// asked for, not with the size of the ledger: an owner query reads only that owner's keys.
-    public func usage(_ subject: UsageSubject, from: Timestamp, to: Timestamp, granularity: UsageGranularity = .total,
+    public func usage(_ subject: UsageSubject, from: Timestamp, to: Timestamp, granularity: UsageGranularity = Ledger.defaultUsageGranularity,
                       groupByResource: Bool = false) throws(LedgerError) -> UsageReport {
         guard from <= to else { throw .invalidArgument(reason: "from (\(from)) is after to (\(to))") }
         let end = min(to, options.clock.now())

@@ -30,7 +30,7 @@ extension Ledger {
     /// gives the same rows. Runs in transactions of at most `batchSize` resources and about 20,000 rows, so
     /// appends are not held up for long.
     public func rollUp(now: Timestamp? = nil, graceMicroseconds: Int64 = Ledger.defaultRollupGraceMicroseconds,
-                       batchSize: Int = 1000) throws(LedgerError) -> RollupSummary {
+                       batchSize: Int = Ledger.defaultRollupBatchSize) throws(LedgerError) -> RollupSummary {
         let summary = try rollUp(now: now, graceMicroseconds: graceMicroseconds, batchSize: batchSize, stopAfterBatches: nil)
         metrics.resourceHours.increment(by: summary.resourceHours)
         metrics.recordLag(now: now ?? options.clock.now(), watermark: summary.watermark)
@@ -51,6 +51,9 @@ extension Ledger {
     /// `rollUp`, optionally stopping after some batches as a crash would (for tests).
     func rollUp(now: Timestamp?, graceMicroseconds: Int64, batchSize: Int, stopAfterBatches: Int?) throws(LedgerError) -> RollupSummary {
         guard batchSize > 0 else { throw .invalidArgument(reason: "batch size must be positive") }
+        guard (0...Self.maximumRollupGraceMicroseconds).contains(graceMicroseconds) else {
+            throw .invalidArgument(reason: "the rollup grace must be 0 to \(Self.maximumRollupGraceMicroseconds / 1_000_000) seconds (got \(graceMicroseconds / 1_000_000))")
+        }
         let clock = now ?? options.clock.now()
         let wanted = Timestamp(microseconds: clock.microseconds - graceMicroseconds).hourFloor
         let (previous, target) = try beginRollup(to: wanted)
