@@ -1,5 +1,5 @@
 # The two fresh-machine commands are `make demo` and `make test`; both install what they need first.
-.PHONY: deps demo test test-tsan test-crash fuzz soak docs bench bench-large bench-10m import-memory clean
+.PHONY: deps demo test test-tsan test-crash fuzz soak docs format format-check bench bench-large bench-10m import-memory clean
 
 deps:
 	@bash .ci/install-deps
@@ -33,6 +33,14 @@ docs: deps
 	for target in UsageLedger LedgerCore LMDBStorage; do \
 		swift package --disable-sandbox generate-documentation --target $$target --warnings-as-errors || exit 1; \
 	done
+
+# Formats every Swift file in place with the toolchain's swift-format and the repository's .swift-format.
+format:
+	swift format format --in-place --recursive --parallel Sources Tests Package.swift Benchmarks/Package.swift Benchmarks/Sources Benchmarks/Benchmarks
+
+# Fails when a file is not formatted or breaks a lint rule (CI runs it).
+format-check:
+	swift format lint --strict --recursive --parallel Sources Tests Package.swift Benchmarks/Package.swift Benchmarks/Sources Benchmarks/Benchmarks
 
 # Benchmarks (a separate package): prints the tables and writes Benchmarks/results.md.
 bench: deps

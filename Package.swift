@@ -1,5 +1,8 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 import PackageDescription
+
+/// Every target of this package treats a warning as an error (dependencies are not affected).
+let strict: [SwiftSetting] = [.treatAllWarnings(as: .error)]
 
 let package = Package(
     name: "UsageLedger",
@@ -24,41 +27,57 @@ let package = Package(
             pkgConfig: "lmdb",
             providers: [.apt(["liblmdb-dev"])]
         ),
-        // A thin, safe Swift layer over LMDB: environment, scoped transactions, cursors, typed keys.
-        .target(name: "LMDBStorage", dependencies: ["CLMDB"]),
-        // The ledger's domain: events, validation, the JSON wire codec and the binary record codec.
-        .target(name: "LedgerCore"),
-        // The ledger itself: the append-only log on LMDB, and (later) projections and compaction.
-        .target(name: "UsageLedger", dependencies: [
-            "LMDBStorage", "LedgerCore",
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "Metrics", package: "swift-metrics"),
-        ]),
+        // The storage layer over LMDB: environment, typed tables and codecs, read and write transactions,
+        // cursors.
+        .target(name: "LMDBStorage", dependencies: ["CLMDB"], swiftSettings: strict),
+        // The ledger's domain: events, validation, timestamps and the JSON wire codec.
+        .target(name: "LedgerCore", swiftSettings: strict),
+        // The ledger itself: the schema and binary record codecs, the append-only log, the projector,
+        // queries, maintenance (rollup, rebuild, verify) and compaction.
+        .target(
+            name: "UsageLedger",
+            dependencies: [
+                "LMDBStorage", "LedgerCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strict),
         // The command-line tool: a thin shell over the library.
         .executableTarget(
             name: "usage-ledger",
             dependencies: [
                 "UsageLedger",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            swiftSettings: strict
         ),
         // A child process for the crash tests: appends batches and acknowledges each after commit.
-        .executableTarget(name: "ledger-crash-worker", dependencies: ["UsageLedger", "LedgerCore"], path: "Tests/CrashWorker"),
+        .executableTarget(
+            name: "ledger-crash-worker", dependencies: ["UsageLedger", "LedgerCore"], path: "Tests/CrashWorker",
+            swiftSettings: strict),
         // Fuzz targets for the event decoder and the stored-record decoders (`make fuzz`); built normally
         // they replay a corpus, which the tests do with the seeds under Tests/Fuzz/Corpus.
         // The soak (make soak): processes appending, querying, rolling up and compacting for minutes.
-        .executableTarget(name: "ledger-soak", dependencies: ["UsageLedger", "LedgerCore"], path: "Tests/Soak"),
+        .executableTarget(
+            name: "ledger-soak", dependencies: ["UsageLedger", "LedgerCore"], path: "Tests/Soak",
+            swiftSettings: strict),
         .target(name: "CFuzzSupport", path: "Tests/Fuzz/CFuzzSupport"),
-        .executableTarget(name: "fuzz-event-json", dependencies: ["UsageLedger", "CFuzzSupport"], path: "Tests/Fuzz/EventJSON"),
-        .executableTarget(name: "fuzz-stored-record", dependencies: ["UsageLedger", "CFuzzSupport"], path: "Tests/Fuzz/StoredRecord"),
+        .executableTarget(
+            name: "fuzz-event-json", dependencies: ["UsageLedger", "CFuzzSupport"], path: "Tests/Fuzz/EventJSON",
+            swiftSettings: strict),
+        .executableTarget(
+            name: "fuzz-stored-record", dependencies: ["UsageLedger", "CFuzzSupport"], path: "Tests/Fuzz/StoredRecord",
+            swiftSettings: strict),
         .testTarget(
             name: "UsageLedgerTests",
             dependencies: [
-                "UsageLedger", "LMDBStorage", "LedgerCore", "usage-ledger", "ledger-crash-worker", "fuzz-event-json", "fuzz-stored-record",
+                "UsageLedger", "LMDBStorage", "LedgerCore", "usage-ledger", "ledger-crash-worker", "fuzz-event-json",
+                "fuzz-stored-record",
                 .product(name: "PropertyBased", package: "swift-property-based"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
-            ]
+            ],
+            swiftSettings: strict
         ),
     ],
     swiftLanguageModes: [.v6]
