@@ -146,7 +146,9 @@ public struct ByteReader {
         if high < 0x80 {
             text = String(decoding: slice, as: UTF8.self)
         } else {
-            guard let validated = String(validating: slice, as: UTF8.self) else { throw Malformed(offset: offset, expected: "valid UTF-8") }
+            guard let validated = String(validating: slice, as: UTF8.self) else {
+                throw Malformed(offset: offset, expected: "valid UTF-8")
+            }
             text = validated
         }
         offset += count

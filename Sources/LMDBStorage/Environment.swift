@@ -115,7 +115,8 @@ public final class Environment: @unchecked Sendable {
         if rc != 0 {
             mdb_env_close(env)
             if rc > 0 {
-                let reason = rc == EACCES || rc == EROFS
+                let reason =
+                    rc == EACCES || rc == EROFS
                     ? Self.explainRefusal(path: path, code: rc) : StorageError.describe(rc)
                 throw .cannotOpen(path: path, errno: rc, reason: reason)
             }

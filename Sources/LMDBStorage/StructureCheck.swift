@@ -83,9 +83,13 @@ struct PageWalker {
 
     mutating func run() throws(StorageError) -> StructureReport {
         var info = stat()
-        guard fstat(fd, &info) == 0 else { throw .corrupted(code: nil, detail: "cannot stat the data file: \(String(cString: strerror(errno)))") }
+        guard fstat(fd, &info) == 0 else {
+            throw .corrupted(code: nil, detail: "cannot stat the data file: \(String(cString: strerror(errno)))")
+        }
         fileBytes = Int(info.st_size)
-        guard pageSize >= 512, fileBytes >= 2 * pageSize else { throw .corrupted(code: nil, detail: "the data file is shorter than its two meta pages") }
+        guard pageSize >= 512, fileBytes >= 2 * pageSize else {
+            throw .corrupted(code: nil, detail: "the data file is shorter than its two meta pages")
+        }
         // The meta page of the snapshot: the one whose transaction id is the read transaction's.
         var chosen: [UInt8]?
         for number in 0..<2 {
@@ -95,11 +99,16 @@ struct PageWalker {
             }
             if Self.u64(page, 144) == snapshot { chosen = page }
         }
-        guard let meta = chosen else { throw .corrupted(code: nil, detail: "no meta page belongs to the snapshot being checked (transaction \(snapshot))") }
+        guard let meta = chosen else {
+            throw .corrupted(
+                code: nil, detail: "no meta page belongs to the snapshot being checked (transaction \(snapshot))")
+        }
         lastPage = Self.u64(meta, 136)
         // Compared by division: a damaged last page number must not overflow the check itself.
         guard lastPage >= 1, lastPage < UInt64(fileBytes / pageSize) else {
-            throw .corrupted(code: nil, detail: "the meta page's last page \(lastPage) lies beyond the data file (\(fileBytes) bytes)")
+            throw .corrupted(
+                code: nil,
+                detail: "the meta page's last page \(lastPage) lies beyond the data file (\(fileBytes) bytes)")
         }
         try walk(Tree(meta[40..<88]), name: "the free-page database", holdsDatabases: false)
         try walk(Tree(meta[88..<136]), name: "the main database", holdsDatabases: true)
@@ -109,7 +118,9 @@ struct PageWalker {
     /// Walks one tree from its root, depth first, checking every page and the tree's counts.
     private mutating func walk(_ tree: Tree, name: String, holdsDatabases: Bool) throws(StorageError) {
         if tree.root == Self.invalidPage {
-            guard tree.entries == 0, tree.depth == 0 else { throw .corrupted(code: nil, detail: "\(name) has no root but claims entries") }
+            guard tree.entries == 0, tree.depth == 0 else {
+                throw .corrupted(code: nil, detail: "\(name) has no root but claims entries")
+            }
             return
         }
         var counted = (branch: UInt64(0), leaf: UInt64(0), overflow: UInt64(0), entries: UInt64(0))
@@ -120,54 +131,76 @@ struct PageWalker {
             let flags = Self.u16(page, 10)
             let lower = Int(Self.u16(page, 12)), upper = Int(Self.u16(page, 14))
             guard flags & ~UInt16(0x10) == Self.branch || flags & ~UInt16(0x10) == Self.leaf else {
-                throw .corrupted(code: nil, detail: "page \(number) of \(name) is neither a branch nor a leaf (flags \(flags))")
+                throw .corrupted(
+                    code: nil, detail: "page \(number) of \(name) is neither a branch nor a leaf (flags \(flags))")
             }
             guard lower >= Self.headerSize, lower % 2 == 0, lower <= upper, upper <= pageSize else {
-                throw .corrupted(code: nil, detail: "page \(number) of \(name) has bad bounds (lower \(lower), upper \(upper))")
+                throw .corrupted(
+                    code: nil, detail: "page \(number) of \(name) has bad bounds (lower \(lower), upper \(upper))")
             }
             let count = (lower - Self.headerSize) / 2
             let isBranch = flags & Self.branch != 0
             guard depth <= tree.depth, isBranch == (depth < tree.depth) else {
-                throw .corrupted(code: nil, detail: "page \(number) of \(name) is at depth \(depth) of a tree \(tree.depth) deep")
+                throw .corrupted(
+                    code: nil, detail: "page \(number) of \(name) is at depth \(depth) of a tree \(tree.depth) deep")
             }
-            guard count > 0 || number == tree.root else { throw .corrupted(code: nil, detail: "page \(number) of \(name) is empty") }
+            guard count > 0 || number == tree.root else {
+                throw .corrupted(code: nil, detail: "page \(number) of \(name) is empty")
+            }
             if isBranch { counted.branch += 1 } else { counted.leaf += 1; counted.entries += UInt64(count) }
             for index in 0..<count {
                 let offset = Int(Self.u16(page, Self.headerSize + 2 * index))
                 guard offset >= upper, offset + Self.nodeHeader <= pageSize else {
-                    throw .corrupted(code: nil, detail: "node \(index) of page \(number) of \(name) lies outside the page")
+                    throw .corrupted(
+                        code: nil, detail: "node \(index) of page \(number) of \(name) lies outside the page")
                 }
                 let low = UInt64(Self.u16(page, offset)), high = UInt64(Self.u16(page, offset + 2))
                 let nodeFlags = Self.u16(page, offset + 4), keySize = Int(Self.u16(page, offset + 6))
                 let dataStart = offset + Self.nodeHeader + keySize
-                guard dataStart <= pageSize else { throw .corrupted(code: nil, detail: "the key of node \(index) of page \(number) of \(name) runs past the page") }
+                guard dataStart <= pageSize else {
+                    throw .corrupted(
+                        code: nil, detail: "the key of node \(index) of page \(number) of \(name) runs past the page")
+                }
                 if isBranch {
                     stack.append((low | high << 16 | UInt64(nodeFlags) << 32, depth + 1))
                     continue
                 }
                 let dataSize = Int(low | high << 16)
                 guard nodeFlags & ~(Self.bigData | Self.subData) == 0, nodeFlags & Self.dupData == 0 else {
-                    throw .corrupted(code: nil, detail: "node \(index) of page \(number) of \(name) has unknown flags \(nodeFlags)")
+                    throw .corrupted(
+                        code: nil, detail: "node \(index) of page \(number) of \(name) has unknown flags \(nodeFlags)")
                 }
                 if nodeFlags & Self.bigData != 0 {
-                    guard dataStart + 8 <= pageSize else { throw .corrupted(code: nil, detail: "node \(index) of page \(number) of \(name) runs past the page") }
+                    guard dataStart + 8 <= pageSize else {
+                        throw .corrupted(
+                            code: nil, detail: "node \(index) of page \(number) of \(name) runs past the page")
+                    }
                     counted.overflow += try checkOverflow(Self.u64(page, dataStart), bytes: dataSize, in: name)
                     continue
                 }
                 guard dataStart + dataSize <= pageSize else {
-                    throw .corrupted(code: nil, detail: "the value of node \(index) of page \(number) of \(name) runs past the page")
+                    throw .corrupted(
+                        code: nil, detail: "the value of node \(index) of page \(number) of \(name) runs past the page")
                 }
                 if nodeFlags & Self.subData != 0 {
                     guard holdsDatabases, dataSize == Self.databaseRecordSize else {
-                        throw .corrupted(code: nil, detail: "node \(index) of page \(number) of \(name) claims a sub-database it cannot hold")
+                        throw .corrupted(
+                            code: nil,
+                            detail: "node \(index) of page \(number) of \(name) claims a sub-database it cannot hold")
                     }
-                    let key = String(decoding: page[(offset + Self.nodeHeader)..<(offset + Self.nodeHeader + keySize)], as: UTF8.self)
+                    let key = String(
+                        decoding: page[(offset + Self.nodeHeader)..<(offset + Self.nodeHeader + keySize)], as: UTF8.self
+                    )
                     named.append((Tree(page[dataStart..<(dataStart + dataSize)]), "database '\(key)'"))
                 }
             }
         }
         guard counted == (tree.branchPages, tree.leafPages, tree.overflowPages, tree.entries) else {
-            throw .corrupted(code: nil, detail: "\(name) claims \(tree.branchPages) branch, \(tree.leafPages) leaf, \(tree.overflowPages) overflow pages and \(tree.entries) entries; its tree has \(counted.branch), \(counted.leaf), \(counted.overflow) and \(counted.entries)")
+            throw .corrupted(
+                code: nil,
+                detail:
+                    "\(name) claims \(tree.branchPages) branch, \(tree.leafPages) leaf, \(tree.overflowPages) overflow pages and \(tree.entries) entries; its tree has \(counted.branch), \(counted.leaf), \(counted.overflow) and \(counted.entries)"
+            )
         }
         report.entries += Int(counted.entries)
         for (subtree, subname) in named { try walk(subtree, name: subname, holdsDatabases: false) }
@@ -178,7 +211,8 @@ struct PageWalker {
         let page = try claim(number, in: name)
         let pages = UInt64(Self.u32(page, 12))
         guard Self.u16(page, 10) & ~UInt16(0x10) == Self.overflow, pages >= 1, number + pages - 1 <= lastPage,
-              UInt64(bytes + Self.headerSize) <= pages * UInt64(pageSize) else {
+            UInt64(bytes + Self.headerSize) <= pages * UInt64(pageSize)
+        else {
             throw .corrupted(code: nil, detail: "overflow page \(number) of \(name) is malformed")
         }
         for extra in 1..<pages where !visited.insert(number + extra).inserted {
@@ -190,10 +224,16 @@ struct PageWalker {
 
     /// Reads page `number`, once: a page reached twice means a cycle or a shared page.
     private mutating func claim(_ number: UInt64, in name: String) throws(StorageError) -> [UInt8] {
-        guard number >= 2, number <= lastPage else { throw .corrupted(code: nil, detail: "\(name) points to page \(number), outside pages 2 to \(lastPage)") }
-        guard visited.insert(number).inserted else { throw .corrupted(code: nil, detail: "page \(number) of \(name) is reached twice") }
+        guard number >= 2, number <= lastPage else {
+            throw .corrupted(code: nil, detail: "\(name) points to page \(number), outside pages 2 to \(lastPage)")
+        }
+        guard visited.insert(number).inserted else {
+            throw .corrupted(code: nil, detail: "page \(number) of \(name) is reached twice")
+        }
         let page = try read(number)
-        guard Self.u64(page, 0) == number else { throw .corrupted(code: nil, detail: "page \(number) of \(name) says it is page \(Self.u64(page, 0))") }
+        guard Self.u64(page, 0) == number else {
+            throw .corrupted(code: nil, detail: "page \(number) of \(name) says it is page \(Self.u64(page, 0))")
+        }
         report.pages += 1
         return page
     }
@@ -202,7 +242,9 @@ struct PageWalker {
         var page = [UInt8](repeating: 0, count: pageSize)
         let offset = off_t(number) * off_t(pageSize)
         let got = page.withUnsafeMutableBytes { pread(fd, $0.baseAddress, pageSize, offset) }
-        guard got == pageSize else { throw .corrupted(code: nil, detail: "page \(number) cannot be read whole (got \(got) bytes)") }
+        guard got == pageSize else {
+            throw .corrupted(code: nil, detail: "page \(number) cannot be read whole (got \(got) bytes)")
+        }
         return page
     }
 

@@ -165,8 +165,10 @@ public struct WriteTransaction: ReadableTransaction, ~Copyable {
 
     /// Stores raw bytes (package code only: the schema's codecs build them).
     @discardableResult
-    package func rawPut(_ table: TableID, keyBytes: UnsafeRawBufferPointer, valueBytes: UnsafeRawBufferPointer,
-                        mode: PutMode = .upsert) throws(StorageError) -> Bool {
+    package func rawPut(
+        _ table: TableID, keyBytes: UnsafeRawBufferPointer, valueBytes: UnsafeRawBufferPointer,
+        mode: PutMode = .upsert
+    ) throws(StorageError) -> Bool {
         var k = mdbVal(keyBytes)
         var v = mdbVal(valueBytes)
         let rc = mdb_put(core.handle, table.dbi, &k, &v, mode.flags)

@@ -58,7 +58,11 @@ public struct Meters: Hashable, Sendable, Sequence, ExpressibleByDictionaryLiter
         var unique: [(name: String, value: Int64)] = []
         unique.reserveCapacity(sorted.count)
         for entry in sorted {
-            if let last = unique.last, last.name == entry.name { unique[unique.count - 1] = entry } else { unique.append(entry) }
+            if let last = unique.last, last.name == entry.name {
+                unique[unique.count - 1] = entry
+            } else {
+                unique.append(entry)
+            }
         }
         entries = unique
     }
@@ -149,8 +153,10 @@ public struct UsageEvent: Hashable, Sendable {
     public var attributes: Attributes
 
     /// Creates an event; `UsageLedger` validates it on append.
-    public init(id: String, kind: EventKind, resource: ResourceID, owner: String, occurredAt: Timestamp,
-                footprint: Meters? = nil, deltas: Meters? = nil, reason: String? = nil, attributes: Attributes = [:]) {
+    public init(
+        id: String, kind: EventKind, resource: ResourceID, owner: String, occurredAt: Timestamp,
+        footprint: Meters? = nil, deltas: Meters? = nil, reason: String? = nil, attributes: Attributes = [:]
+    ) {
         self.id = id
         self.kind = kind
         self.resource = resource

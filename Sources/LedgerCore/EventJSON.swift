@@ -39,7 +39,8 @@ public enum EventJSON {
     /// The `id` of a line that failed to decode, when one can still be read (for error reports).
     public static func peekID(_ line: UnsafeBufferPointer<UInt8>) -> String? {
         guard case .object(let members)? = try? JSONParser.parse(line),
-              case .string(let id)? = members.first(where: { $0.key == "id" })?.value else { return nil }
+            case .string(let id)? = members.first(where: { $0.key == "id" })?.value
+        else { return nil }
         return id
     }
 
@@ -73,7 +74,9 @@ public enum EventJSON {
         guard let id else { throw .invalidField(field: "id", reason: "is required") }
         guard let kindText else { throw .invalidField(field: "kind", reason: "is required") }
         guard let kind = EventKind(rawValue: kindText) else {
-            throw .invalidField(field: "kind", reason: "'\(kindText.prefix(80))' is not one of started, was_running, stopped, adjustment")
+            throw .invalidField(
+                field: "kind",
+                reason: "'\(kindText.prefix(80))' is not one of started, was_running, stopped, adjustment")
         }
         guard let resource else { throw .invalidField(field: "resource", reason: "is required") }
         var type: String?, resourceID: String?, owner: String?
@@ -82,7 +85,9 @@ public enum EventJSON {
             case "type": type = try string(member.value, field: "resource.type")
             case "id": resourceID = try string(member.value, field: "resource.id")
             case "owner": owner = try string(member.value, field: "resource.owner")
-            default: throw .invalidField(field: "resource.\(member.key)", reason: "unknown field (a resource has type, id and owner)")
+            default:
+                throw .invalidField(
+                    field: "resource.\(member.key)", reason: "unknown field (a resource has type, id and owner)")
             }
         }
         guard let type else { throw .invalidField(field: "resource.type", reason: "is required") }
@@ -93,10 +98,13 @@ public enum EventJSON {
         do {
             occurredAt = try Timestamp(rfc3339: occurredText)
         } catch {
-            throw .invalidField(field: "occurred_at", reason: "'\(occurredText.prefix(80))' is not an RFC 3339 timestamp: \(error.reason)")
+            throw .invalidField(
+                field: "occurred_at",
+                reason: "'\(occurredText.prefix(80))' is not an RFC 3339 timestamp: \(error.reason)")
         }
-        return UsageEvent(id: id, kind: kind, resource: ResourceID(type: type, id: resourceID), owner: owner,
-                          occurredAt: occurredAt, footprint: footprint, deltas: deltas, reason: reason, attributes: attributes)
+        return UsageEvent(
+            id: id, kind: kind, resource: ResourceID(type: type, id: resourceID), owner: owner,
+            occurredAt: occurredAt, footprint: footprint, deltas: deltas, reason: reason, attributes: attributes)
     }
 
     static func string(_ value: JSONValue, field: String) throws(LedgerError) -> String {
@@ -108,7 +116,8 @@ public enum EventJSON {
 
     static func meters(_ value: JSONValue, field: String) throws(LedgerError) -> Meters {
         guard case .object(let members) = value else {
-            throw .invalidField(field: field, reason: "must be an object of meter names to integers, got \(value.typeName)")
+            throw .invalidField(
+                field: field, reason: "must be an object of meter names to integers, got \(value.typeName)")
         }
         var pairs: [(String, Int64)] = []
         pairs.reserveCapacity(members.count)
@@ -124,7 +133,8 @@ public enum EventJSON {
 
     /// Reads a JSON number's text as an exact signed 64-bit integer.
     public static func integer(_ text: String, field: String) throws(LedgerError) -> Int64 {
-        if text.utf8.contains(where: { $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "e") || $0 == UInt8(ascii: "E") }) {
+        if text.utf8.contains(where: { $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "e") || $0 == UInt8(ascii: "E") })
+        {
             throw .invalidField(field: field, reason: "must be an integer, got \(text.prefix(40))")
         }
         guard let value = Int64(text) else {
@@ -138,7 +148,8 @@ public enum EventJSON {
             throw .invalidField(field: field, reason: "must be an object of strings, got \(value.typeName)")
         }
         guard members.count <= EventRules.maximumAttributes else {
-            throw .invalidField(field: field, reason: "at most \(EventRules.maximumAttributes) attributes (got \(members.count))")
+            throw .invalidField(
+                field: field, reason: "at most \(EventRules.maximumAttributes) attributes (got \(members.count))")
         }
         var pairs: [(String, String)] = []
         for member in members {

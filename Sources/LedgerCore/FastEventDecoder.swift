@@ -76,8 +76,9 @@ package struct FastEventDecoder {
         }
         skipWhitespace()
         guard index == bytes.count, let id, let kind, let resource, let occurredAt else { return nil }
-        return UsageEvent(id: id, kind: kind, resource: ResourceID(type: resource.type, id: resource.id), owner: resource.owner,
-                          occurredAt: occurredAt, footprint: footprint, deltas: deltas, reason: reason, attributes: attributes)
+        return UsageEvent(
+            id: id, kind: kind, resource: ResourceID(type: resource.type, id: resource.id), owner: resource.owner,
+            occurredAt: occurredAt, footprint: footprint, deltas: deltas, reason: reason, attributes: attributes)
     }
 
     private mutating func resourceObject() -> (type: String, id: String, owner: String)? {
@@ -106,7 +107,9 @@ package struct FastEventDecoder {
         var pairs: [(String, Int64)] = []
         guard var more = openObject() else { return nil }
         while more {
-            guard let key = memberKey(), let value = integer(), !names.contains(where: { Self.equal($0, key) }) else { return nil }
+            guard let key = memberKey(), let value = integer(), !names.contains(where: { Self.equal($0, key) }) else {
+                return nil
+            }
             names.append(key)
             pairs.append((String(decoding: key, as: UTF8.self), value))
             guard let next = closeOrContinue() else { return nil }
@@ -121,7 +124,8 @@ package struct FastEventDecoder {
         guard var more = openObject() else { return nil }
         while more {
             guard keys.count < EventRules.maximumAttributes, let key = memberKey(), let value = string(),
-                  !keys.contains(where: { Self.equal($0, key) }) else { return nil }
+                !keys.contains(where: { Self.equal($0, key) })
+            else { return nil }
             keys.append(key)
             pairs.append((String(decoding: key, as: UTF8.self), value))
             guard let next = closeOrContinue() else { return nil }
@@ -211,7 +215,9 @@ package struct FastEventDecoder {
         }
         let digits = index - start
         guard digits > 0, !(digits > 1 && bytes[start] == UInt8(ascii: "0")) else { return nil }
-        if index < bytes.count, bytes[index] == UInt8(ascii: ".") || bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
+        if index < bytes.count,
+            bytes[index] == UInt8(ascii: ".") || bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E")
+        {
             return nil
         }
         if negative {
@@ -223,7 +229,8 @@ package struct FastEventDecoder {
     }
 
     private static func equal(_ key: UnsafeBufferPointer<UInt8>, _ literal: StaticString) -> Bool {
-        key.count == literal.utf8CodeUnitCount && key.elementsEqual(UnsafeBufferPointer(start: literal.utf8Start, count: key.count))
+        key.count == literal.utf8CodeUnitCount
+            && key.elementsEqual(UnsafeBufferPointer(start: literal.utf8Start, count: key.count))
     }
 
     private static func equal(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {

@@ -85,24 +85,29 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .invalidJSON(let reason): return "not a JSON object: \(reason)"
         case .invalidField(let field, let reason): return "\(field): \(reason)"
-        case .idConflict(let id, let seq): return "id: '\(id)' was already recorded as seq \(seq) with a different payload"
+        case .idConflict(let id, let seq):
+            return "id: '\(id)' was already recorded as seq \(seq) with a different payload"
         case .ownerMismatch(let resource, let owner, let submitted):
             return "resource.owner: \(resource) belongs to '\(owner)', not '\(submitted)'"
         case .inFuture(let at, let now, let tolerance):
             return "occurred_at: \(at) is more than \(tolerance / 1_000_000) s after the ledger's clock (\(now))"
         case .overflow(let field, let reason): return "\(field): \(reason)"
         case .tooLate(let at, let horizon):
-            return "occurred_at: \(at) is before the compaction horizon \(horizon); the log before it can no longer be refolded"
+            return
+                "occurred_at: \(at) is before the compaction horizon \(horizon); the log before it can no longer be refolded"
         case .outsideRetention(let reason): return reason
         case .compactionRunning(let holder): return "another compaction is running (\(holder)); this one did nothing"
         case .compactionRefused(let reason): return reason
-        case .ledgerFull(let max): return "the ledger reached its maximum size of \(max) bytes; nothing of the failed batch was written"
+        case .ledgerFull(let max):
+            return "the ledger reached its maximum size of \(max) bytes; nothing of the failed batch was written"
         case .formatTooNew(let found, let supported):
-            return "the ledger has on-disk format \(found), newer than format \(supported) that this build reads; upgrade usage-ledger"
+            return
+                "the ledger has on-disk format \(found), newer than format \(supported) that this build reads; upgrade usage-ledger"
         case .cannotOpen(let path, let reason): return "cannot open ledger at '\(path)': \(reason)"
         case .corrupt(let reason): return "the ledger is corrupt: \(reason)"
         case .storage(_, let reason): return "storage failure: \(reason)"
-        case .readOnly(let path): return "the ledger at '\(path)' was opened read-only; open it for writing to change it"
+        case .readOnly(let path):
+            return "the ledger at '\(path)' was opened read-only; open it for writing to change it"
         case .nestedTransaction:
             return "a write was begun on a thread that already has a transaction of this ledger open "
                 + "(a callback of another ledger call?); it would deadlock"

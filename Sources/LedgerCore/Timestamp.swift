@@ -54,7 +54,11 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
         appendPadded(&text, secondOfDay % 60, width: 2)
         if fraction != 0 {
             text.append(".")
-            if fraction % 1000 == 0 { appendPadded(&text, fraction / 1000, width: 3) } else { appendPadded(&text, fraction, width: 6) }
+            if fraction % 1000 == 0 {
+                appendPadded(&text, fraction / 1000, width: 3)
+            } else {
+                appendPadded(&text, fraction, width: 6)
+            }
         }
         text.append("Z")
         return text
@@ -80,7 +84,9 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
             var value: Int64 = 0
             for _ in 0..<count {
                 let c = s[i]
-                guard c >= 0x30, c <= 0x39 else { throw TimestampParseError("expected a digit in the \(what) at character \(i + 1)") }
+                guard c >= 0x30, c <= 0x39 else {
+                    throw TimestampParseError("expected a digit in the \(what) at character \(i + 1)")
+                }
                 value = value * 10 + Int64(c - 0x30)
                 i += 1
             }
@@ -110,7 +116,9 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
             var count = 0
             while i < s.count, s[i] >= 0x30, s[i] <= 0x39 {
                 count += 1
-                guard count <= 6 else { throw TimestampParseError("more than 6 fractional digits (the ledger keeps microseconds)") }
+                guard count <= 6 else {
+                    throw TimestampParseError("more than 6 fractional digits (the ledger keeps microseconds)")
+                }
                 fraction = fraction * 10 + Int64(s[i] - 0x30)
                 i += 1
             }
@@ -118,7 +126,9 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
             for _ in count..<6 { fraction *= 10 }
         }
         var offsetSeconds: Int64 = 0
-        guard i < s.count else { throw TimestampParseError("missing time zone: end with 'Z' or an offset like '+01:00'") }
+        guard i < s.count else {
+            throw TimestampParseError("missing time zone: end with 'Z' or an offset like '+01:00'")
+        }
         switch s[i] {
         case UInt8(ascii: "Z"), UInt8(ascii: "z"):
             i += 1
@@ -133,19 +143,28 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
         default:
             throw TimestampParseError("expected 'Z' or an offset at character \(i + 1)")
         }
-        guard i == s.count else { throw TimestampParseError("unexpected text after the time zone at character \(i + 1)") }
+        guard i == s.count else {
+            throw TimestampParseError("unexpected text after the time zone at character \(i + 1)")
+        }
         guard (1...12).contains(month) else { throw TimestampParseError("month \(month) is not 01 to 12") }
         let lastDay = daysIn(month: month, year: year)
-        guard day >= 1, day <= lastDay else { throw TimestampParseError("day \(day) is not in month \(month) of year \(year)") }
+        guard day >= 1, day <= lastDay else {
+            throw TimestampParseError("day \(day) is not in month \(month) of year \(year)")
+        }
         guard hour <= 23 else { throw TimestampParseError("hour \(hour) is not 00 to 23") }
         guard minute <= 59 else { throw TimestampParseError("minute \(minute) is not 00 to 59") }
         guard second <= 59 else {
-            throw TimestampParseError(second == 60 ? "leap seconds (:60) are not accepted; use :59.999999 or the next second" : "second \(second) is not 00 to 59")
+            throw TimestampParseError(
+                second == 60
+                    ? "leap seconds (:60) are not accepted; use :59.999999 or the next second"
+                    : "second \(second) is not 00 to 59")
         }
         let days = daysFromCivil(year: year, month: month, day: day)
         let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
         let result = Timestamp(microseconds: seconds * microsecondsPerSecond + fraction)
-        guard result.isInSupportedRange else { throw TimestampParseError("the instant in UTC is outside the years 0000 to 9999") }
+        guard result.isInSupportedRange else {
+            throw TimestampParseError("the instant in UTC is outside the years 0000 to 9999")
+        }
         return result
     }
 }

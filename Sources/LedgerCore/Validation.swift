@@ -23,19 +23,32 @@ public enum EventRules {
         switch event.kind {
         case .started, .wasRunning:
             guard let footprint = event.footprint else {
-                throw .invalidField(field: "footprint", reason: "is required on '\(event.kind.rawValue)' events (it may be {})")
+                throw .invalidField(
+                    field: "footprint", reason: "is required on '\(event.kind.rawValue)' events (it may be {})")
             }
             for (name, value) in footprint {
                 try checkMeterName(name, field: "footprint")
-                guard value >= 0 else { throw .invalidField(field: "footprint.\(name)", reason: "must not be negative (got \(value))") }
+                guard value >= 0 else {
+                    throw .invalidField(field: "footprint.\(name)", reason: "must not be negative (got \(value))")
+                }
             }
-            guard event.deltas == nil else { throw .invalidField(field: "deltas", reason: "is only allowed on 'adjustment' events") }
-            guard event.reason == nil else { throw .invalidField(field: "reason", reason: "is only allowed on 'adjustment' and 'stopped' events") }
+            guard event.deltas == nil else {
+                throw .invalidField(field: "deltas", reason: "is only allowed on 'adjustment' events")
+            }
+            guard event.reason == nil else {
+                throw .invalidField(field: "reason", reason: "is only allowed on 'adjustment' and 'stopped' events")
+            }
         case .stopped:
-            guard event.footprint == nil else { throw .invalidField(field: "footprint", reason: "is only allowed on 'started' and 'was_running' events") }
-            guard event.deltas == nil else { throw .invalidField(field: "deltas", reason: "is only allowed on 'adjustment' events") }
+            guard event.footprint == nil else {
+                throw .invalidField(field: "footprint", reason: "is only allowed on 'started' and 'was_running' events")
+            }
+            guard event.deltas == nil else {
+                throw .invalidField(field: "deltas", reason: "is only allowed on 'adjustment' events")
+            }
         case .adjustment:
-            guard event.footprint == nil else { throw .invalidField(field: "footprint", reason: "is only allowed on 'started' and 'was_running' events") }
+            guard event.footprint == nil else {
+                throw .invalidField(field: "footprint", reason: "is only allowed on 'started' and 'was_running' events")
+            }
             guard let deltas = event.deltas, !deltas.isEmpty else {
                 throw .invalidField(field: "deltas", reason: "is required and must not be empty on 'adjustment' events")
             }
@@ -43,19 +56,27 @@ public enum EventRules {
         }
         if let reason = event.reason {
             guard !reason.isEmpty, reason.utf8.count <= maximumReasonBytes else {
-                throw .invalidField(field: "reason", reason: "must be 1 to \(maximumReasonBytes) bytes (got \(reason.utf8.count))")
+                throw .invalidField(
+                    field: "reason", reason: "must be 1 to \(maximumReasonBytes) bytes (got \(reason.utf8.count))")
             }
-            guard !hasControlCharacter(reason) else { throw .invalidField(field: "reason", reason: "must not contain control characters") }
+            guard !hasControlCharacter(reason) else {
+                throw .invalidField(field: "reason", reason: "must not contain control characters")
+            }
         }
         guard event.attributes.count <= maximumAttributes else {
-            throw .invalidField(field: "attributes", reason: "at most \(maximumAttributes) attributes (got \(event.attributes.count))")
+            throw .invalidField(
+                field: "attributes", reason: "at most \(maximumAttributes) attributes (got \(event.attributes.count))")
         }
         for (key, value) in event.attributes {
             guard !key.isEmpty, key.utf8.count <= maximumAttributeKeyBytes else {
-                throw .invalidField(field: "attributes", reason: "key '\(key.prefix(80))' must be 1 to \(maximumAttributeKeyBytes) bytes")
+                throw .invalidField(
+                    field: "attributes",
+                    reason: "key '\(key.prefix(80))' must be 1 to \(maximumAttributeKeyBytes) bytes")
             }
             guard value.utf8.count <= maximumAttributeValueBytes else {
-                throw .invalidField(field: "attributes.\(key)", reason: "value must be at most \(maximumAttributeValueBytes) bytes (got \(value.utf8.count))")
+                throw .invalidField(
+                    field: "attributes.\(key)",
+                    reason: "value must be at most \(maximumAttributeValueBytes) bytes (got \(value.utf8.count))")
             }
         }
     }
@@ -63,29 +84,38 @@ public enum EventRules {
     static func checkIdentifier(_ value: String, field: String) throws(LedgerError) {
         let length = value.utf8.count
         guard length >= 1, length <= maximumIdentifierBytes else {
-            throw .invalidField(field: field, reason: "must be 1 to \(maximumIdentifierBytes) bytes of UTF-8 (got \(length))")
+            throw .invalidField(
+                field: field, reason: "must be 1 to \(maximumIdentifierBytes) bytes of UTF-8 (got \(length))")
         }
-        guard !hasControlCharacter(value) else { throw .invalidField(field: field, reason: "must not contain control characters") }
+        guard !hasControlCharacter(value) else {
+            throw .invalidField(field: field, reason: "must not contain control characters")
+        }
     }
 
     /// `^[a-z][a-z0-9_.-]{0,31}$`
     static func checkResourceType(_ value: String) throws(LedgerError) {
         let bytes = value.utf8
-        let ok = !bytes.isEmpty && bytes.count <= 32 && isLower(bytes[bytes.startIndex]) && bytes.dropFirst().allSatisfy {
-            isLower($0) || isDigit($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-")
-        }
+        let ok =
+            !bytes.isEmpty && bytes.count <= 32 && isLower(bytes[bytes.startIndex])
+            && bytes.dropFirst().allSatisfy {
+                isLower($0) || isDigit($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".")
+                    || $0 == UInt8(ascii: "-")
+            }
         guard ok else {
-            throw .invalidField(field: "resource.type", reason: "'\(value.prefix(80))' does not match ^[a-z][a-z0-9_.-]{0,31}$")
+            throw .invalidField(
+                field: "resource.type", reason: "'\(value.prefix(80))' does not match ^[a-z][a-z0-9_.-]{0,31}$")
         }
     }
 
     /// `^[a-z][a-z0-9_]{0,63}$`
     public static func checkMeterName(_ name: String, field: String) throws(LedgerError) {
         let bytes = name.utf8
-        let ok = !bytes.isEmpty && bytes.count <= 64 && isLower(bytes[bytes.startIndex])
+        let ok =
+            !bytes.isEmpty && bytes.count <= 64 && isLower(bytes[bytes.startIndex])
             && bytes.dropFirst().allSatisfy { isLower($0) || isDigit($0) || $0 == UInt8(ascii: "_") }
         guard ok else {
-            throw .invalidField(field: field, reason: "meter name '\(name.prefix(80))' does not match ^[a-z][a-z0-9_]{0,63}$")
+            throw .invalidField(
+                field: field, reason: "meter name '\(name.prefix(80))' does not match ^[a-z][a-z0-9_]{0,63}$")
         }
     }
 

@@ -14,7 +14,9 @@ package enum FuzzEntryPoints {
         let line = bytes.bindMemory(to: UInt8.self)
         if let fast = FastEventDecoder.decode(line) {
             let general = try? EventJSON.decodeGeneral(line)
-            precondition(general == fast, "the fast decoder accepted a line the general parser reads differently: \(EventJSON.encode(fast))")
+            precondition(
+                general == fast,
+                "the fast decoder accepted a line the general parser reads differently: \(EventJSON.encode(fast))")
         }
         guard let event = try? EventJSON.decode(line) else { return }
         let again = try? EventJSON.decode(EventJSON.encode(event))
@@ -40,7 +42,9 @@ package enum FuzzEntryPoints {
             guard let state = try? ProjectionFormat.decodeState(rest) else { return }
             let again = ProjectionFormat.encode(state).withUnsafeBytes { try? ProjectionFormat.decodeState($0) }
             precondition(again == state, "a resource state did not round-trip")
-            precondition((try? ProjectionFormat.checkpoint(ofState: rest)) == state.accruedUntil, "a state's checkpoint read alone differs")
+            precondition(
+                (try? ProjectionFormat.checkpoint(ofState: rest)) == state.accruedUntil,
+                "a state's checkpoint read alone differs")
         case 3:
             guard let row = try? ProjectionFormat.decodeRow(rest) else { return }
             let again = ProjectionFormat.encode(row).withUnsafeBytes { try? ProjectionFormat.decodeRow($0) }
@@ -65,8 +69,10 @@ package enum FuzzEntryPoints {
     /// What a fuzz target does when built without libFuzzer: runs `entry` over each file named on the
     /// command line (a corpus replay, as the tests do), or with `--write-seeds DIR` writes `seeds` there.
     /// Returns the process's exit status.
-    package static func replayCommandLine(_ arguments: [String], entry: (UnsafeRawBufferPointer) -> Void,
-                                          seeds: [(name: String, bytes: [UInt8])] = []) -> Int32 {
+    package static func replayCommandLine(
+        _ arguments: [String], entry: (UnsafeRawBufferPointer) -> Void,
+        seeds: [(name: String, bytes: [UInt8])] = []
+    ) -> Int32 {
         if arguments.count == 3, arguments[1] == "--write-seeds" {
             for (name, bytes) in seeds {
                 guard let file = fopen(arguments[2] + "/" + name, "wb") else { return 2 }
@@ -99,11 +105,17 @@ package enum FuzzEntryPoints {
         let resource = ResourceID(type: "app", id: "web-1")
         let at = Timestamp(microseconds: 1_795_000_000_000_000)
         let events = [
-            UsageEvent(id: "e-1", kind: .started, resource: resource, owner: "org-1", occurredAt: at,
-                       footprint: ["instances": 2, "memory_mb": 512], attributes: ["region": "eu"]),
-            UsageEvent(id: "e-2", kind: .wasRunning, resource: resource, owner: "org-1", occurredAt: at, footprint: ["instances": 1]),
-            UsageEvent(id: "e-3", kind: .stopped, resource: resource, owner: "org-1", occurredAt: at, reason: "scaled to zero"),
-            UsageEvent(id: "e-4", kind: .adjustment, resource: resource, owner: "org-1", occurredAt: at, deltas: ["bytes": -42], reason: "refund"),
+            UsageEvent(
+                id: "e-1", kind: .started, resource: resource, owner: "org-1", occurredAt: at,
+                footprint: ["instances": 2, "memory_mb": 512], attributes: ["region": "eu"]),
+            UsageEvent(
+                id: "e-2", kind: .wasRunning, resource: resource, owner: "org-1", occurredAt: at,
+                footprint: ["instances": 1]),
+            UsageEvent(
+                id: "e-3", kind: .stopped, resource: resource, owner: "org-1", occurredAt: at, reason: "scaled to zero"),
+            UsageEvent(
+                id: "e-4", kind: .adjustment, resource: resource, owner: "org-1", occurredAt: at,
+                deltas: ["bytes": -42], reason: "refund"),
         ]
         var seeds: [(String, [UInt8])] = []
         for (n, event) in events.enumerated() {
@@ -130,8 +142,15 @@ package enum FuzzEntryPoints {
         var totals = ProjectionFormat.OwnerTotals()
         try? totals.add(["instances": 2, "memory_mb": 512], sign: 1)
         seeds.append(("owner-totals", [4] + ProjectionFormat.encode(totals)))
-        seeds.append(("compaction-base", [5] + ProjectionFormat.encode(CompactionBase(lastOccurredAt: at, unmatchedStops: 1, adjustmentTotals: ["bytes": 5]))))
-        seeds.append(("hourly-key", [6] + ProjectionFormat.hourlyKey(hour: at.microseconds, owner: "org-1", resource: resource)))
+        seeds.append(
+            (
+                "compaction-base",
+                [5]
+                    + ProjectionFormat.encode(
+                        CompactionBase(lastOccurredAt: at, unmatchedStops: 1, adjustmentTotals: ["bytes": 5]))
+            ))
+        seeds.append(
+            ("hourly-key", [6] + ProjectionFormat.hourlyKey(hour: at.microseconds, owner: "org-1", resource: resource)))
         seeds.append(("resource-value", [7] + ResourceEntryCodec.encode(ResourceEntry(number: 12, owner: "org-1"))))
         var ownerRow = OwnerRow()
         try? ownerRow.add(row, sign: 1)
@@ -142,7 +161,9 @@ package enum FuzzEntryPoints {
 
     private static func checkEventRecord(_ record: UnsafeRawBufferPointer) {
         guard let recorded = try? EventRecord.decode(record, seq: 1) else { return }
-        let again = EventRecord.record(payload: EventRecord.payload(of: recorded.event), recordedAt: recorded.recordedAt).withUnsafeBytes {
+        let again = EventRecord.record(
+            payload: EventRecord.payload(of: recorded.event), recordedAt: recorded.recordedAt
+        ).withUnsafeBytes {
             try? EventRecord.decode($0, seq: 1)
         }
         precondition(again == recorded, "an event record did not round-trip")

@@ -62,7 +62,8 @@ public final class Ledger: Sendable {
     /// A ledger of an older format lacks the tables added since; read-only, it cannot gain them.
     private static func explainMissingTables(path: String, options: LedgerOptions) -> LedgerError {
         if let environment = try? EnvironmentRegistry.shared.environment(path: path, options: options),
-           let found = try? formatVersion(in: environment), found < StorageFormat.currentVersion {
+            let found = try? formatVersion(in: environment), found < StorageFormat.currentVersion
+        {
             return .cannotOpen(path: path, reason: "on-disk format \(found) must be upgraded; open it once for writing")
         }
         return .cannotOpen(path: path, reason: "it holds no usage ledger (run 'usage-ledger init' first)")
@@ -79,9 +80,12 @@ public final class Ledger: Sendable {
                 // Format 1 had the log only; 2 materialized rows on append; 3 in rollup; 4 adds owner_hourly.
                 // Projections are derived from the log (and owner_hourly from the rows), so a rebuild upgrades them.
                 guard !options.readOnly else {
-                    throw .cannotOpen(path: path, reason: "on-disk format \(found) must be upgraded; open it once for writing")
+                    throw .cannotOpen(
+                        path: path, reason: "on-disk format \(found) must be upgraded; open it once for writing")
                 }
-                logger.notice("upgrading the on-disk format from \(found) to \(StorageFormat.currentVersion) by rebuilding the projections")
+                logger.notice(
+                    "upgrading the on-disk format from \(found) to \(StorageFormat.currentVersion) by rebuilding the projections"
+                )
                 _ = try rebuild()
                 try stampFormat(StorageFormat.currentVersion, replacing: true)
             }

@@ -35,7 +35,8 @@ final class LedgerMetrics: Sendable {
         self.dimensions = dimensions
         appended = Counter(label: "usage_ledger_events_appended_total", dimensions: dimensions)
         duplicates = Counter(label: "usage_ledger_duplicates_total", dimensions: dimensions)
-        appendTimer = Metrics.Timer(label: "usage_ledger_append_batch_seconds", dimensions: dimensions, preferredDisplayUnit: .milliseconds)
+        appendTimer = Metrics.Timer(
+            label: "usage_ledger_append_batch_seconds", dimensions: dimensions, preferredDisplayUnit: .milliseconds)
         rollupLag = Gauge(label: "usage_ledger_rollup_lag_seconds", dimensions: dimensions)
         resourceHours = Counter(label: "usage_ledger_resource_hours_rolled_total", dimensions: dimensions)
         pruned = Counter(label: "usage_ledger_compaction_pruned_total", dimensions: dimensions)

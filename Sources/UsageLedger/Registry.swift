@@ -56,7 +56,8 @@ final class EnvironmentRegistry: Sendable {
         if environment.options.maximumReaders != options.maximumReaders {
             throw LedgerError.optionConflict(
                 option: "maximumReaders",
-                reason: "the ledger at '\(path)' is already open in this process with \(environment.options.maximumReaders) "
+                reason:
+                    "the ledger at '\(path)' is already open in this process with \(environment.options.maximumReaders) "
                     + "reader slots; reader slots are fixed by the first open (asked: \(options.maximumReaders))")
         }
         if environment.options.readOnly && !options.readOnly {

@@ -19,11 +19,15 @@ struct UsageChart {
 
     static let width = 960, height = 480
     static let left = 90, right = 220, top = 40, bottom = 60
-    static let palette = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f"]
+    static let palette = [
+        "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
+    ]
     /// Series beyond this many are drawn together as "other", in grey.
     static let maximumSeries = 9
 
-    static func colour(_ index: Int, _ name: String) -> String { name == "other" ? "#9a9a9a" : palette[index % palette.count] }
+    static func colour(_ index: Int, _ name: String) -> String {
+        name == "other" ? "#9a9a9a" : palette[index % palette.count]
+    }
 
     /// The amount of `name` in a row, in the units the chart shows (µs-units for time integrals, plain for adjustments).
     static func amount(_ amounts: UsageAmounts, _ name: String) -> Int128 {
@@ -38,9 +42,14 @@ struct UsageChart {
 
     func svg() -> String {
         // Periods from the report's start to its end, one per granularity step.
-        let step: Int64 = granularity == .day ? 86_400_000_000 : granularity == .hour ? 3_600_000_000 : max(1, report.to.microseconds - report.from.microseconds)
+        let step: Int64 =
+            granularity == .day
+            ? 86_400_000_000
+            : granularity == .hour ? 3_600_000_000 : max(1, report.to.microseconds - report.from.microseconds)
         var periods: [Int64] = []
-        var t = granularity == .total ? report.from.microseconds : report.from.microseconds - ((report.from.microseconds % step) + step) % step
+        var t =
+            granularity == .total
+            ? report.from.microseconds : report.from.microseconds - ((report.from.microseconds % step) + step) % step
         while t < report.to.microseconds, periods.count < 5000 {
             periods.append(max(t, report.from.microseconds))
             t += step
@@ -56,7 +65,9 @@ struct UsageChart {
                 parts = [(row.resource?.description ?? "all", Self.amount(row.amounts, meter))]
                 if row.amounts.adjustments[meter] != nil { isAdjustment = true }
             case .meter:
-                parts = [("running", row.amounts.runningMicroseconds)] + row.amounts.meterMicroseconds.map { ($0.key, $0.value) }
+                parts =
+                    [("running", row.amounts.runningMicroseconds)]
+                    + row.amounts.meterMicroseconds.map { ($0.key, $0.value) }
             }
             for (series, value) in parts where value > 0 {
                 values[row.periodStart.microseconds, default: [:]][series, default: 0] += value
@@ -90,11 +101,17 @@ struct UsageChart {
         for tick in 0...4 {
             let value = maximum * Int128(tick) / 4
             let y = Self.top + plotHeight - Int(Int128(plotHeight) * Int128(tick) / 4)
-            svg += "<line x1=\"\(Self.left)\" y1=\"\(y)\" x2=\"\(Self.left + plotWidth)\" y2=\"\(y)\" stroke=\"#ddd\"/>\n"
-            svg += "<text x=\"\(Self.left - 6)\" y=\"\(y + 4)\" text-anchor=\"end\">\(Self.text(value, meter, adjustment: isAdjustment))</text>\n"
+            svg +=
+                "<line x1=\"\(Self.left)\" y1=\"\(y)\" x2=\"\(Self.left + plotWidth)\" y2=\"\(y)\" stroke=\"#ddd\"/>\n"
+            svg +=
+                "<text x=\"\(Self.left - 6)\" y=\"\(y + 4)\" text-anchor=\"end\">\(Self.text(value, meter, adjustment: isAdjustment))</text>\n"
         }
-        let yLabel = stack == .meter ? "seconds (meter × seconds)" : isAdjustment ? meter : meter == "running" ? "running_seconds" : "\(meter)_seconds"
-        svg += "<text x=\"14\" y=\"\(Self.top + plotHeight / 2)\" transform=\"rotate(-90 14 \(Self.top + plotHeight / 2))\" text-anchor=\"middle\">\(Self.escape(yLabel))</text>\n"
+        let yLabel =
+            stack == .meter
+            ? "seconds (meter × seconds)"
+            : isAdjustment ? meter : meter == "running" ? "running_seconds" : "\(meter)_seconds"
+        svg +=
+            "<text x=\"14\" y=\"\(Self.top + plotHeight / 2)\" transform=\"rotate(-90 14 \(Self.top + plotHeight / 2))\" text-anchor=\"middle\">\(Self.escape(yLabel))</text>\n"
         // Bars.
         // A label needs about 80 pixels; label every n-th period so that none overlap.
         let labelEvery = max(1, (80 + slot - 1) / slot)
@@ -103,27 +120,35 @@ struct UsageChart {
             var base = Int128(0)
             for (seriesIndex, name) in series.enumerated() {
                 guard let value = stacks[period]?[name], value > 0 else { continue }
-                let y0 = Int(Int128(plotHeight) * base / maximum), y1 = Int(Int128(plotHeight) * (base + value) / maximum)
+                let y0 = Int(Int128(plotHeight) * base / maximum),
+                    y1 = Int(Int128(plotHeight) * (base + value) / maximum)
                 base += value
                 let exact = Self.text(value, stack == .meter ? name : meter, adjustment: isAdjustment)
                 let start = Timestamp(microseconds: period)
-                svg += "<rect class=\"bar\" x=\"\(x)\" y=\"\(Self.top + plotHeight - y1)\" width=\"\(barWidth)\" height=\"\(max(0, y1 - y0))\" fill=\"\(Self.colour(seriesIndex, name))\" data-period=\"\(start.rfc3339)\" data-series=\"\(Self.escape(name))\" data-value=\"\(exact)\"><title>\(Self.escape(name)) \(start.rfc3339): \(exact)</title></rect>\n"
+                svg +=
+                    "<rect class=\"bar\" x=\"\(x)\" y=\"\(Self.top + plotHeight - y1)\" width=\"\(barWidth)\" height=\"\(max(0, y1 - y0))\" fill=\"\(Self.colour(seriesIndex, name))\" data-period=\"\(start.rfc3339)\" data-series=\"\(Self.escape(name))\" data-value=\"\(exact)\"><title>\(Self.escape(name)) \(start.rfc3339): \(exact)</title></rect>\n"
             }
             if index % labelEvery == 0 {
                 let text = Timestamp(microseconds: period).rfc3339
-                let label = granularity == .hour ? text.dropFirst(5).prefix(5) + " " + text.dropFirst(11).prefix(5) : text.prefix(10)
-                svg += "<text x=\"\(x + barWidth / 2)\" y=\"\(Self.top + plotHeight + 16)\" text-anchor=\"middle\">\(label)</text>\n"
+                let label =
+                    granularity == .hour
+                    ? text.dropFirst(5).prefix(5) + " " + text.dropFirst(11).prefix(5) : text.prefix(10)
+                svg +=
+                    "<text x=\"\(x + barWidth / 2)\" y=\"\(Self.top + plotHeight + 16)\" text-anchor=\"middle\">\(label)</text>\n"
             }
         }
-        svg += "<line x1=\"\(Self.left)\" y1=\"\(Self.top + plotHeight)\" x2=\"\(Self.left + plotWidth)\" y2=\"\(Self.top + plotHeight)\" stroke=\"#333\"/>\n"
+        svg +=
+            "<line x1=\"\(Self.left)\" y1=\"\(Self.top + plotHeight)\" x2=\"\(Self.left + plotWidth)\" y2=\"\(Self.top + plotHeight)\" stroke=\"#333\"/>\n"
         // Legend.
         for (index, name) in series.enumerated() {
             let y = Self.top + index * 18
-            svg += "<rect x=\"\(Self.width - Self.right + 16)\" y=\"\(y)\" width=\"12\" height=\"12\" fill=\"\(Self.colour(index, name))\"/>"
+            svg +=
+                "<rect x=\"\(Self.width - Self.right + 16)\" y=\"\(y)\" width=\"12\" height=\"12\" fill=\"\(Self.colour(index, name))\"/>"
             svg += "<text x=\"\(Self.width - Self.right + 34)\" y=\"\(y + 10)\">\(Self.escape(name))</text>\n"
         }
         if series.isEmpty {
-            svg += "<text x=\"\(Self.left + plotWidth / 2)\" y=\"\(Self.top + plotHeight / 2)\" text-anchor=\"middle\">no usage in this interval</text>\n"
+            svg +=
+                "<text x=\"\(Self.left + plotWidth / 2)\" y=\"\(Self.top + plotHeight / 2)\" text-anchor=\"middle\">no usage in this interval</text>\n"
         }
         svg += "</svg>\n"
         return svg

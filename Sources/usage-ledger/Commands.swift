@@ -5,7 +5,8 @@ import Glibc
 #endif
 
 struct Init: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Create a ledger (a directory with mode 0700, files 0600).")
+    static let configuration = CommandConfiguration(
+        abstract: "Create a ledger (a directory with mode 0700, files 0600).")
     @OptionGroup var ledger: LedgerArguments
 
     func run() throws {
@@ -51,14 +52,17 @@ struct Append: ParsableCommand {
         var ingest = NDJSONIngest()
         ingest.batchSize = batchSize
         let showProgress = isatty(STDERR_FILENO) == 1
-        let summary = try ingest.run(fd: fd, into: opened, onRejection: { rejection in
-            if showProgress { writeError("\r\u{1B}[K") }
-            let id = rejection.eventID.map { "id \($0): " } ?? ""
-            printError("line \(rejection.line): \(id)\(rejection.error.code): \(rejection.error.message)")
-        }, onProgress: { progress in
-            guard showProgress else { return }
-            writeError("\r\(progress.lines) lines, \(progress.appended) appended, \(progress.rejected) rejected")
-        })
+        let summary = try ingest.run(
+            fd: fd, into: opened,
+            onRejection: { rejection in
+                if showProgress { writeError("\r\u{1B}[K") }
+                let id = rejection.eventID.map { "id \($0): " } ?? ""
+                printError("line \(rejection.line): \(id)\(rejection.error.code): \(rejection.error.message)")
+            },
+            onProgress: { progress in
+                guard showProgress else { return }
+                writeError("\r\(progress.lines) lines, \(progress.appended) appended, \(progress.rejected) rejected")
+            })
         if showProgress { writeError("\r\u{1B}[K") }
         switch ledger.output {
         case .json:
@@ -75,8 +79,9 @@ struct Append: ParsableCommand {
             print(writer.text)
         case .table:
             let range = summary.firstSeq.map { " (seq \($0) to \(summary.lastSeq ?? $0))" } ?? ""
-            print("\(summary.appended) appended\(range), \(summary.duplicates) duplicates, "
-                  + "\(summary.rejected) rejected, \(summary.unmatchedStops) unmatched stops, \(summary.lines) lines")
+            print(
+                "\(summary.appended) appended\(range), \(summary.duplicates) duplicates, "
+                    + "\(summary.rejected) rejected, \(summary.unmatchedStops) unmatched stops, \(summary.lines) lines")
         }
         if summary.rejected > 0 { throw CommandExit(status: .someRejected) }
     }
@@ -97,17 +102,24 @@ func printEvents(_ events: [RecordedEvent], format: OutputFormat) {
         for recorded in events {
             let event = recorded.event
             var detail = ""
-            if let footprint = event.footprint { detail = footprint.map { "\($0.name)=\($0.value)" }.joined(separator: " ") }
-            if let deltas = event.deltas { detail = deltas.map { "\($0.name)\($0.value >= 0 ? "+" : "")\($0.value)" }.joined(separator: " ") }
+            if let footprint = event.footprint {
+                detail = footprint.map { "\($0.name)=\($0.value)" }.joined(separator: " ")
+            }
+            if let deltas = event.deltas {
+                detail = deltas.map { "\($0.name)\($0.value >= 0 ? "+" : "")\($0.value)" }.joined(separator: " ")
+            }
             if let reason = event.reason { detail += detail.isEmpty ? "(\(reason))" : " (\(reason))" }
-            table.add(String(recorded.seq), event.occurredAt.rfc3339, event.kind.rawValue, event.resource.description, event.owner, detail, event.id)
+            table.add(
+                String(recorded.seq), event.occurredAt.rfc3339, event.kind.rawValue, event.resource.description,
+                event.owner, detail, event.id)
         }
         print(table.rendered)
     }
 }
 
 struct Events: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print events after a cursor, in seq order (the consumer feed).")
+    static let configuration = CommandConfiguration(
+        abstract: "Print events after a cursor, in seq order (the consumer feed).")
     @OptionGroup var ledger: LedgerArguments
     @Option(help: "Print events with seq greater than this (0 for the start).") var after: UInt64 = 0
     @Option(help: "The most events to print (1 to \(Ledger.maximumPageSize)).") var limit: Int = Ledger.defaultPageSize
@@ -116,7 +128,9 @@ struct Events: ParsableCommand {
         let page = try ledger.open(readOnly: true).events(after: after, limit: limit)
         printEvents(page.events, format: ledger.output)
         if let pruned = page.pruned {
-            printError("usage-ledger: events_pruned: compaction pruned events up to seq \(pruned.throughSeq) (before \(pruned.horizon)) after cursor \(after); what remains was printed. Rebuild your view from 'usage-ledger current' (and 'usage'), then continue from seq \(max(after, pruned.throughSeq)).")
+            printError(
+                "usage-ledger: events_pruned: compaction pruned events up to seq \(pruned.throughSeq) (before \(pruned.horizon)) after cursor \(after); what remains was printed. Rebuild your view from 'usage-ledger current' (and 'usage'), then continue from seq \(max(after, pruned.throughSeq))."
+            )
             throw CommandExit(status: .eventsPruned)
         }
     }
@@ -129,7 +143,8 @@ func parseResource(_ text: String, _ option: String = "--resource") throws -> Re
 }
 
 struct History: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print one resource's events in timeline order (occurred_at, then seq).")
+    static let configuration = CommandConfiguration(
+        abstract: "Print one resource's events in timeline order (occurred_at, then seq).")
     @OptionGroup var ledger: LedgerArguments
     @Option(help: ArgumentHelp("The resource as TYPE/ID.", valueName: "TYPE/ID")) var resource: String
 
@@ -141,7 +156,9 @@ struct History: ParsableCommand {
 
 struct Stats: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print counts by kind, duplicates and rejections, rollup lag, the compaction horizon, database sizes, map use and reader slots.")
+        abstract:
+            "Print counts by kind, duplicates and rejections, rollup lag, the compaction horizon, database sizes, map use and reader slots."
+    )
     @OptionGroup var ledger: LedgerArguments
     @Option(help: "The ledger's clock as RFC 3339 (the rollup lag is measured from it).") var now: String?
 
@@ -155,16 +172,21 @@ struct Stats: ParsableCommand {
             writer.object { o in
                 o.member("format_version", stats.formatVersion)
                 o.member("events", total)
-                o.member("events_by_kind") { k in for kind in EventKind.allCases { k.member(kind.rawValue, stats.eventsByKind[kind] ?? 0) } }
+                o.member("events_by_kind") { k in
+                    for kind in EventKind.allCases { k.member(kind.rawValue, stats.eventsByKind[kind] ?? 0) }
+                }
                 o.member("resources", stats.resources)
                 o.member("next_seq", stats.nextSeq)
                 o.member("unmatched_stops", stats.unmatchedStops)
                 o.member("duplicates", stats.duplicates)
-                o.member("rejected") { r in for (code, count) in stats.rejectedByCode.sorted(by: { $0.key < $1.key }) { r.member(code, count) } }
+                o.member("rejected") { r in
+                    for (code, count) in stats.rejectedByCode.sorted(by: { $0.key < $1.key }) { r.member(code, count) }
+                }
                 o.member("pruned_events", stats.prunedEvents)
                 o.member("watermark", stats.watermark?.rfc3339)
-                o.member("rollup_lag_seconds",
-                         json: stats.rollupLagMicroseconds.map { ExactDecimal.seconds(fromMicroseconds: Int128($0)) })
+                o.member(
+                    "rollup_lag_seconds",
+                    json: stats.rollupLagMicroseconds.map { ExactDecimal.seconds(fromMicroseconds: Int128($0)) })
                 o.member("rollup_in_progress_to", stats.rollupTarget?.rfc3339)
                 o.member("horizon", stats.horizon?.rfc3339)
                 o.member("snapshots_retained_from", stats.snapshotsRetainedFrom?.rfc3339)
@@ -191,12 +213,23 @@ struct Stats: ParsableCommand {
             }
             print(writer.text)
         case .table:
-            print("format \(stats.formatVersion), \(total) events, \(stats.resources) resources, next seq \(stats.nextSeq)")
-            let rejected = stats.rejectedByCode.sorted(by: { $0.key < $1.key }).map { "\($0.key) \($0.value)" }.joined(separator: ", ")
-            print("duplicates \(stats.duplicates), rejected \(rejected.isEmpty ? "none" : rejected), unmatched stops \(stats.unmatchedStops), pruned by compaction \(stats.prunedEvents)")
-            let lag = stats.rollupLagMicroseconds.map { " (lag \(ExactDecimal.seconds(fromMicroseconds: Int128($0))) s)" } ?? ""
-            print("rollup watermark \(stats.watermark?.rfc3339 ?? "none")\(lag)\(stats.rollupTarget.map { ", rollup in progress to \($0)" } ?? ""), compaction horizon \(stats.horizon?.rfc3339 ?? "none"), snapshots from \(stats.snapshotsRetainedFrom?.rfc3339 ?? "the start")")
-            print("map \(stats.environment.usedBytes) of \(stats.environment.mapSize) bytes used (maximum \(stats.environment.maximumMapSize)), readers \(stats.environment.readersInUse) of \(stats.environment.maximumReaders)\n")
+            print(
+                "format \(stats.formatVersion), \(total) events, \(stats.resources) resources, next seq \(stats.nextSeq)"
+            )
+            let rejected = stats.rejectedByCode.sorted(by: { $0.key < $1.key }).map { "\($0.key) \($0.value)" }.joined(
+                separator: ", ")
+            print(
+                "duplicates \(stats.duplicates), rejected \(rejected.isEmpty ? "none" : rejected), unmatched stops \(stats.unmatchedStops), pruned by compaction \(stats.prunedEvents)"
+            )
+            let lag =
+                stats.rollupLagMicroseconds.map { " (lag \(ExactDecimal.seconds(fromMicroseconds: Int128($0))) s)" }
+                ?? ""
+            print(
+                "rollup watermark \(stats.watermark?.rfc3339 ?? "none")\(lag)\(stats.rollupTarget.map { ", rollup in progress to \($0)" } ?? ""), compaction horizon \(stats.horizon?.rfc3339 ?? "none"), snapshots from \(stats.snapshotsRetainedFrom?.rfc3339 ?? "the start")"
+            )
+            print(
+                "map \(stats.environment.usedBytes) of \(stats.environment.mapSize) bytes used (maximum \(stats.environment.maximumMapSize)), readers \(stats.environment.readersInUse) of \(stats.environment.maximumReaders)\n"
+            )
             var kinds = TextTable("KIND", "EVENTS", rightAligned: [1])
             for kind in EventKind.allCases { kinds.add(kind.rawValue, String(stats.eventsByKind[kind] ?? 0)) }
             print(kinds.rendered + "\n")
@@ -207,22 +240,29 @@ struct Stats: ParsableCommand {
             }
             print(dbs.rendered + "\n")
             let env = stats.environment
-            print("map: \(env.usedBytes) of \(env.mapSize) bytes used (grows to \(env.maximumMapSize)); readers: \(env.readersInUse) of \(env.maximumReaders) slots")
+            print(
+                "map: \(env.usedBytes) of \(env.mapSize) bytes used (grows to \(env.maximumMapSize)); readers: \(env.readersInUse) of \(env.maximumReaders) slots"
+            )
         }
     }
 }
 
 struct Backup: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Write a consistent copy of the ledger while appends continue.")
+    static let configuration = CommandConfiguration(
+        abstract: "Write a consistent copy of the ledger while appends continue.")
     @OptionGroup var ledger: LedgerArguments
-    @Option(help: ArgumentHelp("The directory to write the copy into (created; must hold no ledger).", valueName: "PATH")) var to: String
+    @Option(
+        help: ArgumentHelp("The directory to write the copy into (created; must hold no ledger).", valueName: "PATH"))
+    var to: String
     @Flag(help: "Leave free pages out of the copy (smaller, slower).") var compact = false
 
     func run() throws {
         let source = try ledger.open(readOnly: true)
         // LMDB's copy reports no progress of its own: say what is under way while it runs, on a terminal only.
         let showProgress = isTerminal(standardError: true)
-        if showProgress { writeError("backing up \(try source.statistics().environment.usedBytes / 1_048_576) MiB to \(to)...") }
+        if showProgress {
+            writeError("backing up \(try source.statistics().environment.usedBytes / 1_048_576) MiB to \(to)...")
+        }
         try source.backup(to: to, compacting: compact)
         if showProgress { writeError("\r\u{1B}[K") }
         switch ledger.output {

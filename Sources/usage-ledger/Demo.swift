@@ -16,7 +16,8 @@ struct Demo: ParsableCommand {
             reseed). Running it again starts the demo ledger afresh and prints the same figures; it replaces \
             only a directory that an earlier demo made.
             """)
-    @Option(name: .long, help: ArgumentHelp("The demo ledger directory.", valueName: "PATH")) var db: String = "demo-ledger"
+    @Option(name: .long, help: ArgumentHelp("The demo ledger directory.", valueName: "PATH")) var db: String =
+        "demo-ledger"
     @Option(help: "Simulated days (compaction keeps the last \(CompactionOptions.defaultCutoffAgeDays)).")
     var days: Int = 40
     @Option(help: "Seed of the simulation.") var seed: UInt64 = 42
@@ -29,7 +30,9 @@ struct Demo: ParsableCommand {
         guard let directory = opendir(db) else { return }  // missing: the ledger creates it
         var names: [String] = []
         while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
             if name != "." && name != ".." { names.append(name) }
         }
         closedir(directory)
@@ -93,46 +96,66 @@ struct Demo: ParsableCommand {
         let lateResult = try ledger.append(contentsOf: [late])
 
         print("UsageLedger demo: \(simulation.tenants.count) tenants over \(days) simulated days, ledger at \(db)\n")
-        print("recorded \(totals.appended) events (\(totals.duplicates) duplicates, \(totals.rejected) rejected), rolled up every hour")
-        print("retried the last batch of \(simulation.lastHourEvents.count) events: \(retry.appendedCount) appended, \(retry.duplicateCount) duplicates")
+        print(
+            "recorded \(totals.appended) events (\(totals.duplicates) duplicates, \(totals.rejected) rejected), rolled up every hour"
+        )
+        print(
+            "retried the last batch of \(simulation.lastHourEvents.count) events: \(retry.appendedCount) appended, \(retry.duplicateCount) duplicates"
+        )
         let lateSeq = lateResult.outcomes.first?.seq.map(String.init) ?? "none"
         print("a late adjustment of \(late.resource) occurred at \(late.occurredAt), recorded as seq \(lateSeq)")
-        print("re-adopted running resources on day \(days / 2 + 1): \(reseed.alreadyRunning) already running, \(reseed.baselinesAppended) baselines appended, \(reseed.stoppedMissing) stopped as missing")
-        print("compacted \(compaction.runs) nights: \(compaction.pruned) events pruned, horizon \(compaction.horizon?.rfc3339 ?? "none"); the opening events of what still runs are kept\n")
+        print(
+            "re-adopted running resources on day \(days / 2 + 1): \(reseed.alreadyRunning) already running, \(reseed.baselinesAppended) baselines appended, \(reseed.stoppedMissing) stopped as missing"
+        )
+        print(
+            "compacted \(compaction.runs) nights: \(compaction.pruned) events pruned, horizon \(compaction.horizon?.rfc3339 ?? "none"); the opening events of what still runs are kept\n"
+        )
 
         let end = clock.now
         print("what runs now (\(end)):")
         var current = TextTable("TENANT", "RUNNING", "INSTANCES", "MEMORY_MB", "DISK_MB", rightAligned: [1, 2, 3, 4])
         for tenant in simulation.tenants {
             let now = try ledger.currentUsage(owner: tenant)
-            current.add(tenant, String(now.runningCount), String(now.totals["instances"] ?? 0), String(now.totals["memory_mb"] ?? 0),
-                        String(now.totals["disk_mb"] ?? 0))
+            current.add(
+                tenant, String(now.runningCount), String(now.totals["instances"] ?? 0),
+                String(now.totals["memory_mb"] ?? 0),
+                String(now.totals["disk_mb"] ?? 0))
         }
         print(current.rendered + "\n")
         let week = Timestamp(microseconds: end.microseconds - 7 * 86_400_000_000).hourFloor
         print("usage by day over the last 7 days (exact integers, rendered without rounding):")
-        var usage = TextTable("TENANT", "DAY", "RUNNING_SECONDS", "MEMORY_MB_SECONDS", "NETWORK_BYTES", rightAligned: [2, 3, 4])
+        var usage = TextTable(
+            "TENANT", "DAY", "RUNNING_SECONDS", "MEMORY_MB_SECONDS", "NETWORK_BYTES", rightAligned: [2, 3, 4])
         for tenant in simulation.tenants {
             let report = try ledger.usage(.owner(tenant), from: week, to: end, granularity: .day)
             for row in report.rows {
-                usage.add(tenant, String(row.periodStart.rfc3339.prefix(10)),
-                          ExactDecimal.seconds(fromMicroseconds: row.amounts.runningMicroseconds),
-                          ExactDecimal.seconds(fromMicroseconds: row.amounts.meterMicroseconds["memory_mb"] ?? 0),
-                          String(row.amounts.adjustments["network_bytes"] ?? 0))
+                usage.add(
+                    tenant, String(row.periodStart.rfc3339.prefix(10)),
+                    ExactDecimal.seconds(fromMicroseconds: row.amounts.runningMicroseconds),
+                    ExactDecimal.seconds(fromMicroseconds: row.amounts.meterMicroseconds["memory_mb"] ?? 0),
+                    String(row.amounts.adjustments["network_bytes"] ?? 0))
             }
         }
         print(usage.rendered + "\n")
         let lateDay = late.occurredAt.microseconds - late.occurredAt.microseconds % 86_400_000_000
-        print("timeline of \(late.resource) on its last day (the late adjustment sits in occurred_at order, not at the end):")
-        printEvents(try ledger.history(of: late.resource).filter { $0.event.occurredAt.microseconds >= lateDay }, format: .table)
+        print(
+            "timeline of \(late.resource) on its last day (the late adjustment sits in occurred_at order, not at the end):"
+        )
+        printEvents(
+            try ledger.history(of: late.resource).filter { $0.event.occurredAt.microseconds >= lateDay }, format: .table
+        )
         let stats = try ledger.statistics()
-        print("\nledger: \(stats.eventsByKind.values.reduce(0, +)) events recorded, \(stats.databases["events"]?.entries ?? 0) kept after compaction, \(stats.resources) resources, next seq \(stats.nextSeq), rolled up to \(stats.watermark?.rfc3339 ?? "never"), map \(stats.environment.usedBytes) bytes used")
+        print(
+            "\nledger: \(stats.eventsByKind.values.reduce(0, +)) events recorded, \(stats.databases["events"]?.entries ?? 0) kept after compaction, \(stats.resources) resources, next seq \(stats.nextSeq), rolled up to \(stats.watermark?.rfc3339 ?? "never"), map \(stats.environment.usedBytes) bytes used"
+        )
         let verified = try ledger.verify()
-        print(verified.isConsistent
-              ? "verify: consistent (\(verified.eventsReplayed) events replayed over \(verified.resourcesChecked) resources)"
-              : "verify: \(verified.differenceCount) differences: \(verified.differences.joined(separator: "; "))")
+        print(
+            verified.isConsistent
+                ? "verify: consistent (\(verified.eventsReplayed) events replayed over \(verified.resourcesChecked) resources)"
+                : "verify: \(verified.differenceCount) differences: \(verified.differences.joined(separator: "; "))")
         guard verified.isConsistent else { throw CommandExit(status: .differences) }
-        print("""
+        print(
+            """
 
             Explore it:
               swift run usage-ledger stats --db \(db) --format table
@@ -186,22 +209,29 @@ struct Simulation {
         return ids
     }
 
-    private mutating func event(_ kind: EventKind, _ resource: ResourceID, owner: String, at: Timestamp,
-                                footprint: Meters? = nil, deltas: Meters? = nil, reason: String? = nil) -> UsageEvent {
+    private mutating func event(
+        _ kind: EventKind, _ resource: ResourceID, owner: String, at: Timestamp,
+        footprint: Meters? = nil, deltas: Meters? = nil, reason: String? = nil
+    ) -> UsageEvent {
         eventNumber += 1
-        return UsageEvent(id: "demo-\(eventNumber)", kind: kind, resource: resource, owner: owner, occurredAt: at,
-                          footprint: footprint, deltas: deltas, reason: reason)
+        return UsageEvent(
+            id: "demo-\(eventNumber)", kind: kind, resource: resource, owner: owner, occurredAt: at,
+            footprint: footprint, deltas: deltas, reason: reason)
     }
 
     /// What the orchestrator finds running when it re-adopts its resources: every app at its current
     /// size and every tenant's database, except the database of `lost`.
     func adopt(losing lost: String) -> [RunningResource] {
         var found = running.map { app, entry in
-            RunningResource(resource: app, owner: entry.owner, footprint: ["instances": entry.instances, "memory_mb": 512 * entry.instances])
+            RunningResource(
+                resource: app, owner: entry.owner,
+                footprint: ["instances": entry.instances, "memory_mb": 512 * entry.instances])
         }
         for tenant in tenants where tenant != lost {
-            found.append(RunningResource(resource: ResourceID(type: "service_instance", id: "\(tenant.dropFirst(4))-db"), owner: tenant,
-                                         footprint: ["memory_mb": 2048, "disk_mb": 10240]))
+            found.append(
+                RunningResource(
+                    resource: ResourceID(type: "service_instance", id: "\(tenant.dropFirst(4))-db"), owner: tenant,
+                    footprint: ["memory_mb": 2048, "disk_mb": 10240]))
         }
         return found.sorted { $0.resource < $1.resource }
     }
@@ -222,12 +252,18 @@ struct Simulation {
             if hour == 0 {
                 // Recording begins: the database was already running, the apps start now.
                 let database = ResourceID(type: "service_instance", id: "\(short)-db")
-                events.append(event(.wasRunning, database, owner: tenant, at: at(minute: 0), footprint: ["memory_mb": 2048, "disk_mb": 10240]))
+                events.append(
+                    event(
+                        .wasRunning, database, owner: tenant, at: at(minute: 0),
+                        footprint: ["memory_mb": 2048, "disk_mb": 10240]))
                 for n in 1...3 {
                     let app = ResourceID(type: "app", id: "\(short)-web-\(n)")
                     let instances = Int64(1 + random(3))
                     running[app] = (tenant, instances)
-                    events.append(event(.started, app, owner: tenant, at: at(minute: n), footprint: ["instances": instances, "memory_mb": 512 * instances]))
+                    events.append(
+                        event(
+                            .started, app, owner: tenant, at: at(minute: n),
+                            footprint: ["instances": instances, "memory_mb": 512 * instances]))
                 }
             }
             if hour > 0, hour % 8 == 0 {
@@ -235,20 +271,26 @@ struct Simulation {
                 let app = ResourceID(type: "app", id: "\(short)-web-\(1 + random(3))")
                 let instances = Int64(1 + random(4))
                 running[app] = (tenant, instances)
-                events.append(event(.started, app, owner: tenant, at: at(minute: 7), footprint: ["instances": instances, "memory_mb": 512 * instances]))
+                events.append(
+                    event(
+                        .started, app, owner: tenant, at: at(minute: 7),
+                        footprint: ["instances": instances, "memory_mb": 512 * instances]))
             }
             if random(2) == 0 {
                 // A short task that starts and stops within the hour.
                 let task = ResourceID(type: "task", id: "\(short)-task-\(nextTask % 200 + 1)")
                 nextTask += 1
                 let begin = 5 + random(20)
-                events.append(event(.started, task, owner: tenant, at: at(minute: begin), footprint: ["memory_mb": 256]))
+                events.append(
+                    event(.started, task, owner: tenant, at: at(minute: begin), footprint: ["memory_mb": 256]))
                 events.append(event(.stopped, task, owner: tenant, at: at(minute: begin + 5 + random(30))))
             }
             if hour % 6 == 5 {
                 let app = ResourceID(type: "app", id: "\(short)-web-1")
-                events.append(event(.adjustment, app, owner: tenant, at: at(minute: 59),
-                                    deltas: ["network_bytes": Int64(1 + random(1000)) * 1_048_576], reason: "reconcile_hourly"))
+                events.append(
+                    event(
+                        .adjustment, app, owner: tenant, at: at(minute: 59),
+                        deltas: ["network_bytes": Int64(1 + random(1000)) * 1_048_576], reason: "reconcile_hourly"))
             }
         }
         return events
@@ -257,7 +299,9 @@ struct Simulation {
     /// A correction delivered late: it occurred before events already recorded for its resource.
     mutating func lateAdjustment(day: Int) -> UsageEvent {
         let app = ResourceID(type: "app", id: "globex-web-1")
-        let at = Timestamp(microseconds: start.microseconds + Int64(day * 24 + 3) * Timestamp.microsecondsPerHour + 30 * 60_000_000)
-        return event(.adjustment, app, owner: "org-globex", at: at, deltas: ["network_bytes": -4096], reason: "delivered_late")
+        let at = Timestamp(
+            microseconds: start.microseconds + Int64(day * 24 + 3) * Timestamp.microsecondsPerHour + 30 * 60_000_000)
+        return event(
+            .adjustment, app, owner: "org-globex", at: at, deltas: ["network_bytes": -4096], reason: "delivered_late")
     }
 }

@@ -50,9 +50,11 @@ struct UsageLedgerCommand: ParsableCommand {
         abstract: "An event-sourced usage ledger on LMDB: record usage events exactly once, read them back.",
         discussion: "Exit status: "
             + ExitStatus.allCases.map { "\($0.rawValue) \($0.meaning)" }.joined(separator: ", ") + ".",
-        subcommands: [Init.self, Append.self, Events.self, History.self, Current.self, Usage.self, Rollup.self,
-                      Reconcile.self, Verify.self, Rebuild.self, Compact.self, SeedBaseline.self, PurgeAndReseed.self,
-                      Stats.self, Backup.self, Demo.self])
+        subcommands: [
+            Init.self, Append.self, Events.self, History.self, Current.self, Usage.self, Rollup.self,
+            Reconcile.self, Verify.self, Rebuild.self, Compact.self, SeedBaseline.self, PurgeAndReseed.self,
+            Stats.self, Backup.self, Demo.self,
+        ])
 
     static func main() {
         do {
@@ -133,8 +135,10 @@ struct LedgerArguments: ParsableArguments {
     var output: OutputFormat { format ?? (isatty(STDOUT_FILENO) == 1 ? .table : .json) }
 
     /// Opens the ledger with the given clock.
-    func open(create: Bool = false, readOnly: Bool = false, now: Timestamp? = nil,
-              checkingStructure: Bool = false) throws -> Ledger {
+    func open(
+        create: Bool = false, readOnly: Bool = false, now: Timestamp? = nil,
+        checkingStructure: Bool = false
+    ) throws -> Ledger {
         var options = LedgerOptions()
         options.durability = durability
         options.createIfMissing = create

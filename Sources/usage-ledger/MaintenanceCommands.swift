@@ -29,8 +29,9 @@ struct Compact: ParsableCommand {
         let showProgress = isTerminal(standardError: true)
         let summary = try ledger.open(readOnly: dryRun, now: options.now).compact(options) { progress in
             guard showProgress else { return }
-            writeError("\rcompacting: \(progress.resourcesVisited)/\(progress.resourcesTotal) resources, "
-                       + "\(progress.eventsPruned) events pruned")
+            writeError(
+                "\rcompacting: \(progress.resourcesVisited)/\(progress.resourcesTotal) resources, "
+                    + "\(progress.eventsPruned) events pruned")
         }
         if showProgress { writeError("\r\u{1B}[K") }
         switch ledger.output {
@@ -45,7 +46,9 @@ struct Compact: ParsableCommand {
                 o.member("pruned_by_kind") { kinds in
                     for kind in EventKind.allCases {
                         guard let rules = summary.pruned[kind] else { continue }
-                        kinds.member(kind.rawValue) { r in for rule in PruneRule.allCases { if let n = rules[rule] { r.member(rule.rawValue, n) } } }
+                        kinds.member(kind.rawValue) { r in
+                            for rule in PruneRule.allCases { if let n = rules[rule] { r.member(rule.rawValue, n) } }
+                        }
                     }
                 }
                 o.member("opening_events_kept", summary.openingEventsKept)
@@ -55,13 +58,19 @@ struct Compact: ParsableCommand {
             }
             print(writer.text)
         case .table:
-            print("\(summary.dryRun ? "would prune" : "pruned") \(summary.prunedCount) events before \(summary.horizon) (\(summary.eventsExamined) examined, \(summary.resourcesCompacted) resources); kept \(summary.openingEventsKept) opening events")
+            print(
+                "\(summary.dryRun ? "would prune" : "pruned") \(summary.prunedCount) events before \(summary.horizon) (\(summary.eventsExamined) examined, \(summary.resourcesCompacted) resources); kept \(summary.openingEventsKept) opening events"
+            )
             var table = TextTable("KIND", "RULE", "EVENTS", rightAligned: [2])
             for kind in EventKind.allCases {
-                for rule in PruneRule.allCases { if let n = summary.pruned[kind]?[rule] { table.add(kind.rawValue, rule.rawValue, String(n)) } }
+                for rule in PruneRule.allCases {
+                    if let n = summary.pruned[kind]?[rule] { table.add(kind.rawValue, rule.rawValue, String(n)) }
+                }
             }
             print(table.rendered)
-            print("snapshots \(summary.dryRun ? "to drop" : "dropped") before \(summary.snapshotsRetainedFrom): \(summary.snapshotsDropped); took \(summary.durationMicroseconds / 1000) ms")
+            print(
+                "snapshots \(summary.dryRun ? "to drop" : "dropped") before \(summary.snapshotsRetainedFrom): \(summary.snapshotsDropped); took \(summary.durationMicroseconds / 1000) ms"
+            )
         }
     }
 }
@@ -78,7 +87,9 @@ func readRunning(_ file: String) throws -> [RunningResource] {
 }
 
 func printSeed(_ summary: SeedSummary, format: OutputFormat) {
-    for (index, error) in summary.rejected { printError("running resource \(index + 1): \(error.code): \(error.message)") }
+    for (index, error) in summary.rejected {
+        printError("running resource \(index + 1): \(error.code): \(error.message)")
+    }
     switch format {
     case .json:
         var writer = JSONWriter()
@@ -91,7 +102,9 @@ func printSeed(_ summary: SeedSummary, format: OutputFormat) {
         }
         print(writer.text)
     case .table:
-        print("\(summary.baselinesAppended) baselines appended, \(summary.alreadyRunning) already running, \(summary.stoppedMissing) missing ones stopped, \(summary.duplicates) duplicates, \(summary.rejected.count) rejected")
+        print(
+            "\(summary.baselinesAppended) baselines appended, \(summary.alreadyRunning) already running, \(summary.stoppedMissing) missing ones stopped, \(summary.duplicates) duplicates, \(summary.rejected.count) rejected"
+        )
     }
 }
 
@@ -100,14 +113,18 @@ struct SeedBaseline: ParsableCommand {
         commandName: "seed-baseline",
         abstract: "Append a was_running baseline, at now, for each listed resource the ledger does not see running.")
     @OptionGroup var ledger: LedgerArguments
-    @Option(help: ArgumentHelp("NDJSON of running resources: {\"resource\":{...},\"footprint\":{...},\"attributes\":{...}}", valueName: "FILE"))
+    @Option(
+        help: ArgumentHelp(
+            "NDJSON of running resources: {\"resource\":{...},\"footprint\":{...},\"attributes\":{...}}",
+            valueName: "FILE"))
     var running: String
     @Flag(help: "Also stop (reason absent_at_reseed) every running resource the list omits.") var stopMissing = false
     @Option(help: "The ledger's clock as RFC 3339 (the baselines' occurred_at).") var now: String?
 
     func run() throws {
         let resources = try readRunning(running)
-        let summary = try ledger.open(create: true, now: try parseNow(now)).seedBaselines(resources, stopMissing: stopMissing)
+        let summary = try ledger.open(create: true, now: try parseNow(now)).seedBaselines(
+            resources, stopMissing: stopMissing)
         printSeed(summary, format: ledger.output)
         if !summary.rejected.isEmpty { throw CommandExit(status: .someRejected) }
     }
@@ -127,7 +144,9 @@ struct PurgeAndReseed: ParsableCommand {
         let opened = try ledger.open(now: try parseNow(now))
         guard yes else {
             let preview = try opened.purgePreview()
-            printError("purge-and-reseed: refusing without --yes. It would delete \(preview.events) events, \(preview.resources) resources and \(preview.hourlyRows) hourly snapshot rows, then seed \(resources.count) baselines.")
+            printError(
+                "purge-and-reseed: refusing without --yes. It would delete \(preview.events) events, \(preview.resources) resources and \(preview.hourlyRows) hourly snapshot rows, then seed \(resources.count) baselines."
+            )
             throw CommandExit(status: .failure)
         }
         printSeed(try opened.purgeAndReseed(running: resources), format: ledger.output)

@@ -35,8 +35,10 @@ struct Current: ParsableCommand {
         case .table:
             var table = TextTable("RESOURCE", "OWNER", "RUN_STARTED_AT", "FOOTPRINT_SINCE", "FOOTPRINT")
             for status in current.resources {
-                table.add(status.resource.description, status.owner, status.runStartedAt?.rfc3339 ?? "", status.footprintSince?.rfc3339 ?? "",
-                          status.footprint.map { "\($0.name)=\($0.value)" }.joined(separator: " "))
+                table.add(
+                    status.resource.description, status.owner, status.runStartedAt?.rfc3339 ?? "",
+                    status.footprintSince?.rfc3339 ?? "",
+                    status.footprint.map { "\($0.name)=\($0.value)" }.joined(separator: " "))
             }
             print(table.rendered)
             let totals = current.totals.keys.sorted().map { "\($0)=\(current.totals[$0] ?? 0)" }.joined(separator: " ")
@@ -60,7 +62,9 @@ func writeStatus(_ status: ResourceStatus, into o: inout JSONWriter.ObjectWriter
 struct Usage: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Exact usage of an owner or a resource over [from, to), capped at now.",
-        discussion: "Amounts are exact decimal strings: running_seconds, METER_seconds (footprint meter × seconds), and adjustment sums.")
+        discussion:
+            "Amounts are exact decimal strings: running_seconds, METER_seconds (footprint meter × seconds), and adjustment sums."
+    )
     @OptionGroup var ledger: LedgerArguments
     @Option(help: "Every resource of this owner.") var owner: String?
     @Option(help: ArgumentHelp("One resource, as TYPE/ID.", valueName: "TYPE/ID")) var resource: String?
@@ -69,11 +73,15 @@ struct Usage: ParsableCommand {
     @Option(help: "The length of each row's period.") var granularity: UsageGranularity = Ledger.defaultUsageGranularity
     @Option(help: "'resource' to split by resource.") var groupBy: UsageGrouping?
     @Option(help: "The ledger's clock as RFC 3339 (usage is capped here).") var now: String?
-    @Option(help: ArgumentHelp("Also draw the usage over time as stacked bars into this SVG file.", valueName: "FILE.svg"))
+    @Option(
+        help: ArgumentHelp("Also draw the usage over time as stacked bars into this SVG file.", valueName: "FILE.svg"))
     var chart: String?
     @Option(help: "What the chart stacks: resource (one meter; the default with --group-by resource) or meter.")
     var chartStack: UsageChart.Stack?
-    @Option(help: "The meter a chart stacked by resource shows: running (the default), a footprint meter or an adjustment meter.")
+    @Option(
+        help:
+            "The meter a chart stacked by resource shows: running (the default), a footprint meter or an adjustment meter."
+    )
     var chartMeter: String = "running"
 
     func run() throws {
@@ -91,7 +99,8 @@ struct Usage: ParsableCommand {
             let who = owner.map { "owner \($0)" } ?? "resource \(resource ?? "")"
             let what = stack == .meter ? "by meter" : "\(chartMeter) by resource"
             let title = "usage of \(who): \(what), \(report.from) to \(report.to) by \(granularity.rawValue)"
-            try UsageChart(report: report, granularity: granularity, stack: stack, meter: chartMeter, title: title).write(to: chart)
+            try UsageChart(report: report, granularity: granularity, stack: stack, meter: chartMeter, title: title)
+                .write(to: chart)
         }
         switch ledger.output {
         case .json:
@@ -104,14 +113,18 @@ struct Usage: ParsableCommand {
             }
             print(writer.text)
         case .table:
-            var table = TextTable("PERIOD_START", "PERIOD_END", "RESOURCE", "RUNNING_SECONDS", "USAGE", "ADJUSTMENTS", rightAligned: [3])
+            var table = TextTable(
+                "PERIOD_START", "PERIOD_END", "RESOURCE", "RUNNING_SECONDS", "USAGE", "ADJUSTMENTS", rightAligned: [3])
             for row in report.rows {
                 let usage = row.amounts.meterMicroseconds.keys.sorted().map {
                     "\($0)_seconds=\(ExactDecimal.seconds(fromMicroseconds: row.amounts.meterMicroseconds[$0] ?? 0))"
                 }.joined(separator: " ")
-                let adjustments = row.amounts.adjustments.keys.sorted().map { "\($0)=\(row.amounts.adjustments[$0] ?? 0)" }.joined(separator: " ")
-                table.add(row.periodStart.rfc3339, row.periodEnd.rfc3339, row.resource?.description ?? "",
-                          ExactDecimal.seconds(fromMicroseconds: row.amounts.runningMicroseconds), usage, adjustments)
+                let adjustments = row.amounts.adjustments.keys.sorted().map {
+                    "\($0)=\(row.amounts.adjustments[$0] ?? 0)"
+                }.joined(separator: " ")
+                table.add(
+                    row.periodStart.rfc3339, row.periodEnd.rfc3339, row.resource?.description ?? "",
+                    ExactDecimal.seconds(fromMicroseconds: row.amounts.runningMicroseconds), usage, adjustments)
             }
             print(table.rendered)
         }
@@ -136,7 +149,8 @@ func writeUsageRow(_ row: UsageRow, into o: inout JSONWriter.ObjectWriter) {
 }
 
 struct Rollup: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Materialize hourly snapshots up to floor_to_hour(now - grace); idempotent.")
+    static let configuration = CommandConfiguration(
+        abstract: "Materialize hourly snapshots up to floor_to_hour(now - grace); idempotent.")
     @OptionGroup var ledger: LedgerArguments
     @Option(help: "The ledger's clock as RFC 3339.") var now: String?
     @Option(help: "Seconds an hour stays open for late events.")
@@ -161,15 +175,18 @@ struct Rollup: ParsableCommand {
             }
             print(writer.text)
         case .table:
-            print("watermark \(summary.watermark) (was \(summary.previousWatermark?.rfc3339 ?? "none")): "
-                  + "\(summary.resourcesRolled) running resources, \(summary.resourceHours) resource-hours")
+            print(
+                "watermark \(summary.watermark) (was \(summary.previousWatermark?.rfc3339 ?? "none")): "
+                    + "\(summary.resourcesRolled) running resources, \(summary.resourceHours) resource-hours")
         }
     }
 }
 
 struct Reconcile: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Append one adjustment that makes a resource's meter sums equal reported cumulative totals; idempotent by --key.")
+        abstract:
+            "Append one adjustment that makes a resource's meter sums equal reported cumulative totals; idempotent by --key."
+    )
     @OptionGroup var ledger: LedgerArguments
     @Option(help: ArgumentHelp("The resource, as TYPE/ID.", valueName: "TYPE/ID")) var resource: String
     @Option(help: "The resource's owner.") var owner: String
@@ -182,10 +199,14 @@ struct Reconcile: ParsableCommand {
         let id = try parseResource(resource)
         let reported: Meters
         do {
-            guard case .object(let members) = try JSONParser.parse(totals) else { throw ValidationError("--totals must be a JSON object") }
+            guard case .object(let members) = try JSONParser.parse(totals) else {
+                throw ValidationError("--totals must be a JSON object")
+            }
             var pairs: [(String, Int64)] = []
             for member in members {
-                guard case .number(let text) = member.value else { throw ValidationError("--totals: \(member.key) must be an integer") }
+                guard case .number(let text) = member.value else {
+                    throw ValidationError("--totals: \(member.key) must be an integer")
+                }
                 pairs.append((member.key, try EventJSON.integer(text, field: "totals.\(member.key)")))
             }
             reported = Meters(pairs)
@@ -235,9 +256,11 @@ struct Verify: ParsableCommand {
             }
             print(writer.text)
         case .table:
-            print(report.isConsistent
-                  ? "consistent: \(report.pagesChecked) pages, \(report.resourcesChecked) resources, \(report.eventsReplayed) events replayed"
-                  : "\(report.differenceCount) differences; the first:\n" + report.differences.map { "  " + $0 }.joined(separator: "\n"))
+            print(
+                report.isConsistent
+                    ? "consistent: \(report.pagesChecked) pages, \(report.resourcesChecked) resources, \(report.eventsReplayed) events replayed"
+                    : "\(report.differenceCount) differences; the first:\n"
+                        + report.differences.map { "  " + $0 }.joined(separator: "\n"))
         }
         if !report.isConsistent {
             for difference in report.differences { printError("verify: \(difference)") }
@@ -266,8 +289,9 @@ struct Rebuild: ParsableCommand {
             }
             print(writer.text)
         case .table:
-            print("rebuilt: \(summary.resources) resources, \(summary.events) events, "
-                  + "\(summary.hourlyRows) hourly rows")
+            print(
+                "rebuilt: \(summary.resources) resources, \(summary.events) events, "
+                    + "\(summary.hourlyRows) hourly rows")
         }
     }
 }

@@ -19,11 +19,17 @@ func batch(_ number: Int, size: Int) -> [UsageEvent] {
         let at = Timestamp(microseconds: base.microseconds + Int64(serial) * 1_000_000)
         let id = "b\(number)-e\(n)"
         switch serial % 7 {
-        case 3: return UsageEvent(id: id, kind: .stopped, resource: resource, owner: "org-\(serial % 97 % 5)", occurredAt: at)
-        case 5: return UsageEvent(id: id, kind: .adjustment, resource: resource, owner: "org-\(serial % 97 % 5)", occurredAt: at,
-                                  deltas: ["bytes": Int64(serial % 11) - 5])
-        default: return UsageEvent(id: id, kind: .started, resource: resource, owner: "org-\(serial % 97 % 5)", occurredAt: at,
-                                   footprint: ["instances": Int64(1 + serial % 4), "memory_mb": 256])
+        case 3:
+            return UsageEvent(
+                id: id, kind: .stopped, resource: resource, owner: "org-\(serial % 97 % 5)", occurredAt: at)
+        case 5:
+            return UsageEvent(
+                id: id, kind: .adjustment, resource: resource, owner: "org-\(serial % 97 % 5)", occurredAt: at,
+                deltas: ["bytes": Int64(serial % 11) - 5])
+        default:
+            return UsageEvent(
+                id: id, kind: .started, resource: resource, owner: "org-\(serial % 97 % 5)", occurredAt: at,
+                footprint: ["instances": Int64(1 + serial % 4), "memory_mb": 256])
         }
     }
 }
@@ -40,7 +46,8 @@ func say(_ line: String) {
 }
 
 let arguments = CommandLine.arguments
-guard arguments.count == 6, let first = Int(arguments[3]), let count = Int(arguments[4]), let size = Int(arguments[5]) else {
+guard arguments.count == 6, let first = Int(arguments[3]), let count = Int(arguments[4]), let size = Int(arguments[5])
+else {
     say("usage: ledger-crash-worker append|retry DB FIRST COUNT SIZE")
     exit(2)
 }

@@ -59,7 +59,8 @@ struct Latencies {
         guard !samples.isEmpty else { return "\"\(name)\":null" }
         let sorted = samples.sorted()
         func p(_ q: Double) -> Int64 { sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))] }
-        return "\"\(name)\":{\"count\":\(sorted.count),\"p50_us\":\(p(0.5)),\"p99_us\":\(p(0.99)),\"max_us\":\(sorted.last ?? 0)}"
+        return
+            "\"\(name)\":{\"count\":\(sorted.count),\"p50_us\":\(p(0.5)),\"p99_us\":\(p(0.99)),\"max_us\":\(sorted.last ?? 0)}"
     }
 }
 
@@ -89,10 +90,15 @@ func runRole(_ settings: Settings) throws {
                 let at = Timestamp(microseconds: now - late - Int64(100 - n))
                 let id = "a\(settings.index)-\(batch)-\(n)"
                 switch Int.random(in: 0..<10, using: &rng) {
-                case 0..<5: return UsageEvent(id: id, kind: .started, resource: resource, owner: owner, occurredAt: at,
-                                              footprint: ["instances": Int64.random(in: 1...4, using: &rng), "memory_mb": 256])
+                case 0..<5:
+                    return UsageEvent(
+                        id: id, kind: .started, resource: resource, owner: owner, occurredAt: at,
+                        footprint: ["instances": Int64.random(in: 1...4, using: &rng), "memory_mb": 256])
                 case 5..<9: return UsageEvent(id: id, kind: .stopped, resource: resource, owner: owner, occurredAt: at)
-                default: return UsageEvent(id: id, kind: .adjustment, resource: resource, owner: owner, occurredAt: at, deltas: ["bytes": 10])
+                default:
+                    return UsageEvent(
+                        id: id, kind: .adjustment, resource: resource, owner: owner, occurredAt: at,
+                        deltas: ["bytes": 10])
                 }
             }
             // Retries: a few events of the previous batch are sent again.
@@ -105,7 +111,9 @@ func runRole(_ settings: Settings) throws {
             batch += 1
         }
         let codes = rejected.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",")
-        print("{\"role\":\"append\",\"appended\":\(appended),\"duplicates\":\(duplicates),\"rejected\":{\(codes)},\(latency.summary("batch_of_103"))}")
+        print(
+            "{\"role\":\"append\",\"appended\":\(appended),\"duplicates\":\(duplicates),\"rejected\":{\(codes)},\(latency.summary("batch_of_103"))}"
+        )
     case "query":
         var current = Latencies(), usage = Latencies(), feed = Latencies()
         var cursor: UInt64 = 0, fed = 0
@@ -114,13 +122,17 @@ func runRole(_ settings: Settings) throws {
             _ = try current.time { try ledger.currentUsage(owner: owner) }
             let now = simulatedNow()
             _ = try usage.time {
-                try ledger.usage(.owner(owner), from: Timestamp(microseconds: now.microseconds - 7 * 86_400_000_000), to: now, granularity: .day)
+                try ledger.usage(
+                    .owner(owner), from: Timestamp(microseconds: now.microseconds - 7 * 86_400_000_000), to: now,
+                    granularity: .day)
             }
             let page = try feed.time { try ledger.events(after: cursor, limit: 1000) }
             cursor = page.nextCursor
             fed += page.events.count
         }
-        print("{\"role\":\"query\",\"feed_events\":\(fed),\(current.summary("current")),\(usage.summary("usage_7d_by_day")),\(feed.summary("feed_page_1000"))}")
+        print(
+            "{\"role\":\"query\",\"feed_events\":\(fed),\(current.summary("current")),\(usage.summary("usage_7d_by_day")),\(feed.summary("feed_page_1000"))}"
+        )
     default:
         var rollup = Latencies(), compaction = Latencies()
         var pruned = 0, compactions = 0
@@ -137,7 +149,9 @@ func runRole(_ settings: Settings) throws {
             }
             usleep(500_000)
         }
-        print("{\"role\":\"maintain\",\"compactions\":\(compactions),\"pruned\":\(pruned),\(rollup.summary("rollup")),\(compaction.summary("compaction"))}")
+        print(
+            "{\"role\":\"maintain\",\"compactions\":\(compactions),\"pruned\":\(pruned),\(rollup.summary("rollup")),\(compaction.summary("compaction"))}"
+        )
     }
 }
 
@@ -150,14 +164,18 @@ func drive(_ settings: Settings) throws {
     for (role, index) in roles {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: me)
-        process.arguments = ["--db", settings.db, "--minutes", "\(settings.minutes)", "--speed", "\(settings.speed)",
-                             "--role", role, "--index", "\(index)", "--start", "\(start)"]
+        process.arguments = [
+            "--db", settings.db, "--minutes", "\(settings.minutes)", "--speed", "\(settings.speed)",
+            "--role", role, "--index", "\(index)", "--start", "\(start)",
+        ]
         let out = Pipe()
         process.standardOutput = out
         try process.run()
         children.append((process, out))
     }
-    print("soak: \(settings.appenders) appenders, 2 readers, 1 maintainer on \(settings.db) for \(settings.minutes) min, clock ×\(settings.speed)")
+    print(
+        "soak: \(settings.appenders) appenders, 2 readers, 1 maintainer on \(settings.db) for \(settings.minutes) min, clock ×\(settings.speed)"
+    )
     var appended = 0
     var failed = false
     for (process, out) in children {
@@ -170,13 +188,19 @@ func drive(_ settings: Settings) throws {
         }
     }
     let seconds = Double(realMicros() - start) / 1_000_000
-    print("appended \(appended) events in \(String(format: "%.0f", seconds)) s: \(String(format: "%.0f", Double(appended) / seconds)) events/s")
+    print(
+        "appended \(appended) events in \(String(format: "%.0f", seconds)) s: \(String(format: "%.0f", Double(appended) / seconds)) events/s"
+    )
     let ledger = try Ledger(path: settings.db)
     let stats = try ledger.statistics()
-    print("events stored \(stats.databases["events"]?.entries ?? 0), resources \(stats.resources), horizon \(stats.horizon?.rfc3339 ?? "none"), file \(stats.environment.usedBytes / 1_048_576) MiB")
+    print(
+        "events stored \(stats.databases["events"]?.entries ?? 0), resources \(stats.resources), horizon \(stats.horizon?.rfc3339 ?? "none"), file \(stats.environment.usedBytes / 1_048_576) MiB"
+    )
     let started = Date()
     let report = try ledger.verify()
-    print("verify: \(report.isConsistent ? "consistent" : "\(report.differenceCount) differences: \(report.differences.prefix(3))"), \(report.eventsReplayed) events replayed in \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
+    print(
+        "verify: \(report.isConsistent ? "consistent" : "\(report.differenceCount) differences: \(report.differences.prefix(3))"), \(report.eventsReplayed) events replayed in \(String(format: "%.1f", Date().timeIntervalSince(started))) s"
+    )
     if failed || !report.isConsistent { exit(1) }
 }
 

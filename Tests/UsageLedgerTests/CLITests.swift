@@ -13,7 +13,10 @@ struct CLITests {
         let input = try dir.file("in.ndjson", Self.allKinds)
         let append = try runCLI(["append", input, "--db", db, "--now", "2026-11-24T12:00:00Z"])
         #expect(append.status == 0, "\(append.stderr)")
-        #expect(append.stdout == #"{"lines":4,"appended":4,"duplicates":0,"rejected":0,"unmatched_stops":0,"first_seq":1,"last_seq":4}"# + "\n")
+        #expect(
+            append.stdout
+                == #"{"lines":4,"appended":4,"duplicates":0,"rejected":0,"unmatched_stops":0,"first_seq":1,"last_seq":4}"#
+                + "\n")
 
         let events = try runCLI(["events", "--after", "0", "--limit", "10", "--db", db])
         #expect(events.status == 0)
@@ -24,11 +27,17 @@ struct CLITests {
             #expect(line.hasPrefix(prefix))
             #expect("{" + line.dropFirst(prefix.count) == EventCodecTests.examples[index])
         }
-        #expect(try runCLI(["events", "--after", "3", "--limit", "10", "--db", db]).stdout.split(separator: "\n").count == 1)
+        #expect(
+            try runCLI(["events", "--after", "3", "--limit", "10", "--db", db]).stdout.split(separator: "\n").count == 1
+        )
 
         let output = try dir.file("out.ndjson", events.stdout)
-        let validation = try runProcess("/usr/bin/env", ["python3", repositoryRoot + "/Schemas/validate.py",
-                                                          repositoryRoot + "/Schemas/usage-event.v1.schema.json", output])
+        let validation = try runProcess(
+            "/usr/bin/env",
+            [
+                "python3", repositoryRoot + "/Schemas/validate.py",
+                repositoryRoot + "/Schemas/usage-event.v1.schema.json", output,
+            ])
         #expect(validation.status == 0, "\(validation.stdout)\(validation.stderr)")
         #expect(validation.stdout.contains("4 events checked, 0 errors"))
     }
@@ -42,8 +51,12 @@ struct CLITests {
             #"{"id":"e","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z","colour":"red"}"#,
         ]
         let file = try dir.file("bad.ndjson", bad.joined(separator: "\n"))
-        let validation = try runProcess("/usr/bin/env", ["python3", repositoryRoot + "/Schemas/validate.py",
-                                                          repositoryRoot + "/Schemas/usage-event.v1.schema.json", file])
+        let validation = try runProcess(
+            "/usr/bin/env",
+            [
+                "python3", repositoryRoot + "/Schemas/validate.py",
+                repositoryRoot + "/Schemas/usage-event.v1.schema.json", file,
+            ])
         #expect(validation.status == 1, "\(validation.stdout)\(validation.stderr)")
         for line in 1...3 { #expect(validation.stdout.contains("line \(line):")) }
     }
@@ -65,15 +78,19 @@ struct CLITests {
         let input = try dir.file("mixed.ndjson", lines.joined(separator: "\n"))
         let result = try runCLI(["append", input, "--db", db, "--now", "2026-11-24T12:00:00Z"])
         #expect(result.status == 3)
-        #expect(result.stdout == #"{"lines":8,"appended":2,"duplicates":0,"rejected":5,"unmatched_stops":0,"first_seq":1,"last_seq":2}"# + "\n")
+        #expect(
+            result.stdout
+                == #"{"lines":8,"appended":2,"duplicates":0,"rejected":5,"unmatched_stops":0,"first_seq":1,"last_seq":2}"#
+                + "\n")
         let errors = result.stderr.split(separator: "\n").map(String.init)
-        #expect(errors == [
-            "line 3: id bad-1: invalid_field: footprint: is required on 'started' events (it may be {})",
-            "line 4: invalid_json: not a JSON object: expected a string key at byte 2",
-            "line 6: id e-1001: id_conflict: id: 'e-1001' was already recorded as seq 1 with a different payload",
-            "line 7: id future: in_future: occurred_at: 2026-11-24T12:06:00Z is more than 300 s after the ledger's clock (2026-11-24T12:00:00Z)",
-            "line 8: id owner: owner_mismatch: resource.owner: app/9f3c belongs to 'org-7', not 'org-8'",
-        ])
+        #expect(
+            errors == [
+                "line 3: id bad-1: invalid_field: footprint: is required on 'started' events (it may be {})",
+                "line 4: invalid_json: not a JSON object: expected a string key at byte 2",
+                "line 6: id e-1001: id_conflict: id: 'e-1001' was already recorded as seq 1 with a different payload",
+                "line 7: id future: in_future: occurred_at: 2026-11-24T12:06:00Z is more than 300 s after the ledger's clock (2026-11-24T12:00:00Z)",
+                "line 8: id owner: owner_mismatch: resource.owner: app/9f3c belongs to 'org-7', not 'org-8'",
+            ])
     }
 
     @Test("a retry after a restart, from another process, records nothing twice")
@@ -84,9 +101,14 @@ struct CLITests {
         #expect(first.status == 0)
         let second = try runCLI(["append", "-", "--db", db, "--now", "2026-11-24T13:00:00Z"], stdin: Self.allKinds)
         #expect(second.status == 0)
-        #expect(second.stdout == #"{"lines":4,"appended":0,"duplicates":4,"rejected":0,"unmatched_stops":0,"first_seq":null,"last_seq":null}"# + "\n")
+        #expect(
+            second.stdout
+                == #"{"lines":4,"appended":0,"duplicates":4,"rejected":0,"unmatched_stops":0,"first_seq":null,"last_seq":null}"#
+                + "\n")
         let stats = try runCLI(["stats", "--db", db])
-        #expect(stats.stdout.contains(#""events":4,"events_by_kind":{"started":1,"was_running":1,"stopped":1,"adjustment":1}"#))
+        #expect(
+            stats.stdout.contains(
+                #""events":4,"events_by_kind":{"started":1,"was_running":1,"stopped":1,"adjustment":1}"#))
     }
 
     @Test("two processes appending at once, with overlapping ids, lose and duplicate nothing; a reader runs meanwhile")
@@ -130,7 +152,10 @@ struct CLITests {
             #"{"id":"h1","kind":"started","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z","footprint":{}}"#,
             #"{"id":"h2","kind":"adjustment","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-11-01T11:00:00Z","deltas":{"bytes":-5}}"#,
         ].joined(separator: "\n")
-        #expect(try runCLI(["append", "-", "--now", "2026-11-24T12:00:00Z"], stdin: input, environment: ["USAGE_LEDGER_DB": db]).status == 0)
+        #expect(
+            try runCLI(
+                ["append", "-", "--now", "2026-11-24T12:00:00Z"], stdin: input, environment: ["USAGE_LEDGER_DB": db]
+            ).status == 0)
         let history = try runCLI(["history", "--resource", "app/a"], environment: ["USAGE_LEDGER_DB": db])
         #expect(history.status == 0)
         let ids = history.stdout.split(separator: "\n").compactMap { line in
@@ -162,14 +187,22 @@ struct CLITests {
         _ = try runCLI(["append", "-", "--db", db, "--now", "2026-11-24T12:00:00Z"], stdin: Self.allKinds)
         let stats = try runCLI(["stats", "--db", db, "--format", "json"])
         #expect(stats.status == 0)
-        guard case .object(let members) = try JSONParser.parse(stats.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+        guard
+            case .object(let members) = try JSONParser.parse(
+                stats.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        else {
             Issue.record("stats is not a JSON object")
             return
         }
         let keys = members.map(\.key)
-        #expect(keys == ["format_version", "events", "events_by_kind", "resources", "next_seq", "unmatched_stops", "duplicates", "rejected",
-                         "pruned_events", "watermark", "rollup_lag_seconds", "rollup_in_progress_to", "horizon", "snapshots_retained_from",
-                         "databases", "map", "readers"])
+        #expect(
+            keys == [
+                "format_version", "events", "events_by_kind", "resources", "next_seq", "unmatched_stops", "duplicates",
+                "rejected",
+                "pruned_events", "watermark", "rollup_lag_seconds", "rollup_in_progress_to", "horizon",
+                "snapshots_retained_from",
+                "databases", "map", "readers",
+            ])
         #expect(members.first { $0.key == "resources" }?.value == .number("3"))
         let table = try runCLI(["stats", "--db", db, "--format", "table"])
         #expect(table.stdout.contains("format \(Ledger.formatVersion), 4 events, 3 resources, next seq 5"))
@@ -186,7 +219,9 @@ struct CLITests {
         #expect(events.stdout.split(separator: "\n").count == 4)
     }
 
-    @Test("the demo rolls up, compacts and reseeds; a second run starts afresh with the same figures; it keeps to its own directory")
+    @Test(
+        "the demo rolls up, compacts and reseeds; a second run starts afresh with the same figures; it keeps to its own directory"
+    )
     func demo() throws {
         let dir = try TemporaryDirectory()
         let db = dir.child("demo")

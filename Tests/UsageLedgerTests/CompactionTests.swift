@@ -9,7 +9,9 @@ let horizon = ts("2026-10-24T12:00:00Z")
 
 /// Compacts with the test clock, after rolling up (compaction refuses to run before that).
 @discardableResult
-func rollUpAndCompact(_ ledger: Ledger, configure: (inout CompactionOptions) -> Void = { _ in }) throws -> CompactionSummary {
+func rollUpAndCompact(_ ledger: Ledger, configure: (inout CompactionOptions) -> Void = { _ in }) throws
+    -> CompactionSummary
+{
     _ = try ledger.rollUp(now: testNow)
     var options = CompactionOptions()
     options.now = testNow
@@ -23,10 +25,14 @@ struct Invariants: Equatable {
     var usage: [UsageRow]
     var current: CurrentUsage
 
-    init(_ ledger: Ledger, resources: [ResourceID], owner: String = "org-1", from: Timestamp = horizon,
-         granularity: UsageGranularity = .hour) throws {
+    init(
+        _ ledger: Ledger, resources: [ResourceID], owner: String = "org-1", from: Timestamp = horizon,
+        granularity: UsageGranularity = .hour
+    ) throws {
         statuses = try resources.map { try ledger.status(of: $0) }
-        usage = try ledger.usage(.owner(owner), from: from, to: testNow, granularity: granularity, groupByResource: true).rows
+        usage = try ledger.usage(
+            .owner(owner), from: from, to: testNow, granularity: granularity, groupByResource: true
+        ).rows
         current = try ledger.currentUsage(owner: owner)
         current.resources.sort { $0.resource < $1.resource }
     }
@@ -35,8 +41,10 @@ struct Invariants: Equatable {
 @Suite("Compaction rules, on hand-written timelines")
 struct CompactionRuleTests {
     /// Appends `events` for app/a, compacts, and checks the invariants and what remains.
-    func check(_ events: [UsageEvent], remaining: [String], pruned: [EventKind: [PruneRule: Int]], kept: Int,
-               sourceLocation: SourceLocation = #_sourceLocation) throws {
+    func check(
+        _ events: [UsageEvent], remaining: [String], pruned: [EventKind: [PruneRule: Int]], kept: Int,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         let dir = try TemporaryDirectory()
         let ledger = try openLedger(dir)
         _ = try ledger.append(contentsOf: events)
@@ -57,52 +65,58 @@ struct CompactionRuleTests {
 
     @Test("running since long ago with many scalings: the first and the latest beginning before H survive")
     func manyScalings() throws {
-        try check([
-            event(.started, "b1", at: "2026-09-01T00:00:00Z", footprint: ["instances": 1]),
-            event(.started, "b2", at: "2026-09-05T00:00:00Z", footprint: ["instances": 2]),
-            event(.started, "b3", at: "2026-09-10T00:00:00Z", footprint: ["instances": 3]),
-            event(.started, "b4", at: "2026-09-20T00:00:00Z", footprint: ["instances": 4]),
-            event(.started, "b5", at: "2026-10-01T00:00:00Z", footprint: ["instances": 5]),
-            event(.started, "b6", at: "2026-11-01T00:00:00Z", footprint: ["instances": 6]),
-        ], remaining: ["b1", "b5", "b6"], pruned: [.started: [.supersededBaseline: 3]], kept: 2)
+        try check(
+            [
+                event(.started, "b1", at: "2026-09-01T00:00:00Z", footprint: ["instances": 1]),
+                event(.started, "b2", at: "2026-09-05T00:00:00Z", footprint: ["instances": 2]),
+                event(.started, "b3", at: "2026-09-10T00:00:00Z", footprint: ["instances": 3]),
+                event(.started, "b4", at: "2026-09-20T00:00:00Z", footprint: ["instances": 4]),
+                event(.started, "b5", at: "2026-10-01T00:00:00Z", footprint: ["instances": 5]),
+                event(.started, "b6", at: "2026-11-01T00:00:00Z", footprint: ["instances": 6]),
+            ], remaining: ["b1", "b5", "b6"], pruned: [.started: [.supersededBaseline: 3]], kept: 2)
     }
 
     @Test("stopped long ago: the whole run is pruned")
     func stoppedLongAgo() throws {
-        try check([
-            event(.started, "s1", at: "2026-09-01T00:00:00Z", footprint: ["instances": 1]),
-            event(.started, "s2", at: "2026-09-05T00:00:00Z", footprint: ["instances": 2]),
-            event(.stopped, "s3", at: "2026-09-10T00:00:00Z"),
-        ], remaining: [], pruned: [.started: [.runOver: 2], .stopped: [.beforeHorizon: 1]], kept: 0)
+        try check(
+            [
+                event(.started, "s1", at: "2026-09-01T00:00:00Z", footprint: ["instances": 1]),
+                event(.started, "s2", at: "2026-09-05T00:00:00Z", footprint: ["instances": 2]),
+                event(.stopped, "s3", at: "2026-09-10T00:00:00Z"),
+            ], remaining: [], pruned: [.started: [.runOver: 2], .stopped: [.beforeHorizon: 1]], kept: 0)
     }
 
     @Test("stopped after H: the run's beginnings before H stay")
     func stoppedAfterHorizon() throws {
-        try check([
-            event(.started, "a1", at: "2026-09-01T00:00:00Z", footprint: ["instances": 1]),
-            event(.started, "a2", at: "2026-09-05T00:00:00Z", footprint: ["instances": 2]),
-            event(.stopped, "a3", at: "2026-11-01T00:00:00Z"),
-        ], remaining: ["a1", "a2", "a3"], pruned: [:], kept: 2)
+        try check(
+            [
+                event(.started, "a1", at: "2026-09-01T00:00:00Z", footprint: ["instances": 1]),
+                event(.started, "a2", at: "2026-09-05T00:00:00Z", footprint: ["instances": 2]),
+                event(.stopped, "a3", at: "2026-11-01T00:00:00Z"),
+            ], remaining: ["a1", "a2", "a3"], pruned: [:], kept: 2)
     }
 
     @Test("restarted after a stop before H: the old run goes, the new run keeps its first and latest beginning")
     func restartedAfterStop() throws {
-        try check([
-            event(.started, "r1", at: "2026-09-01T00:00:00Z", footprint: ["instances": 1]),
-            event(.stopped, "r2", at: "2026-09-10T00:00:00Z"),
-            event(.started, "r3", at: "2026-09-15T00:00:00Z", footprint: ["instances": 2]),
-            event(.started, "r4", at: "2026-10-01T00:00:00Z", footprint: ["instances": 3]),
-            event(.started, "r5", at: "2026-10-10T00:00:00Z", footprint: ["instances": 4]),
-        ], remaining: ["r3", "r5"], pruned: [.started: [.runOver: 1, .supersededBaseline: 1], .stopped: [.beforeHorizon: 1]], kept: 2)
+        try check(
+            [
+                event(.started, "r1", at: "2026-09-01T00:00:00Z", footprint: ["instances": 1]),
+                event(.stopped, "r2", at: "2026-09-10T00:00:00Z"),
+                event(.started, "r3", at: "2026-09-15T00:00:00Z", footprint: ["instances": 2]),
+                event(.started, "r4", at: "2026-10-01T00:00:00Z", footprint: ["instances": 3]),
+                event(.started, "r5", at: "2026-10-10T00:00:00Z", footprint: ["instances": 4]),
+            ], remaining: ["r3", "r5"],
+            pruned: [.started: [.runOver: 1, .supersededBaseline: 1], .stopped: [.beforeHorizon: 1]], kept: 2)
     }
 
     @Test("a was_running baseline followed by scalings keeps the baseline as the run's start")
     func baselineThenScalings() throws {
-        try check([
-            event(.wasRunning, "w1", at: "2026-09-01T00:00:00Z", footprint: ["memory_mb": 256]),
-            event(.started, "w2", at: "2026-09-05T00:00:00Z", footprint: ["memory_mb": 512]),
-            event(.started, "w3", at: "2026-09-10T00:00:00Z", footprint: ["memory_mb": 1024]),
-        ], remaining: ["w1", "w3"], pruned: [.started: [.supersededBaseline: 1]], kept: 2)
+        try check(
+            [
+                event(.wasRunning, "w1", at: "2026-09-01T00:00:00Z", footprint: ["memory_mb": 256]),
+                event(.started, "w2", at: "2026-09-05T00:00:00Z", footprint: ["memory_mb": 512]),
+                event(.started, "w3", at: "2026-09-10T00:00:00Z", footprint: ["memory_mb": 1024]),
+            ], remaining: ["w1", "w3"], pruned: [.started: [.supersededBaseline: 1]], kept: 2)
     }
 
     @Test("an unmatched stop is pruned and still counted")
@@ -136,8 +150,10 @@ struct CompactionRuleTests {
         #expect(try ledger.history(of: job).map(\.event.id) == ["j3"])
         // Whole hours before the horizon come from the sealed snapshots.
         #expect(try total(ledger, .resource(job), "2026-09-01T00:00:00Z", "2026-10-01T00:00:00Z") == september)
-        #expect(try ledger.reconcile(resource: job, owner: "org-1", reportedTotals: ["network_bytes": 157],
-                                     at: ts("2026-11-20T00:00:00Z"), key: "after") == .nothingToDo)
+        #expect(
+            try ledger.reconcile(
+                resource: job, owner: "org-1", reportedTotals: ["network_bytes": 157],
+                at: ts("2026-11-20T00:00:00Z"), key: "after") == .nothingToDo)
         #expect(try ledger.verify().isConsistent)
     }
 }
@@ -181,7 +197,10 @@ struct CompactionSafetyTests {
         #expect(after.horizon == nil)
         let real = try rollUpAndCompact(ledger)
         #expect(real.pruned == dry.pruned)
-        #expect(real.pruned == [.started: [.supersededBaseline: 1], .adjustment: [.beforeHorizon: 1], .stopped: [.beforeHorizon: 1]])
+        #expect(
+            real.pruned == [
+                .started: [.supersededBaseline: 1], .adjustment: [.beforeHorizon: 1], .stopped: [.beforeHorizon: 1],
+            ])
     }
 
     @Test("after compaction an event older than the horizon is too_late, naming the horizon")
@@ -192,7 +211,10 @@ struct CompactionSafetyTests {
         try rollUpAndCompact(ledger)
         let error = LedgerError.tooLate(occurredAt: ts("2026-10-01T00:00:00Z"), horizon: horizon)
         #expect(throws: error) { try ledger.append(event(.stopped, "late", at: "2026-10-01T00:00:00Z")) }
-        #expect(error.message == "occurred_at: 2026-10-01T00:00:00Z is before the compaction horizon 2026-10-24T12:00:00Z; the log before it can no longer be refolded")
+        #expect(
+            error.message
+                == "occurred_at: 2026-10-01T00:00:00Z is before the compaction horizon 2026-10-24T12:00:00Z; the log before it can no longer be refolded"
+        )
         // A retry of a kept opening event is still a duplicate, not too_late.
         #expect(try ledger.append(Self.longRunner[0]).isDuplicate)
         try ledger.append(event(.stopped, "ok", at: "2026-11-02T00:00:00Z"))
@@ -218,8 +240,12 @@ struct CompactionSafetyTests {
         _ = try ledger.append(contentsOf: Self.longRunner)
         let september = try total(ledger, .owner("org-1"), "2026-09-10T00:00:00Z", "2026-09-20T00:00:00Z")
         let summary = try rollUpAndCompact(ledger) { $0.snapshotRetentionDays = 70 }  // retained from 2026-09-15T12:00Z
-        #expect(summary.snapshotsDropped == (ts("2026-09-15T12:00:00Z").microseconds - ts("2026-09-01T00:00:00Z").microseconds) / 3_600_000_000)
-        #expect { try ledger.usage(.owner("org-1"), from: ts("2026-09-10T00:00:00Z"), to: ts("2026-09-20T00:00:00Z")) } throws: {
+        #expect(
+            summary.snapshotsDropped
+                == (ts("2026-09-15T12:00:00Z").microseconds - ts("2026-09-01T00:00:00Z").microseconds) / 3_600_000_000)
+        #expect {
+            try ledger.usage(.owner("org-1"), from: ts("2026-09-10T00:00:00Z"), to: ts("2026-09-20T00:00:00Z"))
+        } throws: {
             ($0 as? LedgerError)?.code == "outside_retention"
         }
         // Whole hours after retention and before the horizon are still answered from sealed snapshots.
@@ -227,10 +253,14 @@ struct CompactionSafetyTests {
         #expect(kept.runningMicroseconds == µs(4 * 86_400))
         #expect(september.runningMicroseconds == µs(10 * 86_400))
         // A partial hour before the horizon can no longer be folded from the log.
-        #expect { try ledger.usage(.owner("org-1"), from: ts("2026-09-16T00:30:00Z"), to: ts("2026-09-20T00:00:00Z")) } throws: {
+        #expect {
+            try ledger.usage(.owner("org-1"), from: ts("2026-09-16T00:30:00Z"), to: ts("2026-09-20T00:00:00Z"))
+        } throws: {
             ($0 as? LedgerError)?.code == "outside_retention"
         }
-        #expect { try rollUpAndCompact(ledger) { $0.snapshotRetentionDays = 10 } } throws: { ($0 as? LedgerError)?.code == "invalid_argument" }
+        #expect { try rollUpAndCompact(ledger) { $0.snapshotRetentionDays = 10 } } throws: {
+            ($0 as? LedgerError)?.code == "invalid_argument"
+        }
     }
 
     @Test("seed-baseline appends baselines once and stops resources missing from the list")
@@ -241,7 +271,9 @@ struct CompactionSafetyTests {
         try ledger.append(event(.started, "kept", "app/kept", at: "2026-11-20T00:00:00Z", footprint: ["instances": 1]))
         let running = [
             RunningResource(resource: ResourceID(type: "app", id: "kept"), owner: "org-1", footprint: ["instances": 1]),
-            RunningResource(resource: ResourceID(type: "app", id: "new"), owner: "org-1", footprint: ["instances": 4], attributes: ["zone": "b"]),
+            RunningResource(
+                resource: ResourceID(type: "app", id: "new"), owner: "org-1", footprint: ["instances": 4],
+                attributes: ["zone": "b"]),
         ]
         let first = try ledger.seedBaselines(running, stopMissing: true)
         #expect(first.baselinesAppended == 1 && first.alreadyRunning == 1 && first.stoppedMissing == 1)
@@ -274,10 +306,17 @@ struct CompactionPropertyTests {
                     for (n, at) in instants.sorted().enumerated() {
                         let when = Timestamp(microseconds: at).rfc3339
                         switch random.next(10) {
-                        case 0...4: events.append(event(random.next(3) == 0 ? .wasRunning : .started, "p\(r)-\(n)", resource, at: when,
-                                                        footprint: ["instances": Int64(random.next(5))]))
+                        case 0...4:
+                            events.append(
+                                event(
+                                    random.next(3) == 0 ? .wasRunning : .started, "p\(r)-\(n)", resource, at: when,
+                                    footprint: ["instances": Int64(random.next(5))]))
                         case 5...7: events.append(event(.stopped, "p\(r)-\(n)", resource, at: when))
-                        default: events.append(event(.adjustment, "p\(r)-\(n)", resource, at: when, deltas: ["bytes": Int64(random.next(100)) - 50]))
+                        default:
+                            events.append(
+                                event(
+                                    .adjustment, "p\(r)-\(n)", resource, at: when,
+                                    deltas: ["bytes": Int64(random.next(100)) - 50]))
                         }
                     }
                 }
@@ -287,15 +326,21 @@ struct CompactionPropertyTests {
                 let resources = Array(Set(events.map(\.resource))).sorted()
                 _ = try ledger.rollUp(now: testNow)
                 let before = try Invariants(ledger, resources: resources, from: h)
-                let adjustmentTotals = try resources.map { try ledger.usage(.resource($0), from: h, to: testNow).rows.first?.amounts.adjustments }
+                let adjustmentTotals = try resources.map {
+                    try ledger.usage(.resource($0), from: h, to: testNow).rows.first?.amounts.adjustments
+                }
                 var options = CompactionOptions()
                 options.now = testNow
                 options.cutoffAgeDays = cutoff
                 options.batchSize = 1 + Int(random.next(5))
                 let summary = try ledger.compact(options)
                 #expect(summary.horizon == h, "seed \(seed)")
-                #expect(try Invariants(ledger, resources: resources, from: h) == before, "seed \(seed), cutoff \(cutoff)")
-                #expect(try resources.map { try ledger.usage(.resource($0), from: h, to: testNow).rows.first?.amounts.adjustments } == adjustmentTotals)
+                #expect(
+                    try Invariants(ledger, resources: resources, from: h) == before, "seed \(seed), cutoff \(cutoff)")
+                #expect(
+                    try resources.map {
+                        try ledger.usage(.resource($0), from: h, to: testNow).rows.first?.amounts.adjustments
+                    } == adjustmentTotals)
                 let report = try ledger.verify()
                 #expect(report.isConsistent, "seed \(seed): \(report.differences)")
                 // Rebuilding from what remains of the log gives the same answers.
@@ -374,7 +419,9 @@ struct CompactionProcessTests {
     }
 
     /// Starts a `usage-ledger append` process that starts `count` tasks of `owner`, in batches of 10.
-    static func startAppending(_ count: Int, owner: String, to db: String, in dir: TemporaryDirectory) throws -> (Process, Pipe, Pipe) {
+    static func startAppending(_ count: Int, owner: String, to db: String, in dir: TemporaryDirectory) throws -> (
+        Process, Pipe, Pipe
+    ) {
         let lines = (0..<count).map { n in
             #"{"id":"\#(owner)-live-\#(n)","kind":"started","resource":{"type":"task","id":"live-\#(n)","owner":"\#(owner)"},"occurred_at":"2026-11-20T10:00:00Z","footprint":{"memory_mb":64}}"#
         }.joined(separator: "\n")
@@ -396,7 +443,9 @@ struct CompactionProcessTests {
             let resources = (0..<count).map { ResourceID(type: "app", id: "k\($0)") }
             let reference = try Invariants(try Ledger(path: db), resources: resources, granularity: .total)
             let observer = try Ledger(path: db)
-            let (process, out, err) = try startCLI(["compact", "--db", db, "--batch-size", "1", "--now", "2026-11-24T12:00:00Z"])
+            let (process, out, err) = try startCLI([
+                "compact", "--db", db, "--batch-size", "1", "--now", "2026-11-24T12:00:00Z",
+            ])
             // Kill once the compaction has recorded its horizon (its first transaction), at a random point after.
             let deadline = Date().addingTimeInterval(10)
             while try observer.statistics().horizon == nil, process.isRunning, Date() < deadline { usleep(1000) }
@@ -408,10 +457,14 @@ struct CompactionProcessTests {
             if left > kept && left < total { interruptedMidway += 1 }
             let interrupted = try ledger.verify()
             #expect(interrupted.isConsistent, "round \(round): \(interrupted.differences)")
-            #expect(try Invariants(ledger, resources: resources, granularity: .total) == reference, "round \(round) after the kill")
+            #expect(
+                try Invariants(ledger, resources: resources, granularity: .total) == reference,
+                "round \(round) after the kill")
             let rerun = try runCLI(["compact", "--db", db, "--now", "2026-11-24T12:00:00Z"])
             #expect(rerun.status == 0, "round \(round): \(rerun.stderr)")
-            #expect(try Invariants(ledger, resources: resources, granularity: .total) == reference, "round \(round) after the rerun")
+            #expect(
+                try Invariants(ledger, resources: resources, granularity: .total) == reference,
+                "round \(round) after the rerun")
             #expect(try ledger.verify().isConsistent)
             #expect(try ledger.statistics().databases["events"]?.entries == kept)
         }
@@ -428,7 +481,9 @@ struct CompactionProcessTests {
         let lock = try CompactionLock(ledgerPath: db, clock: .system)
         let second = try runCLI(["compact", "--db", db, "--now", "2026-11-24T12:00:00Z"])
         #expect(second.status == 2)
-        #expect(second.stderr.contains("compaction_running: another compaction is running (pid \(getpid()) since"), "\(second.stderr)")
+        #expect(
+            second.stderr.contains("compaction_running: another compaction is running (pid \(getpid()) since"),
+            "\(second.stderr)")
         lock.release()
         #expect(try runCLI(["compact", "--db", db, "--now", "2026-11-24T12:00:00Z"]).status == 0)
     }
@@ -476,19 +531,29 @@ struct CompactionProcessTests {
         let now = ["--now", "2026-11-24T12:00:00Z"]
         let dry = try runCLI(["compact", "--db", db, "--dry-run"] + now)
         #expect(dry.status == 0, "\(dry.stderr)")
-        #expect(dry.stdout.contains(#""dry_run":true,"horizon":"2026-10-24T12:00:00Z","events_examined":18,"resources_compacted":3,"pruned":12,"pruned_by_kind":{"started":{"run_over":3,"superseded_baseline":3},"stopped":{"before_horizon":3},"adjustment":{"before_horizon":3}},"opening_events_kept":6"#), "\(dry.stdout)")
+        #expect(
+            dry.stdout.contains(
+                #""dry_run":true,"horizon":"2026-10-24T12:00:00Z","events_examined":18,"resources_compacted":3,"pruned":12,"pruned_by_kind":{"started":{"run_over":3,"superseded_baseline":3},"stopped":{"before_horizon":3},"adjustment":{"before_horizon":3}},"opening_events_kept":6"#
+            ), "\(dry.stdout)")
         let real = try runCLI(["compact", "--db", db] + now)
         #expect(real.stdout.contains(#""dry_run":false"#) && real.stdout.contains(#""pruned":12"#))
         let events = try runCLI(["events", "--db", db, "--after", "0"])
         #expect(events.status == 4)
         #expect(events.stdout.split(separator: "\n").count == 6)
         #expect(events.stderr.contains("events_pruned: compaction pruned events up to seq"))
-        let late = try runCLI(["append", "-", "--db", db] + now,
-                              stdin: #"{"id":"old","kind":"stopped","resource":{"type":"app","id":"k0","owner":"org-1"},"occurred_at":"2026-10-01T00:00:00Z"}"#)
+        let late = try runCLI(
+            ["append", "-", "--db", db] + now,
+            stdin:
+                #"{"id":"old","kind":"stopped","resource":{"type":"app","id":"k0","owner":"org-1"},"occurred_at":"2026-10-01T00:00:00Z"}"#
+        )
         #expect(late.status == 3)
-        #expect(late.stderr.contains("too_late: occurred_at: 2026-10-01T00:00:00Z is before the compaction horizon 2026-10-24T12:00:00Z"))
+        #expect(
+            late.stderr.contains(
+                "too_late: occurred_at: 2026-10-01T00:00:00Z is before the compaction horizon 2026-10-24T12:00:00Z"))
 
-        let running = try dir.file("running.ndjson", #"{"resource":{"type":"app","id":"fresh","owner":"org-9"},"footprint":{"instances":1}}"# + "\n")
+        let running = try dir.file(
+            "running.ndjson",
+            #"{"resource":{"type":"app","id":"fresh","owner":"org-9"},"footprint":{"instances":1}}"# + "\n")
         let refused = try runCLI(["purge-and-reseed", "--db", db, "--running", running] + now)
         #expect(refused.status == 2)
         #expect(refused.stderr.contains("refusing without --yes. It would delete 6 events, 3 resources"))
@@ -501,7 +566,10 @@ struct CompactionProcessTests {
         #expect(try ledger.verify().isConsistent)
 
         let seeded = try runCLI(["seed-baseline", "--db", db, "--running", running] + now)
-        #expect(seeded.stdout == #"{"baselines_appended":0,"already_running":1,"stopped_missing":0,"duplicates":0,"rejected":0}"# + "\n")
+        #expect(
+            seeded.stdout
+                == #"{"baselines_appended":0,"already_running":1,"stopped_missing":0,"duplicates":0,"rejected":0}"#
+                + "\n")
     }
 }
 
@@ -513,12 +581,14 @@ struct PurgeTests {
         let ledger = try openLedger(dir)
         // 50 resources with events after their checkpoint: all 50 are pending when the purge comes.
         _ = try ledger.append(contentsOf: ProjectionMaintenanceTests.fleet())
-        let kept = RunningResource(resource: ResourceID(type: "app", id: "f7"), owner: "org-3", footprint: ["instances": 2])
+        let kept = RunningResource(
+            resource: ResourceID(type: "app", id: "f7"), owner: "org-3", footprint: ["instances": 2])
         _ = try ledger.purgeAndReseed(running: [kept], at: ts("2026-11-20T00:00:00Z"))
         _ = try ledger.rollUp(now: testNow)
         #expect(try ledger.verify().isConsistent)
         #expect(try ledger.currentUsage().runningCount == 1)
-        let usage = try ledger.usage(.owner("org-3"), from: ts("2026-11-20T00:00:00Z"), to: ts("2026-11-21T00:00:00Z"), granularity: .total)
+        let usage = try ledger.usage(
+            .owner("org-3"), from: ts("2026-11-20T00:00:00Z"), to: ts("2026-11-21T00:00:00Z"), granularity: .total)
         #expect(usage.rows.first?.amounts.runningMicroseconds == 86_400_000_000)
     }
 }

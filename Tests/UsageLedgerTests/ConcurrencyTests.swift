@@ -7,14 +7,18 @@ import LMDBStorage
 func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
     let done = DispatchSemaphore(value: 0)
     for index in 0..<count {
-        Thread { body(index); done.signal() }.start()
+        Thread {
+            body(index); done.signal()
+        }.start()
     }
     for _ in 0..<count { done.wait() }
 }
 
 @Suite("Concurrency: appenders, readers, rollup and compaction at once")
 struct ConcurrencyTests {
-    @Test("threads and processes appending, reading, rolling up and compacting at once: no gap, no duplicate, consistent reads")
+    @Test(
+        "threads and processes appending, reading, rolling up and compacting at once: no gap, no duplicate, consistent reads"
+    )
     func mixedWorkload() throws {
         let dir = try TemporaryDirectory()
         let db = dir.child("ledger")
@@ -23,9 +27,12 @@ struct ConcurrencyTests {
         var old: [UsageEvent] = []
         for n in 0..<150 {
             let r = "app/old\(n)", owner = "org-\(n % 4)"
-            old.append(event(.started, "old-\(n)-1", r, owner: owner, at: "2026-10-01T00:00:00Z", footprint: ["instances": 1]))
-            old.append(event(.started, "old-\(n)-2", r, owner: owner, at: "2026-10-02T00:00:00Z", footprint: ["instances": 2]))
-            old.append(event(.started, "old-\(n)-3", r, owner: owner, at: "2026-10-03T00:00:00Z", footprint: ["instances": 3]))
+            old.append(
+                event(.started, "old-\(n)-1", r, owner: owner, at: "2026-10-01T00:00:00Z", footprint: ["instances": 1]))
+            old.append(
+                event(.started, "old-\(n)-2", r, owner: owner, at: "2026-10-02T00:00:00Z", footprint: ["instances": 2]))
+            old.append(
+                event(.started, "old-\(n)-3", r, owner: owner, at: "2026-10-03T00:00:00Z", footprint: ["instances": 3]))
             if n % 2 == 0 { old.append(event(.stopped, "old-\(n)-4", r, owner: owner, at: "2026-10-04T00:00:00Z")) }
         }
         let setup = try ledger.append(contentsOf: old)
@@ -48,10 +55,14 @@ struct ConcurrencyTests {
                     // Appenders: workers 0 and 2 submit the same ids, so a third of the submissions are retries.
                     for batch in 0..<25 {
                         let events = (0..<20).map { n -> UsageEvent in
-                            let id = "m-\(role % 2)-\(batch)-\(n)", r = "app/m\(role % 2)-\(n % 40)", owner = "org-\(n % 4)"
+                            let id = "m-\(role % 2)-\(batch)-\(n)", r = "app/m\(role % 2)-\(n % 40)",
+                                owner = "org-\(n % 4)"
                             let at = "2026-11-2\(batch % 4)T\(10 + n % 10):00:00Z"
-                            return batch % 3 == 2 ? event(.stopped, id, r, owner: owner, at: at)
-                                : event(.started, id, r, owner: owner, at: at, footprint: ["instances": Int64(1 + n % 3), "memory_mb": 64])
+                            return batch % 3 == 2
+                                ? event(.stopped, id, r, owner: owner, at: at)
+                                : event(
+                                    .started, id, r, owner: owner, at: at,
+                                    footprint: ["instances": Int64(1 + n % 3), "memory_mb": 64])
                         }
                         let result = try ledger.append(contentsOf: events)
                         if !result.rejections.isEmpty { appenderErrors.withLock { $0.append("\(result.rejections)") } }
@@ -63,13 +74,20 @@ struct ConcurrencyTests {
                             let current = try ledger.currentUsage(owner: owner)
                             var sums: [String: Int128] = [:]
                             for resource in current.resources {
-                                if resource.owner != owner { violations.withLock { $0.append("\(resource.resource) of \(resource.owner) in \(owner)'s answer") } }
+                                if resource.owner != owner {
+                                    violations.withLock {
+                                        $0.append("\(resource.resource) of \(resource.owner) in \(owner)'s answer")
+                                    }
+                                }
                                 for (name, value) in resource.footprint { sums[name, default: 0] += Int128(value) }
                             }
                             if sums != current.totals || current.runningCount != current.resources.count {
-                                violations.withLock { $0.append("\(owner): totals \(current.totals) but resources sum to \(sums)") }
+                                violations.withLock {
+                                    $0.append("\(owner): totals \(current.totals) but resources sum to \(sums)")
+                                }
                             }
-                            _ = try ledger.usage(.owner(owner), from: ts("2026-11-20T00:00:00Z"), to: testNow, granularity: .day)
+                            _ = try ledger.usage(
+                                .owner(owner), from: ts("2026-11-20T00:00:00Z"), to: testNow, granularity: .day)
                         }
                         let page = try ledger.events(after: lastOldSeq, limit: 500)
                         for (a, b) in zip(page.events, page.events.dropFirst()) where b.seq != a.seq + 1 {

@@ -82,7 +82,9 @@ struct CrashTests {
         #expect(seqByID.values.allSatisfy { $0.count == 1 }, "round \(round): an id recorded twice")
         for (number, seqs) in acknowledged {
             for (n, seq) in seqs.enumerated() {
-                #expect(seqByID["b\(number)-e\(n)"] == [seq], "round \(round): acknowledged b\(number)-e\(n) at \(seq) is missing")
+                #expect(
+                    seqByID["b\(number)-e\(n)"] == [seq],
+                    "round \(round): acknowledged b\(number)-e\(n) at \(seq) is missing")
             }
         }
         // No batch is half-applied.
@@ -91,13 +93,17 @@ struct CrashTests {
             guard let number = Int(id.dropFirst().prefix { $0 != "-" }) else { continue }
             countByBatch[number, default: 0] += 1
         }
-        #expect(countByBatch.values.allSatisfy { $0 == batchSize }, "round \(round): a batch is half-applied: \(countByBatch.filter { $0.value != batchSize })")
+        #expect(
+            countByBatch.values.allSatisfy { $0 == batchSize },
+            "round \(round): a batch is half-applied: \(countByBatch.filter { $0.value != batchSize })")
         let report = try ledger.verify()
         #expect(report.isConsistent, "round \(round): \(report.differences)")
         return Set(countByBatch.keys)
     }
 
-    @Test("an appender killed at random moments loses no acknowledged event, half-applies no batch, and a retry yields duplicates")
+    @Test(
+        "an appender killed at random moments loses no acknowledged event, half-applies no batch, and a retry yields duplicates"
+    )
     func appenderKilled() throws {
         let dir = try TemporaryDirectory()
         let db = dir.child("ledger")
@@ -113,7 +119,9 @@ struct CrashTests {
             usleep(UInt32.random(in: 0..<40_000, using: &random))
             kill(worker.process.processIdentifier, SIGKILL)
             let lines = worker.waitForLines()
-            #expect(worker.process.terminationReason == .uncaughtSignal, "round \(round): the worker ended on its own: \(lines.last ?? "")")
+            #expect(
+                worker.process.terminationReason == .uncaughtSignal,
+                "round \(round): the worker ended on its own: \(lines.last ?? "")")
             var last = next - 1
             for line in lines {
                 let fields = line.split(separator: " ")
@@ -142,7 +150,9 @@ struct CrashTests {
         #expect(lines.allSatisfy { $0.hasSuffix(" 0 \(Self.batchSize)") }, "a retry recorded new events")
         _ = try Self.checkLedger(db, acknowledged: acknowledged, round: killRounds)
         #expect(acknowledged.count > killRounds, "too few batches were acknowledged to exercise the kills")
-        print("appender kills: \(killRounds), batches acknowledged \(acknowledged.count), committed but unacknowledged at the kill \(killedMidBatch)")
+        print(
+            "appender kills: \(killRounds), batches acknowledged \(acknowledged.count), committed but unacknowledged at the kill \(killedMidBatch)"
+        )
     }
 
     /// Runs the worker to completion and returns its stdout.
@@ -151,7 +161,9 @@ struct CrashTests {
         return worker.waitForLines().joined(separator: "\n")
     }
 
-    @Test("a rollup killed at random moments leaves consistent projections, and a rerun gives the rows of an uninterrupted one")
+    @Test(
+        "a rollup killed at random moments leaves consistent projections, and a rerun gives the rows of an uninterrupted one"
+    )
     func rollupKilled() throws {
         let rounds = max(3, killRounds / 4)
         var random = SystemRandomNumberGenerator()
@@ -166,8 +178,9 @@ struct CrashTests {
                 options.durability = .noSync
                 let ledger = try Ledger(path: path, options: options)
                 let events = (0..<200).map { n in
-                    started("s\(n)", "app/r\(n)", owner: "org-\(n % 7)", at: "2026-11-\(14 + n % 9)T0\(n % 10):15:00Z",
-                            footprint: ["instances": Int64(1 + n % 3), "memory_mb": 128])
+                    started(
+                        "s\(n)", "app/r\(n)", owner: "org-\(n % 7)", at: "2026-11-\(14 + n % 9)T0\(n % 10):15:00Z",
+                        footprint: ["instances": Int64(1 + n % 3), "memory_mb": 128])
                 }
                 _ = try ledger.append(contentsOf: events)
             }
@@ -189,8 +202,10 @@ struct CrashTests {
             let owners = (0..<7).map { "org-\($0)" }
             for owner in owners {
                 let from = ts("2026-11-14T00:00:00Z"), to = ts("2026-11-24T00:00:00Z")
-                let got = try observer.usage(.owner(owner), from: from, to: to, granularity: .hour, groupByResource: true)
-                let want = try Ledger(path: reference).usage(.owner(owner), from: from, to: to, granularity: .hour, groupByResource: true)
+                let got = try observer.usage(
+                    .owner(owner), from: from, to: to, granularity: .hour, groupByResource: true)
+                let want = try Ledger(path: reference).usage(
+                    .owner(owner), from: from, to: to, granularity: .hour, groupByResource: true)
                 #expect(got.rows == want.rows, "round \(round): \(owner)")
             }
             #expect(try observer.verify().isConsistent)

@@ -20,8 +20,12 @@ struct EventCodecTests {
 
     @Test("a zero meter stays distinct from an absent one")
     func absentVersusZero() throws {
-        let withZero = try EventJSON.decode(#"{"id":"z","kind":"started","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z","footprint":{"gpu":0}}"#)
-        let without = try EventJSON.decode(#"{"id":"z","kind":"started","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z","footprint":{}}"#)
+        let withZero = try EventJSON.decode(
+            #"{"id":"z","kind":"started","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z","footprint":{"gpu":0}}"#
+        )
+        let without = try EventJSON.decode(
+            #"{"id":"z","kind":"started","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z","footprint":{}}"#
+        )
         #expect(withZero.footprint?["gpu"] == 0)
         #expect(without.footprint?["gpu"] == nil)
         #expect(withZero != without)
@@ -29,41 +33,108 @@ struct EventCodecTests {
 
     @Test("seq and recorded_at from the feed are accepted and ignored")
     func ledgerFieldsIgnored() throws {
-        let line = #"{"seq":7,"recorded_at":"2026-11-01T10:00:01Z","id":"e","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z"}"#
+        let line =
+            #"{"seq":7,"recorded_at":"2026-11-01T10:00:01Z","id":"e","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z"}"#
         #expect(try EventJSON.decode(line).id == "e")
     }
 
     static let base = #""resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z""#
 
-    @Test("each rejection has its code and a message that names the field", arguments: [
-        ("not json", "invalid_json", "not a JSON object: invalid literal at byte 1"),
-        ("@", "invalid_json", "not a JSON object: unexpected character '@' at byte 1"),
-        ("[1]", "invalid_json", "not a JSON object: expected an object, got an array"),
-        (#"{"id":"e","id":"f"}"#, "invalid_json", "not a JSON object: duplicate key 'id' at byte 11"),
-        (#"{"kind":"started",\#(base),"footprint":{}}"#, "invalid_field", "id: is required"),
-        (#"{"id":"","kind":"stopped",\#(base)}"#, "invalid_field", "id: must be 1 to 128 bytes of UTF-8 (got 0)"),
-        (#"{"id":"\#(String(repeating: "x", count: 129))","kind":"stopped",\#(base)}"#, "invalid_field", "id: must be 1 to 128 bytes of UTF-8 (got 129)"),
-        (#"{"id":"a\u0001b","kind":"stopped",\#(base)}"#, "invalid_field", "id: must not contain control characters"),
-        (#"{"id":"e","kind":"paused",\#(base)}"#, "invalid_field", "kind: 'paused' is not one of started, was_running, stopped, adjustment"),
-        (#"{"id":"e","kind":"started",\#(base)}"#, "invalid_field", "footprint: is required on 'started' events (it may be {})"),
-        (#"{"id":"e","kind":"stopped",\#(base),"footprint":{}}"#, "invalid_field", "footprint: is only allowed on 'started' and 'was_running' events"),
-        (#"{"id":"e","kind":"adjustment",\#(base),"deltas":{}}"#, "invalid_field", "deltas: is required and must not be empty on 'adjustment' events"),
-        (#"{"id":"e","kind":"started",\#(base),"footprint":{"memory_mb":-1}}"#, "invalid_field", "footprint.memory_mb: must not be negative (got -1)"),
-        (#"{"id":"e","kind":"started",\#(base),"footprint":{"memory_mb":1.5}}"#, "invalid_field", "footprint.memory_mb: must be an integer, got 1.5"),
-        (#"{"id":"e","kind":"started",\#(base),"footprint":{"memory_mb":"512"}}"#, "invalid_field", "footprint.memory_mb: must be an integer, got a string"),
-        (#"{"id":"e","kind":"started",\#(base),"footprint":{"Memory":1}}"#, "invalid_field", "footprint: meter name 'Memory' does not match ^[a-z][a-z0-9_]{0,63}$"),
-        (#"{"id":"e","kind":"started",\#(base),"footprint":{"memory_mb":9223372036854775808}}"#, "overflow", "footprint.memory_mb: 9223372036854775808 does not fit a signed 64-bit integer"),
-        (#"{"id":"e","kind":"adjustment",\#(base),"deltas":{"bytes":-9223372036854775809}}"#, "overflow", "deltas.bytes: -9223372036854775809 does not fit a signed 64-bit integer"),
-        (#"{"id":"e","kind":"stopped","resource":{"type":"App","id":"a","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z"}"#, "invalid_field", "resource.type: 'App' does not match ^[a-z][a-z0-9_.-]{0,31}$"),
-        (#"{"id":"e","kind":"stopped","resource":{"type":"app","id":"a"},"occurred_at":"2026-11-01T10:00:00Z"}"#, "invalid_field", "resource.owner: is required"),
-        (#"{"id":"e","kind":"stopped","resource":{"type":"app","id":"a","owner":"o","zone":"z"},"occurred_at":"2026-11-01T10:00:00Z"}"#, "invalid_field", "resource.zone: unknown field (a resource has type, id and owner)"),
-        (#"{"id":"e","kind":"stopped",\#(base),"colour":"red"}"#, "invalid_field", "colour: unknown field (wire format v1 has no such field)"),
-        (#"{"id":"e","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-11-01T10:00:00"}"#, "invalid_field", "occurred_at: '2026-11-01T10:00:00' is not an RFC 3339 timestamp: missing time zone: end with 'Z' or an offset like '+01:00'"),
-        (#"{"id":"e","kind":"started",\#(base),"footprint":{},"reason":"x"}"#, "invalid_field", "reason: is only allowed on 'adjustment' and 'stopped' events"),
-        (#"{"id":"e","kind":"stopped",\#(base),"reason":"\#(String(repeating: "r", count: 65))"}"#, "invalid_field", "reason: must be 1 to 64 bytes (got 65)"),
-        (#"{"id":"e","kind":"stopped",\#(base),"attributes":{"k":1}}"#, "invalid_field", "attributes.k: must be a string, got a number"),
-        (#"{"id":"e","kind":"stopped",\#(base),"attributes":{"k":"\#(String(repeating: "v", count: 257))"}}"#, "invalid_field", "attributes.k: value must be at most 256 bytes (got 257)"),
-    ])
+    @Test(
+        "each rejection has its code and a message that names the field",
+        arguments: [
+            ("not json", "invalid_json", "not a JSON object: invalid literal at byte 1"),
+            ("@", "invalid_json", "not a JSON object: unexpected character '@' at byte 1"),
+            ("[1]", "invalid_json", "not a JSON object: expected an object, got an array"),
+            (#"{"id":"e","id":"f"}"#, "invalid_json", "not a JSON object: duplicate key 'id' at byte 11"),
+            (#"{"kind":"started",\#(base),"footprint":{}}"#, "invalid_field", "id: is required"),
+            (#"{"id":"","kind":"stopped",\#(base)}"#, "invalid_field", "id: must be 1 to 128 bytes of UTF-8 (got 0)"),
+            (
+                #"{"id":"\#(String(repeating: "x", count: 129))","kind":"stopped",\#(base)}"#, "invalid_field",
+                "id: must be 1 to 128 bytes of UTF-8 (got 129)"
+            ),
+            (
+                #"{"id":"a\u0001b","kind":"stopped",\#(base)}"#, "invalid_field",
+                "id: must not contain control characters"
+            ),
+            (
+                #"{"id":"e","kind":"paused",\#(base)}"#, "invalid_field",
+                "kind: 'paused' is not one of started, was_running, stopped, adjustment"
+            ),
+            (
+                #"{"id":"e","kind":"started",\#(base)}"#, "invalid_field",
+                "footprint: is required on 'started' events (it may be {})"
+            ),
+            (
+                #"{"id":"e","kind":"stopped",\#(base),"footprint":{}}"#, "invalid_field",
+                "footprint: is only allowed on 'started' and 'was_running' events"
+            ),
+            (
+                #"{"id":"e","kind":"adjustment",\#(base),"deltas":{}}"#, "invalid_field",
+                "deltas: is required and must not be empty on 'adjustment' events"
+            ),
+            (
+                #"{"id":"e","kind":"started",\#(base),"footprint":{"memory_mb":-1}}"#, "invalid_field",
+                "footprint.memory_mb: must not be negative (got -1)"
+            ),
+            (
+                #"{"id":"e","kind":"started",\#(base),"footprint":{"memory_mb":1.5}}"#, "invalid_field",
+                "footprint.memory_mb: must be an integer, got 1.5"
+            ),
+            (
+                #"{"id":"e","kind":"started",\#(base),"footprint":{"memory_mb":"512"}}"#, "invalid_field",
+                "footprint.memory_mb: must be an integer, got a string"
+            ),
+            (
+                #"{"id":"e","kind":"started",\#(base),"footprint":{"Memory":1}}"#, "invalid_field",
+                "footprint: meter name 'Memory' does not match ^[a-z][a-z0-9_]{0,63}$"
+            ),
+            (
+                #"{"id":"e","kind":"started",\#(base),"footprint":{"memory_mb":9223372036854775808}}"#, "overflow",
+                "footprint.memory_mb: 9223372036854775808 does not fit a signed 64-bit integer"
+            ),
+            (
+                #"{"id":"e","kind":"adjustment",\#(base),"deltas":{"bytes":-9223372036854775809}}"#, "overflow",
+                "deltas.bytes: -9223372036854775809 does not fit a signed 64-bit integer"
+            ),
+            (
+                #"{"id":"e","kind":"stopped","resource":{"type":"App","id":"a","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z"}"#,
+                "invalid_field", "resource.type: 'App' does not match ^[a-z][a-z0-9_.-]{0,31}$"
+            ),
+            (
+                #"{"id":"e","kind":"stopped","resource":{"type":"app","id":"a"},"occurred_at":"2026-11-01T10:00:00Z"}"#,
+                "invalid_field", "resource.owner: is required"
+            ),
+            (
+                #"{"id":"e","kind":"stopped","resource":{"type":"app","id":"a","owner":"o","zone":"z"},"occurred_at":"2026-11-01T10:00:00Z"}"#,
+                "invalid_field", "resource.zone: unknown field (a resource has type, id and owner)"
+            ),
+            (
+                #"{"id":"e","kind":"stopped",\#(base),"colour":"red"}"#, "invalid_field",
+                "colour: unknown field (wire format v1 has no such field)"
+            ),
+            (
+                #"{"id":"e","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-11-01T10:00:00"}"#,
+                "invalid_field",
+                "occurred_at: '2026-11-01T10:00:00' is not an RFC 3339 timestamp: missing time zone: end with 'Z' or an offset like '+01:00'"
+            ),
+            (
+                #"{"id":"e","kind":"started",\#(base),"footprint":{},"reason":"x"}"#, "invalid_field",
+                "reason: is only allowed on 'adjustment' and 'stopped' events"
+            ),
+            (
+                #"{"id":"e","kind":"stopped",\#(base),"reason":"\#(String(repeating: "r", count: 65))"}"#,
+                "invalid_field", "reason: must be 1 to 64 bytes (got 65)"
+            ),
+            (
+                #"{"id":"e","kind":"stopped",\#(base),"attributes":{"k":1}}"#, "invalid_field",
+                "attributes.k: must be a string, got a number"
+            ),
+            (
+                #"{"id":"e","kind":"stopped",\#(base),"attributes":{"k":"\#(String(repeating: "v", count: 257))"}}"#,
+                "invalid_field", "attributes.k: value must be at most 256 bytes (got 257)"
+            ),
+        ])
     func rejection(line: String, code: String, message: String) {
         #expect {
             try EventJSON.decode(line)
@@ -130,9 +201,12 @@ struct RandomEvents {
 
     mutating func event(number: Int) -> UsageEvent {
         let kind = EventKind.allCases[Int(next(4))]
-        let at = Timestamp(microseconds: Timestamp.earliest.microseconds + Int64(next(UInt64(Timestamp.latest.microseconds - Timestamp.earliest.microseconds))))
-        var event = UsageEvent(id: "e\(number)-" + text(20), kind: kind, resource: ResourceID(type: "app", id: text(30)),
-                               owner: "org-" + text(10), occurredAt: at)
+        let at = Timestamp(
+            microseconds: Timestamp.earliest.microseconds
+                + Int64(next(UInt64(Timestamp.latest.microseconds - Timestamp.earliest.microseconds))))
+        var event = UsageEvent(
+            id: "e\(number)-" + text(20), kind: kind, resource: ResourceID(type: "app", id: text(30)),
+            owner: "org-" + text(10), occurredAt: at)
         switch kind {
         case .started, .wasRunning: event.footprint = meters(signed: false, nonEmpty: false)
         case .adjustment:

@@ -14,8 +14,15 @@ struct FileFaultTests {
         var events: [UsageEvent] = []
         for n in 0..<120 {
             let r = "app/r\(n)", owner = "org-\(n % 5)"
-            events.append(event(.started, "s\(n)", r, owner: owner, at: "2026-11-20T0\(n % 10):00:00Z", footprint: ["instances": Int64(1 + n % 3)]))
-            if n % 3 == 0 { events.append(event(.adjustment, "a\(n)", r, owner: owner, at: "2026-11-21T00:00:00Z", deltas: ["bytes": Int64(n)])) }
+            events.append(
+                event(
+                    .started, "s\(n)", r, owner: owner, at: "2026-11-20T0\(n % 10):00:00Z",
+                    footprint: ["instances": Int64(1 + n % 3)]))
+            if n % 3 == 0 {
+                events.append(
+                    event(
+                        .adjustment, "a\(n)", r, owner: owner, at: "2026-11-21T00:00:00Z", deltas: ["bytes": Int64(n)]))
+            }
             if n % 2 == 0 { events.append(event(.stopped, "x\(n)", r, owner: owner, at: "2026-11-22T00:00:00Z")) }
         }
         _ = try ledger.append(contentsOf: events)
@@ -24,9 +31,13 @@ struct FileFaultTests {
     }
 
     /// Copies the ledger at `source` to `target` and XORs `bytes` of its data file with random bits.
-    static func damagedCopy(of source: String, to target: String, flips: Int, using random: inout some RandomNumberGenerator) throws {
+    static func damagedCopy(
+        of source: String, to target: String, flips: Int, using random: inout some RandomNumberGenerator
+    ) throws {
         try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: false)
-        for file in ["data.mdb", "lock.mdb"] { try FileManager.default.copyItem(atPath: "\(source)/\(file)", toPath: "\(target)/\(file)") }
+        for file in ["data.mdb", "lock.mdb"] {
+            try FileManager.default.copyItem(atPath: "\(source)/\(file)", toPath: "\(target)/\(file)")
+        }
         let handle = try FileHandle(forUpdating: URL(fileURLWithPath: "\(target)/data.mdb"))
         defer { try? handle.close() }
         let size = try handle.seekToEnd()
@@ -39,7 +50,9 @@ struct FileFaultTests {
         }
     }
 
-    @Test("random flipped bytes in the data file: verify reports corrupt or a difference, or passes; it never crashes or hangs")
+    @Test(
+        "random flipped bytes in the data file: verify reports corrupt or a difference, or passes; it never crashes or hangs"
+    )
     func flippedBytes() throws {
         let trials = ProcessInfo.processInfo.environment["USAGE_LEDGER_FLIP_TRIALS"].flatMap(Int.init) ?? 40
         let dir = try TemporaryDirectory()
@@ -55,10 +68,15 @@ struct FileFaultTests {
             while process.isRunning, Date() < deadline { usleep(5000) }
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
             let result = finish(process, out, err)
-            #expect(process.terminationReason == .exit, "trial \(trial): verify died of signal \(result.status); the damaged copy is \(copy)")
-            #expect([0, 1, 2].contains(result.status), "trial \(trial): exit status \(result.status): \(result.stderr)")
+            #expect(
+                process.terminationReason == .exit,
+                "trial \(trial): verify died of signal \(result.status); the damaged copy is \(copy)")
+            #expect(
+                [0, 1, 2].contains(result.status), "trial \(trial): exit status \(result.status): \(result.stderr)")
             if result.status == 2 {
-                #expect(result.stderr.contains("corrupt") || result.stderr.contains("cannot_open"), "trial \(trial): \(result.stderr)")
+                #expect(
+                    result.stderr.contains("corrupt") || result.stderr.contains("cannot_open"),
+                    "trial \(trial): \(result.stderr)")
             }
             outcomes[result.status, default: 0] += 1
             if result.status != 0 || process.terminationReason != .exit { continue }
@@ -83,7 +101,8 @@ struct FileFaultTests {
         // Every page's own number, in the page header: the walk names the first page it reaches.
         let headers = dir.child("headers")
         try Self.damagedCopy(of: base, to: headers, flips: 0, using: &random)
-        let pages = Int(try FileManager.default.attributesOfItem(atPath: "\(headers)/data.mdb")[.size] as? Int ?? 0) / pageSize
+        let pages =
+            Int(try FileManager.default.attributesOfItem(atPath: "\(headers)/data.mdb")[.size] as? Int ?? 0) / pageSize
         try Self.patch("\(headers)/data.mdb", at: (2..<pages).map { $0 * pageSize }) { $0 ^ 0x01 }
         let walked = try runCLI(["verify", "--db", headers])
         #expect(walked.status == 2)
@@ -121,13 +140,18 @@ struct FileFaultTests {
         }
         func run(_ arguments: [String]) throws -> ProcessResult {
             guard asRoot else { return try runCLI(arguments) }
-            return try runProcess("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", cliPath] + arguments)
+            return try runProcess(
+                "/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", cliPath] + arguments)
         }
         for arguments in [["append", "--db", base], ["events", "--db", base]] {
             let result = try run(arguments)
             #expect(result.status == 2, "\(arguments[0])")
-            #expect(result.stderr.contains("cannot_open: cannot open ledger at '\(base)': permission denied"), "\(result.stderr)")
-            #expect(result.stderr.contains("/lock.mdb'") && result.stderr.contains("not writable by this user"), "\(result.stderr)")
+            #expect(
+                result.stderr.contains("cannot_open: cannot open ledger at '\(base)': permission denied"),
+                "\(result.stderr)")
+            #expect(
+                result.stderr.contains("/lock.mdb'") && result.stderr.contains("not writable by this user"),
+                "\(result.stderr)")
         }
         // Nothing was changed: with permissions back, the ledger verifies and holds what it held.
         chmod(base, 0o700)

@@ -4,14 +4,18 @@ import Testing
 
 @Suite("Streaming NDJSON ingest")
 struct IngestTests {
-    @Test("an over-long line is rejected without being held whole; BOM, CRLF and blank lines are handled; the rest commits")
+    @Test(
+        "an over-long line is rejected without being held whole; BOM, CRLF and blank lines are handled; the rest commits"
+    )
     func longLinesAndLineEnds() throws {
         let dir = try TemporaryDirectory()
         let ledger = try openLedger(dir)
         let good = { (n: Int) in
             #"{"id":"i\#(n)","kind":"started","resource":{"type":"app","id":"a\#(n)","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z","footprint":{}}"#
         }
-        let huge = #"{"id":"huge","kind":"stopped","resource":{"type":"app","id":""# + String(repeating: "x", count: 3_000_000) + #"","owner":"o"}}"#
+        let huge =
+            #"{"id":"huge","kind":"stopped","resource":{"type":"app","id":""# + String(repeating: "x", count: 3_000_000)
+            + #"","owner":"o"}}"#
         let text = "\u{FEFF}" + good(1) + "\r\n\n" + huge + "\n" + good(2) + "\r\n   \n" + huge + "\n" + good(3)
         let file = try dir.file("in.ndjson", text)
         let fd = open(file, O_RDONLY)
@@ -37,8 +41,14 @@ struct IngestTests {
         for n in 1...12 {
             switch n % 3 {
             case 0: lines.append("{broken \(n)")
-            case 1: lines.append(#"{"id":"v\#(n)","kind":"started","resource":{"type":"app","id":"a\#(n)","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z"}"#)
-            default: lines.append(#"{"id":"ok\#(n)","kind":"stopped","resource":{"type":"app","id":"a\#(n)","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z"}"#)
+            case 1:
+                lines.append(
+                    #"{"id":"v\#(n)","kind":"started","resource":{"type":"app","id":"a\#(n)","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z"}"#
+                )
+            default:
+                lines.append(
+                    #"{"id":"ok\#(n)","kind":"stopped","resource":{"type":"app","id":"a\#(n)","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z"}"#
+                )
             }
         }
         let file = try dir.file("mixed.ndjson", lines.joined(separator: "\n"))
@@ -49,7 +59,11 @@ struct IngestTests {
         var rejections: [IngestRejection] = []
         let summary = try ingest.run(fd: fd, into: ledger, onRejection: { rejections.append($0) })
         #expect(rejections.map(\.line) == [1, 3, 4, 6, 7, 9, 10, 12])
-        #expect(rejections.map(\.error.code) == ["invalid_field", "invalid_json", "invalid_field", "invalid_json", "invalid_field", "invalid_json", "invalid_field", "invalid_json"])
+        #expect(
+            rejections.map(\.error.code) == [
+                "invalid_field", "invalid_json", "invalid_field", "invalid_json", "invalid_field", "invalid_json",
+                "invalid_field", "invalid_json",
+            ])
         #expect(summary.appended == 4 && summary.rejected == 8)
     }
 }

@@ -5,7 +5,8 @@ import Testing
 struct JSONTests {
     @Test("parses nested values and keeps number text exact")
     func parsesValues() throws {
-        let value = try JSONParser.parse(#"{"a":[1,-2,3.5e2,true,null],"b":{"c":"d\u00e9\n"},"big":18446744073709551616}"#)
+        let value = try JSONParser.parse(
+            #"{"a":[1,-2,3.5e2,true,null],"b":{"c":"d\u00e9\n"},"big":18446744073709551616}"#)
         guard case .object(let members) = value else { Issue.record("not an object"); return }
         #expect(members.map(\.key) == ["a", "b", "big"])
         #expect(members[2].value == .number("18446744073709551616"))
@@ -19,15 +20,17 @@ struct JSONTests {
         #expect(throws: JSONSyntaxError.self) { try JSONParser.parse(#""\ud83d""#) }
     }
 
-    @Test("refuses malformed input with the reason", arguments: [
-        (#"{"a":1,"a":2}"#, "duplicate key 'a'"),
-        (#"{"a":01}"#, "leading zeros"),
-        (#"{"a":1,}"#, "expected a string key"),
-        (#"{"a":"x"} extra"#, "unexpected text after"),
-        ("{\"a\":\"tab\there\"}", "unescaped control character"),
-        (#"{"a":tru}"#, "invalid literal"),
-        ("", "unexpected end of input"),
-    ])
+    @Test(
+        "refuses malformed input with the reason",
+        arguments: [
+            (#"{"a":1,"a":2}"#, "duplicate key 'a'"),
+            (#"{"a":01}"#, "leading zeros"),
+            (#"{"a":1,}"#, "expected a string key"),
+            (#"{"a":"x"} extra"#, "unexpected text after"),
+            ("{\"a\":\"tab\there\"}", "unescaped control character"),
+            (#"{"a":tru}"#, "invalid literal"),
+            ("", "unexpected end of input"),
+        ])
     func refuses(input: String, reason: String) {
         #expect {
             try JSONParser.parse(input)
@@ -39,7 +42,9 @@ struct JSONTests {
     @Test("refuses JSON nested 10,000 deep without exhausting the stack")
     func deepNesting() {
         let deep = String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)
-        #expect(throws: JSONSyntaxError(offset: 64, reason: "nesting deeper than 64 levels")) { try JSONParser.parse(deep) }
+        #expect(throws: JSONSyntaxError(offset: 64, reason: "nesting deeper than 64 levels")) {
+            try JSONParser.parse(deep)
+        }
     }
 
     @Test("refuses invalid UTF-8 and names the byte")

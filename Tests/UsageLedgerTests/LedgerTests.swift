@@ -33,7 +33,9 @@ struct LedgerTests {
             cursor = page.nextCursor
         }
         #expect(seen == Array(1...25))
-        #expect(throws: LedgerError.invalidArgument(reason: "limit must be 1 to 100000 (got 0)")) { try ledger.events(after: 0, limit: 0) }
+        #expect(throws: LedgerError.invalidArgument(reason: "limit must be 1 to 100000 (got 0)")) {
+            try ledger.events(after: 0, limit: 0)
+        }
     }
 
     @Test("a retry of the same id and payload is a duplicate that returns the original seq")
@@ -43,7 +45,9 @@ struct LedgerTests {
         #expect(try ledger.append(started("e1")) == AppendReceipt(seq: 1, isDuplicate: false))
         #expect(try ledger.append(started("e1")) == AppendReceipt(seq: 1, isDuplicate: true))
         // The same instant written with an offset is the same payload.
-        #expect(try ledger.append(started("e1", at: "2026-11-01T11:00:00+01:00")) == AppendReceipt(seq: 1, isDuplicate: true))
+        #expect(
+            try ledger.append(started("e1", at: "2026-11-01T11:00:00+01:00"))
+                == AppendReceipt(seq: 1, isDuplicate: true))
         // Inside one batch too.
         let batch = try ledger.append(contentsOf: [started("e2", "app/b"), started("e2", "app/b")])
         #expect(batch.outcomes == [.appended(seq: 2), .duplicate(seq: 2)])
@@ -66,7 +70,8 @@ struct LedgerTests {
         let dir = try TemporaryDirectory()
         let ledger = try openLedger(dir)
         try ledger.append(started("e1", owner: "org-1"))
-        let error = LedgerError.ownerMismatch(resource: ResourceID(type: "app", id: "a1"), owner: "org-1", submitted: "org-2")
+        let error = LedgerError.ownerMismatch(
+            resource: ResourceID(type: "app", id: "a1"), owner: "org-1", submitted: "org-2")
         #expect(throws: error) { try ledger.append(stopped("e2", owner: "org-2")) }
         #expect(error.message == "resource.owner: app/a1 belongs to 'org-1', not 'org-2'")
         #expect(try ledger.owner(of: ResourceID(type: "app", id: "a1")) == "org-1")
@@ -78,9 +83,13 @@ struct LedgerTests {
         let ledger = try openLedger(dir)
         // testNow is 2026-11-24T12:00:00Z.
         try ledger.append(started("ok", at: "2026-11-24T12:05:00Z"))
-        let expected = LedgerError.inFuture(occurredAt: ts("2026-11-24T12:05:00.000001Z"), now: testNow, toleranceMicroseconds: 300_000_000)
+        let expected = LedgerError.inFuture(
+            occurredAt: ts("2026-11-24T12:05:00.000001Z"), now: testNow, toleranceMicroseconds: 300_000_000)
         #expect(throws: expected) { try ledger.append(started("late", "app/b", at: "2026-11-24T12:05:00.000001Z")) }
-        #expect(expected.message == "occurred_at: 2026-11-24T12:05:00.000001Z is more than 300 s after the ledger's clock (2026-11-24T12:00:00Z)")
+        #expect(
+            expected.message
+                == "occurred_at: 2026-11-24T12:05:00.000001Z is more than 300 s after the ledger's clock (2026-11-24T12:00:00Z)"
+        )
     }
 
     @Test("a batch with bad events commits the good ones and reports each bad one by index")
@@ -89,7 +98,9 @@ struct LedgerTests {
         let ledger = try openLedger(dir)
         var invalid = started("bad")
         invalid.footprint = nil
-        let result = try ledger.append(contentsOf: [started("g1"), invalid, started("g2", "app/b"), started("g1", footprint: [:])])
+        let result = try ledger.append(contentsOf: [
+            started("g1"), invalid, started("g2", "app/b"), started("g1", footprint: [:]),
+        ])
         #expect(result.appendedCount == 2)
         #expect(result.rejections.map(\.index) == [1, 3])
         #expect(result.rejections.map(\.error.code) == ["invalid_field", "id_conflict"])
@@ -153,7 +164,9 @@ struct LedgerTests {
         var failure: LedgerError?
         for batch in 0..<200 where failure == nil {
             do {
-                accepted += try ledger.append(contentsOf: (0..<100).map { started("f-\(batch)-\($0)", "app/f\(batch)-\($0)") }).appendedCount
+                accepted += try ledger.append(
+                    contentsOf: (0..<100).map { started("f-\(batch)-\($0)", "app/f\(batch)-\($0)") }
+                ).appendedCount
             } catch {
                 failure = error
             }
@@ -168,7 +181,8 @@ struct LedgerTests {
         let dir = try TemporaryDirectory()
         _ = try openLedger(dir)
         // Stamp a future format through the storage layer, as a newer build would have written it.
-        let environment = try EnvironmentRegistry.shared.environment(path: dir.child("ledger"), options: LedgerOptions())
+        let environment = try EnvironmentRegistry.shared.environment(
+            path: dir.child("ledger"), options: LedgerOptions())
         let meta = try Table<UTF8Text, RawBytes>("meta", in: environment.openTables(["meta"]))
         try environment.write { txn in
             var writer = ByteWriter()
@@ -176,8 +190,9 @@ struct LedgerTests {
             try txn.put(meta, "format_version", writer.bytes)
         }
         #expect(throws: LedgerError.formatTooNew(found: 99, supported: Ledger.formatVersion)) { try openLedger(dir) }
-        #expect(LedgerError.formatTooNew(found: 99, supported: 2).message
-            == "the ledger has on-disk format 99, newer than format 2 that this build reads; upgrade usage-ledger")
+        #expect(
+            LedgerError.formatTooNew(found: 99, supported: 2).message
+                == "the ledger has on-disk format 99, newer than format 2 that this build reads; upgrade usage-ledger")
     }
 
     @Test("a record with a flipped byte is reported as corrupt, not returned")
@@ -191,7 +206,9 @@ struct LedgerTests {
             bytes[12] ^= 0x40
             try txn.put(events, 1, bytes)
         }
-        #expect(throws: LedgerError.corrupt(reason: "event seq 1: checksum mismatch")) { try ledger.events(after: 0, limit: 1) }
+        #expect(throws: LedgerError.corrupt(reason: "event seq 1: checksum mismatch")) {
+            try ledger.events(after: 0, limit: 1)
+        }
     }
 
     @Test("opening a missing ledger read-only or a file path fails with cannot_open")
@@ -199,7 +216,9 @@ struct LedgerTests {
         let dir = try TemporaryDirectory()
         var options = LedgerOptions()
         options.readOnly = true
-        #expect { try Ledger(path: dir.child("missing"), options: options) } throws: { ($0 as? LedgerError)?.code == "cannot_open" }
+        #expect { try Ledger(path: dir.child("missing"), options: options) } throws: {
+            ($0 as? LedgerError)?.code == "cannot_open"
+        }
         let file = try dir.file("plain", "not a ledger")
         #expect { try Ledger(path: file) } throws: { error in
             guard case .cannotOpen(_, let reason)? = error as? LedgerError else { return false }
@@ -228,7 +247,9 @@ struct LedgerTests {
                 group.addTask {
                     for batch in 0..<10 {
                         // Workers overlap: ids repeat across workers, so half of all submissions are retries.
-                        let events = (0..<50).map { n in started("t-\(worker % 2)-\(batch)-\(n)", "app/t\(worker % 2)-\(batch)-\(n)") }
+                        let events = (0..<50).map { n in
+                            started("t-\(worker % 2)-\(batch)-\(n)", "app/t\(worker % 2)-\(batch)-\(n)")
+                        }
                         _ = try ledger.append(contentsOf: events)
                         _ = try ledger.events(after: 0, limit: 10)
                     }

@@ -34,8 +34,8 @@ struct ObservabilityTests {
         let second = try ledger.append(contentsOf: [
             event(.started, "e1", "app/a", at: "2026-10-01T10:00:00Z", footprint: ["instances": 1]),  // a retry
             event(.started, "e1", "app/a", at: "2026-10-01T10:00:01Z", footprint: ["instances": 1]),  // id_conflict
-            event(.started, "e4", "app/b", owner: "org-2", at: "2026-11-20T11:00:00Z"),              // owner_mismatch
-            event(.started, "e5", "app/c", at: "2026-12-20T11:00:00Z"),                              // in_future
+            event(.started, "e4", "app/b", owner: "org-2", at: "2026-11-20T11:00:00Z"),  // owner_mismatch
+            event(.started, "e5", "app/c", at: "2026-12-20T11:00:00Z"),  // in_future
         ])
         #expect(second.duplicateCount == 1 && second.rejections.count == 3)
         _ = try ledger.rollUp(now: testNow)
@@ -45,7 +45,9 @@ struct ObservabilityTests {
         #expect(try metrics.expectCounter("usage_ledger_events_appended_total", tag).totalValue == 3)
         #expect(try metrics.expectCounter("usage_ledger_duplicates_total", tag).totalValue == 1)
         for code in ["id_conflict", "owner_mismatch", "in_future"] {
-            #expect(try metrics.expectCounter("usage_ledger_rejections_total", tag + [("code", code)]).totalValue == 1, "\(code)")
+            #expect(
+                try metrics.expectCounter("usage_ledger_rejections_total", tag + [("code", code)]).totalValue == 1,
+                "\(code)")
         }
         #expect(try metrics.expectCounter("usage_ledger_compaction_pruned_total", tag).totalValue == 2)
         #expect(try metrics.expectCounter("usage_ledger_resource_hours_rolled_total", tag).totalValue > 0)
@@ -60,8 +62,13 @@ struct ObservabilityTests {
         #expect(stats.prunedEvents == 2)
         #expect(stats.rollupLagMicroseconds == 3_600_000_000)
         #expect(stats.horizon == ts("2026-10-24T12:00:00Z"))
-        let cli = try runCLI(["stats", "--db", dir.child("ledger"), "--format", "json", "--now", "2026-11-24T12:00:00Z"])
-        #expect(cli.stdout.contains(#""duplicates":1,"rejected":{"id_conflict":1,"in_future":1,"owner_mismatch":1},"pruned_events":2"#), "\(cli.stdout)")
+        let cli = try runCLI([
+            "stats", "--db", dir.child("ledger"), "--format", "json", "--now", "2026-11-24T12:00:00Z",
+        ])
+        #expect(
+            cli.stdout.contains(
+                #""duplicates":1,"rejected":{"id_conflict":1,"in_future":1,"owner_mismatch":1},"pruned_events":2"#),
+            "\(cli.stdout)")
         #expect(cli.stdout.contains(#""rollup_lag_seconds":3600"#))
 
         let messages = logs.entries.map { "\($0.level) \($0.message)" }
@@ -78,6 +85,8 @@ struct ObservabilityTests {
         #expect(quiet.status == 0 && quiet.stderr.isEmpty, "\(quiet.stderr)")
         let loud = try runCLI(["compact", "--db", db, "--now", "2026-11-24T12:00:00Z", "--verbose"])
         #expect(loud.status == 0)
-        #expect(loud.stderr.contains("info usage-ledger:") && loud.stderr.contains("compacted to horizon"), "\(loud.stderr)")
+        #expect(
+            loud.stderr.contains("info usage-ledger:") && loud.stderr.contains("compacted to horizon"), "\(loud.stderr)"
+        )
     }
 }

@@ -6,10 +6,13 @@ import CLMDB
 @testable import UsageLedger
 
 /// An event for resource `resource` (TYPE/ID) of org-1.
-func event(_ kind: EventKind, _ id: String, _ resource: String = "app/a", owner: String = "org-1", at: String,
-           footprint: Meters? = nil, deltas: Meters? = nil) -> UsageEvent {
-    UsageEvent(id: id, kind: kind, resource: ResourceID(parsing: resource) ?? ResourceID(type: "x", id: "x"), owner: owner,
-               occurredAt: ts(at), footprint: kind.isBeginning ? (footprint ?? Meters()) : nil, deltas: deltas)
+func event(
+    _ kind: EventKind, _ id: String, _ resource: String = "app/a", owner: String = "org-1", at: String,
+    footprint: Meters? = nil, deltas: Meters? = nil
+) -> UsageEvent {
+    UsageEvent(
+        id: id, kind: kind, resource: ResourceID(parsing: resource) ?? ResourceID(type: "x", id: "x"), owner: owner,
+        occurredAt: ts(at), footprint: kind.isBeginning ? (footprint ?? Meters()) : nil, deltas: deltas)
 }
 
 /// `seconds` of usage as exact microsecond units.
@@ -38,9 +41,13 @@ struct WorkedExampleTests {
         #expect(try ledger.currentUsage(owner: "org-1").totals == ["instances": 2, "memory_mb": 1024])
 
         try ledger.append(event(.stopped, "s3", at: "2026-11-01T11:00:00Z"))
-        let usage = try total(ledger, .resource(ResourceID(type: "app", id: "a")), "2026-11-01T10:00:00Z", "2026-11-01T11:00:00Z")
+        let usage = try total(
+            ledger, .resource(ResourceID(type: "app", id: "a")), "2026-11-01T10:00:00Z", "2026-11-01T11:00:00Z")
         #expect(usage.runningMicroseconds == µs(3600))
-        #expect(usage.meterMicroseconds == ["instances": µs(1 * 1800 + 2 * 1800), "memory_mb": µs(512 * 1800 + 1024 * 1800)])
+        #expect(
+            usage.meterMicroseconds == [
+                "instances": µs(1 * 1800 + 2 * 1800), "memory_mb": µs(512 * 1800 + 1024 * 1800),
+            ])
         #expect(ExactDecimal.seconds(fromMicroseconds: usage.meterMicroseconds["memory_mb"] ?? 0) == "2764800")
         #expect(try ledger.currentUsage(owner: "org-1") == CurrentUsage(resources: [], runningCount: 0, totals: [:]))
     }
@@ -54,12 +61,20 @@ struct WorkedExampleTests {
             event(.stopped, "d2", at: "2026-11-03T02:00:00Z"),
         ])
         let subject = UsageSubject.resource(ResourceID(type: "app", id: "a"))
-        let days = try ledger.usage(subject, from: ts("2026-11-01T00:00:00Z"), to: ts("2026-11-04T00:00:00Z"), granularity: .day)
-        #expect(days.rows.map(\.periodStart) == [ts("2026-11-01T00:00:00Z"), ts("2026-11-02T00:00:00Z"), ts("2026-11-03T00:00:00Z")])
+        let days = try ledger.usage(
+            subject, from: ts("2026-11-01T00:00:00Z"), to: ts("2026-11-04T00:00:00Z"), granularity: .day)
+        #expect(
+            days.rows.map(\.periodStart) == [
+                ts("2026-11-01T00:00:00Z"), ts("2026-11-02T00:00:00Z"), ts("2026-11-03T00:00:00Z"),
+            ])
         #expect(days.rows.map(\.amounts.runningMicroseconds) == [µs(7200), µs(86_400), µs(7200)])
-        let hours = try ledger.usage(subject, from: ts("2026-11-01T00:00:00Z"), to: ts("2026-11-04T00:00:00Z"), granularity: .hour)
+        let hours = try ledger.usage(
+            subject, from: ts("2026-11-01T00:00:00Z"), to: ts("2026-11-04T00:00:00Z"), granularity: .hour)
         #expect(hours.rows.count == 28)
-        #expect(hours.rows.allSatisfy { $0.amounts.runningMicroseconds == µs(3600) && $0.amounts.meterMicroseconds["memory_mb"] == µs(360_000) })
+        #expect(
+            hours.rows.allSatisfy {
+                $0.amounts.runningMicroseconds == µs(3600) && $0.amounts.meterMicroseconds["memory_mb"] == µs(360_000)
+            })
     }
 
     @Test("a stop and a restart inside one hour count only the running time")
@@ -105,7 +120,9 @@ struct WorkedExampleTests {
         #expect(result.unmatchedStops == [0])
         #expect(try ledger.statistics().unmatchedStops == 1)
         #expect(try ledger.history(of: ResourceID(type: "app", id: "a")).count == 3)
-        #expect(try total(ledger, .owner("org-1"), "2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z").runningMicroseconds == µs(3600))
+        #expect(
+            try total(ledger, .owner("org-1"), "2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z").runningMicroseconds
+                == µs(3600))
     }
 
     @Test("negative deltas subtract: storage can shrink")
@@ -113,13 +130,17 @@ struct WorkedExampleTests {
         let dir = try TemporaryDirectory()
         let ledger = try openLedger(dir)
         _ = try ledger.append(contentsOf: [
-            event(.adjustment, "n1", "job/j", at: "2026-11-01T10:10:00Z", deltas: ["storage_bytes": 1000, "network_bytes": 5]),
+            event(
+                .adjustment, "n1", "job/j", at: "2026-11-01T10:10:00Z",
+                deltas: ["storage_bytes": 1000, "network_bytes": 5]),
             event(.adjustment, "n2", "job/j", at: "2026-11-01T10:50:00Z", deltas: ["storage_bytes": -300]),
         ])
-        let usage = try total(ledger, .resource(ResourceID(type: "job", id: "j")), "2026-11-01T10:00:00Z", "2026-11-01T11:00:00Z")
+        let usage = try total(
+            ledger, .resource(ResourceID(type: "job", id: "j")), "2026-11-01T10:00:00Z", "2026-11-01T11:00:00Z")
         #expect(usage.adjustments == ["storage_bytes": 700, "network_bytes": 5])
         #expect(usage.runningMicroseconds == 0)
-        let before = try total(ledger, .resource(ResourceID(type: "job", id: "j")), "2026-11-01T10:00:00Z", "2026-11-01T10:30:00Z")
+        let before = try total(
+            ledger, .resource(ResourceID(type: "job", id: "j")), "2026-11-01T10:00:00Z", "2026-11-01T10:30:00Z")
         #expect(before.adjustments == ["storage_bytes": 1000, "network_bytes": 5])
     }
 
@@ -131,8 +152,10 @@ struct WorkedExampleTests {
             event(.started, "z1", "app/zero", at: "2026-11-01T10:00:00Z", footprint: ["gpu": 0]),
             event(.started, "z2", "app/none", at: "2026-11-01T10:00:00Z", footprint: [:]),
         ])
-        let report = try ledger.usage(.owner("org-1"), from: ts("2026-11-01T10:00:00Z"), to: ts("2026-11-01T11:00:00Z"), groupByResource: true)
-        let byResource = Dictionary(uniqueKeysWithValues: report.rows.compactMap { row in row.resource.map { ($0.id, row.amounts) } })
+        let report = try ledger.usage(
+            .owner("org-1"), from: ts("2026-11-01T10:00:00Z"), to: ts("2026-11-01T11:00:00Z"), groupByResource: true)
+        let byResource = Dictionary(
+            uniqueKeysWithValues: report.rows.compactMap { row in row.resource.map { ($0.id, row.amounts) } })
         #expect(byResource["zero"]?.meterMicroseconds == ["gpu": 0])
         #expect(byResource["none"]?.meterMicroseconds == [:])
         #expect(byResource["none"]?.runningMicroseconds == µs(3600))
@@ -193,13 +216,20 @@ struct RandomTimeline {
                 let id = "p-\(r)-\(n)"
                 switch random.next(10) {
                 case 0...4:
-                    events.append(UsageEvent(id: id, kind: random.next(4) == 0 ? .wasRunning : .started, resource: resource, owner: "org-p",
-                                             occurredAt: at, footprint: ["instances": Int64(random.next(4)), "memory_mb": Int64(random.next(4096))]))
+                    events.append(
+                        UsageEvent(
+                            id: id, kind: random.next(4) == 0 ? .wasRunning : .started, resource: resource,
+                            owner: "org-p",
+                            occurredAt: at,
+                            footprint: ["instances": Int64(random.next(4)), "memory_mb": Int64(random.next(4096))]))
                 case 5...7:
-                    events.append(UsageEvent(id: id, kind: .stopped, resource: resource, owner: "org-p", occurredAt: at))
+                    events.append(
+                        UsageEvent(id: id, kind: .stopped, resource: resource, owner: "org-p", occurredAt: at))
                 default:
-                    events.append(UsageEvent(id: id, kind: .adjustment, resource: resource, owner: "org-p", occurredAt: at,
-                                             deltas: ["network_bytes": Int64(random.next(2000)) - 1000]))
+                    events.append(
+                        UsageEvent(
+                            id: id, kind: .adjustment, resource: resource, owner: "org-p", occurredAt: at,
+                            deltas: ["network_bytes": Int64(random.next(2000)) - 1000]))
                 }
             }
         }
@@ -218,15 +248,19 @@ struct ProjectionPropertyTests {
     }
 
     static func observe(_ ledger: Ledger, resources: [ResourceID]) throws -> Observation {
-        let from = RandomTimeline.start, to = Timestamp(microseconds: RandomTimeline.start.microseconds + 4 * 86_400_000_000)
+        let from = RandomTimeline.start,
+            to = Timestamp(microseconds: RandomTimeline.start.microseconds + 4 * 86_400_000_000)
         let hourly = try ledger.usage(.owner("org-p"), from: from, to: to, granularity: .hour, groupByResource: true)
         var current = try ledger.currentUsage(owner: "org-p")
         current.resources.sort { $0.resource < $1.resource }
-        return Observation(hourly: hourly.rows, statuses: try resources.map { try ledger.status(of: $0) }, current: current,
-                           unmatchedStops: try ledger.statistics().unmatchedStops)
+        return Observation(
+            hourly: hourly.rows, statuses: try resources.map { try ledger.status(of: $0) }, current: current,
+            unmatchedStops: try ledger.statistics().unmatchedStops)
     }
 
-    @Test("appending a timeline in any order, with rollups in between, gives the same projections as in order, also rebuilt")
+    @Test(
+        "appending a timeline in any order, with rollups in between, gives the same projections as in order, also rebuilt"
+    )
     func outOfOrderEqualsInOrder() async {
         await propertyCheck(count: 25, input: Gen.uint64(in: 0...UInt64.max)) { seed in
             let events = RandomTimeline.events(seed: seed)
@@ -239,14 +273,19 @@ struct ProjectionPropertyTests {
                 var random = RandomEvents(seed: seed ^ 0xA5A5)
                 var remaining = events
                 while !remaining.isEmpty {
-                    let batch = (0..<min(remaining.count, 1 + Int(random.next(3)))).map { _ in remaining.remove(at: Int(random.next(UInt64(remaining.count)))) }
+                    let batch = (0..<min(remaining.count, 1 + Int(random.next(3)))).map { _ in
+                        remaining.remove(at: Int(random.next(UInt64(remaining.count))))
+                    }
                     _ = try shuffled.append(contentsOf: batch)
                     if random.next(3) == 0 {
-                        let rollAt = Timestamp(microseconds: RandomTimeline.start.microseconds + Int64(random.next(4 * 86_400_000_000)))
+                        let rollAt = Timestamp(
+                            microseconds: RandomTimeline.start.microseconds + Int64(random.next(4 * 86_400_000_000)))
                         _ = try shuffled.rollUp(now: rollAt)
                     }
                 }
-                #expect(try Self.observe(shuffled, resources: resources) == Self.observe(inOrder, resources: resources), "seed \(seed)")
+                #expect(
+                    try Self.observe(shuffled, resources: resources) == Self.observe(inOrder, resources: resources),
+                    "seed \(seed)")
                 let verifyA = try inOrder.verify(), verifyB = try shuffled.verify()
                 #expect(verifyA.isConsistent, "\(verifyA.differences)")
                 #expect(verifyB.isConsistent, "seed \(seed): \(verifyB.differences)")
@@ -254,7 +293,9 @@ struct ProjectionPropertyTests {
                 _ = try shuffled.rebuild()
                 let rebuilt = try shuffled.verify()
                 #expect(rebuilt.isConsistent, "seed \(seed) after rebuild: \(rebuilt.differences)")
-                #expect(try Self.observe(shuffled, resources: resources) == Self.observe(inOrder, resources: resources), "seed \(seed)")
+                #expect(
+                    try Self.observe(shuffled, resources: resources) == Self.observe(inOrder, resources: resources),
+                    "seed \(seed)")
             } catch {
                 Issue.record("seed \(seed): \(error)")
             }
@@ -270,18 +311,29 @@ struct ProjectionPropertyTests {
                 _ = try ledger.append(contentsOf: RandomTimeline.events(seed: seed, resources: 2, perResource: 8))
                 var random = RandomEvents(seed: seed ^ 0x5A5A)
                 if random.next(2) == 0 {
-                    _ = try ledger.rollUp(now: Timestamp(microseconds: RandomTimeline.start.microseconds + Int64(random.next(4 * 86_400_000_000))))
+                    _ = try ledger.rollUp(
+                        now: Timestamp(
+                            microseconds: RandomTimeline.start.microseconds + Int64(random.next(4 * 86_400_000_000))))
                 }
-                var points = (0..<3).map { _ in RandomTimeline.start.microseconds - 3_600_000_000 + Int64(random.next(5 * 86_400_000_000)) }
+                var points = (0..<3).map { _ in
+                    RandomTimeline.start.microseconds - 3_600_000_000 + Int64(random.next(5 * 86_400_000_000))
+                }
                 points.sort()
-                let (from, split, to) = (Timestamp(microseconds: points[0]), Timestamp(microseconds: points[1]), Timestamp(microseconds: points[2]))
+                let (from, split, to) = (
+                    Timestamp(microseconds: points[0]), Timestamp(microseconds: points[1]),
+                    Timestamp(microseconds: points[2])
+                )
                 for subject in [UsageSubject.owner("org-p"), .resource(ResourceID(type: "app", id: "r0"))] {
                     let whole = try ledger.usage(subject, from: from, to: to).rows[0].amounts
                     var parts = try ledger.usage(subject, from: from, to: split).rows[0].amounts
                     try parts.add(try ledger.usage(subject, from: split, to: to).rows[0].amounts)
                     #expect(whole.runningMicroseconds == parts.runningMicroseconds, "seed \(seed)")
-                    #expect(whole.meterMicroseconds.filter { $0.value != 0 } == parts.meterMicroseconds.filter { $0.value != 0 }, "seed \(seed)")
-                    #expect(whole.adjustments.filter { $0.value != 0 } == parts.adjustments.filter { $0.value != 0 }, "seed \(seed)")
+                    #expect(
+                        whole.meterMicroseconds.filter { $0.value != 0 }
+                            == parts.meterMicroseconds.filter { $0.value != 0 }, "seed \(seed)")
+                    #expect(
+                        whole.adjustments.filter { $0.value != 0 } == parts.adjustments.filter { $0.value != 0 },
+                        "seed \(seed)")
                     // Hourly rows add up to the total too.
                     let hourly = try ledger.usage(subject, from: from, to: to, granularity: .hour)
                     var sum = UsageAmounts()
@@ -314,8 +366,10 @@ struct ProjectionMaintenanceTests {
 
     static func fleet() -> [UsageEvent] {
         (0..<50).map { n in
-            event(.started, "f\(n)", "app/f\(n)", owner: "org-\(n % 4)", at: "2026-11-0\(1 + n % 5)T0\(n % 10):1\(n % 6):00Z",
-                  footprint: ["instances": Int64(1 + n % 3)])
+            event(
+                .started, "f\(n)", "app/f\(n)", owner: "org-\(n % 4)",
+                at: "2026-11-0\(1 + n % 5)T0\(n % 10):1\(n % 6):00Z",
+                footprint: ["instances": Int64(1 + n % 3)])
         }
     }
 
@@ -350,7 +404,9 @@ struct ProjectionMaintenanceTests {
         try ledger.append(event(.started, "l1", at: "2026-11-01T08:00:00Z", footprint: ["instances": 2]))
         _ = try ledger.rollUp(now: ts("2026-11-01T12:10:00Z"))
         let subject = UsageSubject.resource(ResourceID(type: "app", id: "a"))
-        #expect(try total(ledger, subject, "2026-11-01T08:00:00Z", "2026-11-01T12:00:00Z").runningMicroseconds == µs(4 * 3600))
+        #expect(
+            try total(ledger, subject, "2026-11-01T08:00:00Z", "2026-11-01T12:00:00Z").runningMicroseconds
+                == µs(4 * 3600))
         // The stop at 09:30 arrives after hours up to 12:00 were rolled up.
         try ledger.append(event(.stopped, "l2", at: "2026-11-01T09:30:00Z"))
         let corrected = try total(ledger, subject, "2026-11-01T08:00:00Z", "2026-11-01T12:00:00Z")
@@ -365,22 +421,32 @@ struct ProjectionMaintenanceTests {
         let dir = try TemporaryDirectory()
         let ledger = try openLedger(dir)
         let resource = ResourceID(type: "job", id: "j")
-        try ledger.append(event(.adjustment, "base", "job/j", at: "2026-11-01T09:00:00Z", deltas: ["network_bytes": 100, "objects": 3]))
-        let first = try ledger.reconcile(resource: resource, owner: "org-1", reportedTotals: ["network_bytes": 1000, "objects": 3],
-                                         at: ts("2026-11-01T10:00:00Z"), key: "k1")
+        try ledger.append(
+            event(
+                .adjustment, "base", "job/j", at: "2026-11-01T09:00:00Z", deltas: ["network_bytes": 100, "objects": 3]))
+        let first = try ledger.reconcile(
+            resource: resource, owner: "org-1", reportedTotals: ["network_bytes": 1000, "objects": 3],
+            at: ts("2026-11-01T10:00:00Z"), key: "k1")
         guard case .appended(_, let deltas) = first else { Issue.record("expected an append, got \(first)"); return }
         #expect(deltas == ["network_bytes": 900])
-        #expect(try ledger.reconcile(resource: resource, owner: "org-1", reportedTotals: ["network_bytes": 1000],
-                                     at: ts("2026-11-01T10:00:00Z"), key: "k1") == .alreadyRecorded(seq: 2))
-        let shrink = try ledger.reconcile(resource: resource, owner: "org-1", reportedTotals: ["network_bytes": 800],
-                                          at: ts("2026-11-01T11:00:00Z"), key: "k2")
+        #expect(
+            try ledger.reconcile(
+                resource: resource, owner: "org-1", reportedTotals: ["network_bytes": 1000],
+                at: ts("2026-11-01T10:00:00Z"), key: "k1") == .alreadyRecorded(seq: 2))
+        let shrink = try ledger.reconcile(
+            resource: resource, owner: "org-1", reportedTotals: ["network_bytes": 800],
+            at: ts("2026-11-01T11:00:00Z"), key: "k2")
         #expect(shrink == .appended(seq: 3, deltas: ["network_bytes": -200]))
-        #expect(try ledger.reconcile(resource: resource, owner: "org-1", reportedTotals: ["network_bytes": 800, "objects": 3],
-                                     at: ts("2026-11-01T12:00:00Z"), key: "k3") == .nothingToDo)
+        #expect(
+            try ledger.reconcile(
+                resource: resource, owner: "org-1", reportedTotals: ["network_bytes": 800, "objects": 3],
+                at: ts("2026-11-01T12:00:00Z"), key: "k3") == .nothingToDo)
         let usage = try total(ledger, .resource(resource), "2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z")
         #expect(usage.adjustments == ["network_bytes": 800, "objects": 3])
         #expect(throws: LedgerError.ownerMismatch(resource: resource, owner: "org-1", submitted: "org-2")) {
-            try ledger.reconcile(resource: resource, owner: "org-2", reportedTotals: ["network_bytes": 1], at: ts("2026-11-01T12:00:00Z"), key: "k4")
+            try ledger.reconcile(
+                resource: resource, owner: "org-2", reportedTotals: ["network_bytes": 1],
+                at: ts("2026-11-01T12:00:00Z"), key: "k4")
         }
     }
 
@@ -415,7 +481,10 @@ struct ProjectionMaintenanceTests {
         try ledger.environment.write { txn in
             var amounts = UsageAmounts()
             amounts.runningMicroseconds = 5
-            for (hour, resource) in [(ts("2026-10-01T00:00:00Z"), ResourceID(type: "app", id: "f1")), (ts("2026-11-02T00:00:00Z"), ResourceID(type: "app", id: "ghost"))] {
+            for (hour, resource) in [
+                (ts("2026-10-01T00:00:00Z"), ResourceID(type: "app", id: "f1")),
+                (ts("2026-11-02T00:00:00Z"), ResourceID(type: "app", id: "ghost")),
+            ] {
                 try txn.put(hourly, HourlyKey(hour: hour.microseconds, owner: "org-1", resource: resource), amounts)
             }
         }
@@ -423,7 +492,10 @@ struct ProjectionMaintenanceTests {
         let extra = try ledger.verify()
         #expect(extra.differenceCount == 7)
         #expect(extra.differences.contains { $0.hasPrefix("owner_hourly org-1 hour 2026-10-01T00:00:00Z: missing") })
-        #expect(extra.differences.contains { $0.hasPrefix("app/f1 hour 2026-10-01T00:00:00Z: a row is stored that the log does not give") })
+        #expect(
+            extra.differences.contains {
+                $0.hasPrefix("app/f1 hour 2026-10-01T00:00:00Z: a row is stored that the log does not give")
+            })
         #expect(extra.differences.contains { $0.hasPrefix("app/ghost hour 2026-11-02T00:00:00Z: a row is stored") })
         let rebuilt = try ledger.rebuild()
         #expect(rebuilt.resources == 50)
@@ -477,7 +549,9 @@ struct ProjectionMaintenanceTests {
         #expect(try reopened.usage(.owner("org-1"), from: from, to: to, granularity: .hour) == before)
     }
 
-    @Test("a format-3 ledger without owner_hourly is refused read-only with the way out, and upgraded when opened for writing")
+    @Test(
+        "a format-3 ledger without owner_hourly is refused read-only with the way out, and upgraded when opened for writing"
+    )
     func readOnlyOldFormat() throws {
         let dir = try TemporaryDirectory()
         do {
@@ -494,7 +568,8 @@ struct ProjectionMaintenanceTests {
         // Another process's view: the registry keeps one environment per path, so open through the CLI.
         let refused = try runCLI(["stats", "--db", dir.child("ledger")])
         #expect(refused.status != 0)
-        #expect(refused.stderr.contains("on-disk format 3 must be upgraded; open it once for writing"), "\(refused.stderr)")
+        #expect(
+            refused.stderr.contains("on-disk format 3 must be upgraded; open it once for writing"), "\(refused.stderr)")
         // Rollup opens for writing, which upgrades; then verify (read-only) finds owner_hourly consistent.
         let rolled = try runCLI(["rollup", "--db", dir.child("ledger"), "--now", "2026-11-24T12:00:00Z"])
         #expect(rolled.status == 0, "\(rolled.stderr)")
@@ -506,7 +581,9 @@ struct ProjectionMaintenanceTests {
 
 @Suite("Usage query paths agree")
 struct UsagePathTests {
-    @Test("an owner's ungrouped usage (summed from row bytes) equals the sum of its per-resource rows", arguments: [UInt64(3), 17, 29, 41])
+    @Test(
+        "an owner's ungrouped usage (summed from row bytes) equals the sum of its per-resource rows",
+        arguments: [UInt64(3), 17, 29, 41])
     func ungroupedEqualsGrouped(seed: UInt64) throws {
         let dir = try TemporaryDirectory()
         let ledger = try openLedger(dir)
@@ -515,7 +592,8 @@ struct UsagePathTests {
         for granularity in [UsageGranularity.hour, .day, .total] {
             let from = ts("2026-11-01T00:20:00Z"), to = ts("2026-11-04T07:40:00Z")
             let ungrouped = try ledger.usage(.owner("org-p"), from: from, to: to, granularity: granularity)
-            let grouped = try ledger.usage(.owner("org-p"), from: from, to: to, granularity: granularity, groupByResource: true)
+            let grouped = try ledger.usage(
+                .owner("org-p"), from: from, to: to, granularity: granularity, groupByResource: true)
             var sums: [Timestamp: UsageAmounts] = [:]
             for row in grouped.rows { try sums[row.periodStart, default: UsageAmounts()].add(row.amounts) }
             let expected = ungrouped.rows.filter { !$0.amounts.isEmpty }

@@ -20,11 +20,15 @@ struct StorageDefectTests {
             let resource = ResourceID(type: "app", id: "h\(r)"), owner = "org-\(r % 4)"
             for cycle in 0..<12 {
                 let start = september + Int64(cycle * 48 + r % 24) * hour
-                events.append(UsageEvent(id: "h\(r)-s\(cycle)", kind: .started, resource: resource,
-                                         owner: owner, occurredAt: Timestamp(microseconds: start),
-                                         footprint: ["instances": Int64(1 + r % 3), "memory_mb": 256]))
-                events.append(UsageEvent(id: "h\(r)-t\(cycle)", kind: .stopped, resource: resource,
-                                         owner: owner, occurredAt: Timestamp(microseconds: start + 5 * hour)))
+                events.append(
+                    UsageEvent(
+                        id: "h\(r)-s\(cycle)", kind: .started, resource: resource,
+                        owner: owner, occurredAt: Timestamp(microseconds: start),
+                        footprint: ["instances": Int64(1 + r % 3), "memory_mb": 256]))
+                events.append(
+                    UsageEvent(
+                        id: "h\(r)-t\(cycle)", kind: .stopped, resource: resource,
+                        owner: owner, occurredAt: Timestamp(microseconds: start + 5 * hour)))
             }
             events.append(started("h\(r)-open", "app/h\(r)", owner: owner, at: "2026-11-20T0\(r % 10):00:00Z"))
         }
@@ -34,8 +38,10 @@ struct StorageDefectTests {
     /// A compacting copy of the ledger `source` (no free pages), opened with a map of its pages in use plus
     /// `headroom` bytes: the first write that needs more new pages than that hits `MDB_MAP_FULL`, and its
     /// transaction runs again in a grown map. (LMDB never maps less than the pages in use.)
-    static func tinyMapCopy(of source: Ledger, in dir: TemporaryDirectory, name: String, headroom: Int = 0,
-                            logs: InMemoryLogHandler? = nil, tag: [(String, String)] = []) throws -> Ledger {
+    static func tinyMapCopy(
+        of source: Ledger, in dir: TemporaryDirectory, name: String, headroom: Int = 0,
+        logs: InMemoryLogHandler? = nil, tag: [(String, String)] = []
+    ) throws -> Ledger {
         try source.backup(to: dir.child(name), compacting: true)
         let used = try FileManager.default.attributesOfItem(atPath: dir.child(name) + "/data.mdb")[.size] as? Int ?? 0
         return try openLedger(dir, name: name) { options in
@@ -87,7 +93,9 @@ struct StorageDefectTests {
         let rolled = try rolling.statistics()
         #expect(rolled.environment.mapSize > rollupMap)
         #expect(rollup.resourceHours == rolled.databases["hourly"]?.entries)
-        #expect(try metrics.expectCounter("usage_ledger_resource_hours_rolled_total", tag).totalValue == rollup.resourceHours)
+        #expect(
+            try metrics.expectCounter("usage_ledger_resource_hours_rolled_total", tag).totalValue
+                == rollup.resourceHours)
 
         let rebuilding = try Self.tinyMapCopy(of: rolling, in: dir, name: "rebuild")
         let rebuildMap = try rebuilding.statistics().environment.mapSize
@@ -101,7 +109,8 @@ struct StorageDefectTests {
         let seeding = try Self.tinyMapCopy(of: rolling, in: dir, name: "seed")
         let seedMap = try seeding.statistics().environment.mapSize
         let inventory = (0..<2_000).map { n in
-            RunningResource(resource: ResourceID(type: "vm", id: "seeded-\(n)"), owner: "org-9", footprint: ["instances": 1])
+            RunningResource(
+                resource: ResourceID(type: "vm", id: "seeded-\(n)"), owner: "org-9", footprint: ["instances": 1])
         }
         let seeded = try seeding.seedBaselines(inventory, stopMissing: false)
         let afterSeed = try seeding.statistics()
@@ -111,8 +120,9 @@ struct StorageDefectTests {
 
         let reconciling = try Self.tinyMapCopy(of: rolling, in: dir, name: "reconcile")
         let reconcileMap = try reconciling.statistics().environment.mapSize
-        let outcome = try reconciling.reconcile(resource: ResourceID(type: "app", id: "h1"), owner: "org-1",
-                                                reportedTotals: ["network_bytes": 4_096], at: testNow, key: "k1")
+        let outcome = try reconciling.reconcile(
+            resource: ResourceID(type: "app", id: "h1"), owner: "org-1",
+            reportedTotals: ["network_bytes": 4_096], at: testNow, key: "k1")
         #expect(try reconciling.statistics().environment.mapSize > reconcileMap)
         #expect(outcome == .appended(seq: rolled.nextSeq, deltas: ["network_bytes": 4_096]))
         #expect(try reconciling.statistics().nextSeq == rolled.nextSeq + 1)
@@ -128,7 +138,9 @@ struct StorageDefectTests {
         let inner = Locked<LedgerError?>(nil)
         // A compaction's progress runs between its transactions: a write from it is allowed.
         _ = try ledger.compact(CompactionOptions()) { _ in
-            do throws(LedgerError) { try ledger.append(started("e2", "app/a2")) } catch { inner.withLock { $0 = error } }
+            do throws(LedgerError) { try ledger.append(started("e2", "app/a2")) } catch {
+                inner.withLock { $0 = error }
+            }
         }
         #expect(inner.withLock { $0 } == nil)
         // Inside a transaction, a write on the same thread is refused at once.
@@ -173,7 +185,9 @@ struct SharedEnvironmentTests {
         let tight = try openLedger(dir) { $0.maximumMapSize = mapSize }
         #expect(try tight.statistics().environment.maximumMapSize == mapSize)
         // More events than a 1 MiB map holds: the tight handle is refused, and its batch writes nothing.
-        let batches = (0..<10).map { batch in (0..<1_000).map { n in started("big-\(batch)-\(n)", "app/b\(batch)-\(n)") } }
+        let batches = (0..<10).map { batch in
+            (0..<1_000).map { n in started("big-\(batch)-\(n)", "app/b\(batch)-\(n)") }
+        }
         var refused: LedgerError?
         var accepted = 0
         for batch in batches {
@@ -221,12 +235,15 @@ struct RebuildThenVerifyTests {
         ])
         _ = try ledger.rollUp(now: now)
         #expect(try ledger.verify().isConsistent)
-        let before = try ledger.usage(.owner("org-1"), from: ts("2026-11-09T00:00:00Z"), to: now, granularity: .hour,
-                                      groupByResource: true)
+        let before = try ledger.usage(
+            .owner("org-1"), from: ts("2026-11-09T00:00:00Z"), to: now, granularity: .hour,
+            groupByResource: true)
         _ = try ledger.rebuild()
         let report = try ledger.verify()
         #expect(report.isConsistent, "\(report.differences)")
-        #expect(try ledger.usage(.owner("org-1"), from: ts("2026-11-09T00:00:00Z"), to: now, granularity: .hour,
-                                 groupByResource: true) == before)
+        #expect(
+            try ledger.usage(
+                .owner("org-1"), from: ts("2026-11-09T00:00:00Z"), to: now, granularity: .hour,
+                groupByResource: true) == before)
     }
 }

@@ -9,7 +9,9 @@ final class TemporaryDirectory {
 
     init() throws {
         var template = Array((NSTemporaryDirectory() + "usage-ledger-test-XXXXXX").utf8CString)
-        guard let made = template.withUnsafeMutableBufferPointer({ buffer in buffer.baseAddress.flatMap { mkdtemp($0) } }) else {
+        guard
+            let made = template.withUnsafeMutableBufferPointer({ buffer in buffer.baseAddress.flatMap { mkdtemp($0) } })
+        else {
             throw LedgerError.invalidArgument(reason: "mkdtemp failed")
         }
         path = String(cString: made)
@@ -32,7 +34,9 @@ final class TemporaryDirectory {
 let testNow = Timestamp(microseconds: 1_795_521_600_000_000)
 
 /// Opens a ledger in `directory` with the fixed test clock.
-func openLedger(_ directory: TemporaryDirectory, name: String = "ledger", configure: (inout LedgerOptions) -> Void = { _ in }) throws -> Ledger {
+func openLedger(
+    _ directory: TemporaryDirectory, name: String = "ledger", configure: (inout LedgerOptions) -> Void = { _ in }
+) throws -> Ledger {
     var options = LedgerOptions()
     options.clock = .fixed(testNow)
     options.durability = .noSync
@@ -44,14 +48,21 @@ func ts(_ text: String) -> Timestamp {
     do { return try Timestamp(rfc3339: text) } catch { Issue.record("bad test timestamp \(text)"); return .earliest }
 }
 
-func started(_ id: String, _ resource: String = "app/a1", owner: String = "org-1", at: String = "2026-11-01T10:00:00Z",
-             footprint: Meters = ["instances": 1, "memory_mb": 512]) -> UsageEvent {
-    UsageEvent(id: id, kind: .started, resource: ResourceID(parsing: resource) ?? ResourceID(type: "x", id: "x"), owner: owner,
-               occurredAt: ts(at), footprint: footprint)
+func started(
+    _ id: String, _ resource: String = "app/a1", owner: String = "org-1", at: String = "2026-11-01T10:00:00Z",
+    footprint: Meters = ["instances": 1, "memory_mb": 512]
+) -> UsageEvent {
+    UsageEvent(
+        id: id, kind: .started, resource: ResourceID(parsing: resource) ?? ResourceID(type: "x", id: "x"), owner: owner,
+        occurredAt: ts(at), footprint: footprint)
 }
 
-func stopped(_ id: String, _ resource: String = "app/a1", owner: String = "org-1", at: String = "2026-11-01T11:00:00Z") -> UsageEvent {
-    UsageEvent(id: id, kind: .stopped, resource: ResourceID(parsing: resource) ?? ResourceID(type: "x", id: "x"), owner: owner, occurredAt: ts(at))
+func stopped(_ id: String, _ resource: String = "app/a1", owner: String = "org-1", at: String = "2026-11-01T11:00:00Z")
+    -> UsageEvent
+{
+    UsageEvent(
+        id: id, kind: .stopped, resource: ResourceID(parsing: resource) ?? ResourceID(type: "x", id: "x"), owner: owner,
+        occurredAt: ts(at))
 }
 
 /// The result of running the `usage-ledger` executable.
@@ -68,7 +79,9 @@ var cliPath: String {
 }
 
 /// Starts `usage-ledger` with `arguments`, feeding `stdin` when given.
-func startCLI(_ arguments: [String], stdin: String? = nil, environment: [String: String] = [:]) throws -> (Process, Pipe, Pipe) {
+func startCLI(_ arguments: [String], stdin: String? = nil, environment: [String: String] = [:]) throws -> (
+    Process, Pipe, Pipe
+) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: cliPath)
     process.arguments = arguments
@@ -112,9 +125,11 @@ func finish(_ process: Process, _ out: Pipe, _ err: Pipe) -> ProcessResult {
     done.wait()
     let stderr = collected.withLock { $0 }
     process.waitUntilExit()
-    return ProcessResult(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-                         stderr: String(decoding: stderr, as: UTF8.self))
+    return ProcessResult(
+        status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+        stderr: String(decoding: stderr, as: UTF8.self))
 }
 
 /// The repository's root, found from this source file.
-let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().path

@@ -60,8 +60,10 @@ struct ThinCLITests {
         let durability = try runCLI(["init", "--db", dir.child("l"), "--durability", "sometimes"])
         #expect(durability.status == 2)
         #expect(durability.stderr.contains("'full', 'noMetaSync' or 'noSync'"), "\(durability.stderr)")
-        let granularity = try runCLI(["usage", "--db", dir.child("l"), "--owner", "o", "--from", "2026-11-01T00:00:00Z",
-                                      "--to", "2026-11-02T00:00:00Z", "--granularity", "week"])
+        let granularity = try runCLI([
+            "usage", "--db", dir.child("l"), "--owner", "o", "--from", "2026-11-01T00:00:00Z",
+            "--to", "2026-11-02T00:00:00Z", "--granularity", "week",
+        ])
         #expect(granularity.status == 2)
         #expect(granularity.stderr.contains("'total', 'hour' or 'day'"), "\(granularity.stderr)")
     }

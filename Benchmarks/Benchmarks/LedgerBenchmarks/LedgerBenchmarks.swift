@@ -50,8 +50,9 @@ let appended = Lazy { () throws -> (Ledger, Workload) in
     try appendAll(workload.events, to: ledger)
     // One owner running 1,000 resources, the subject of the `current` benchmark.
     let big = (0..<1000).map { n in
-        UsageEvent(id: "big-\(n)", kind: .started, resource: ResourceID(type: "app", id: "big-\(n)"), owner: "org-big",
-                   occurredAt: workload.start, footprint: ["instances": 1, "memory_mb": 512])
+        UsageEvent(
+            id: "big-\(n)", kind: .started, resource: ResourceID(type: "app", id: "big-\(n)"), owner: "org-big",
+            occurredAt: workload.start, footprint: ["instances": 1, "memory_mb": 512])
     }
     _ = try ledger.append(contentsOf: big)
     return (ledger, workload)
@@ -65,14 +66,18 @@ let loaded = Lazy { () throws -> (Ledger, Workload) in
 }
 
 let benchmarks: @Sendable () -> Void = {
-    Benchmark.defaultConfiguration = .init(metrics: [.wallClock, .mallocCountTotal, .peakMemoryResident],
-                                           maxDuration: .seconds(30), maxIterations: 5)
+    Benchmark.defaultConfiguration = .init(
+        metrics: [.wallClock, .mallocCountTotal, .peakMemoryResident],
+        maxDuration: .seconds(30), maxIterations: 5)
     compactionBenchmarks()
     let workload = Lazy { Workload(count: eventCount) }
 
     // 1. Batched append against raw MDB_APPEND of the same number of 120-byte records.
     for durability in [Durability.full, Durability.noSync] {
-        Benchmark("1 append, batches of 1000, \(durability.rawValue)", configuration: .init(metrics: [.wallClock, .mallocCountTotal, eventsPerSecond])) { benchmark in
+        Benchmark(
+            "1 append, batches of 1000, \(durability.rawValue)",
+            configuration: .init(metrics: [.wallClock, .mallocCountTotal, eventsPerSecond])
+        ) { benchmark in
             let work = try workload.get()
             let path = scratchDirectory("append")
             defer { try? FileManager.default.removeItem(atPath: path) }
@@ -88,7 +93,10 @@ let benchmarks: @Sendable () -> Void = {
             benchmark.measurement(eventsPerSecond, rate(work.events.count, since: started))
         }
 
-        Benchmark("1 raw LMDB MDB_APPEND baseline, batches of 1000, \(durability.rawValue)", configuration: .init(metrics: [.wallClock, eventsPerSecond])) { benchmark in
+        Benchmark(
+            "1 raw LMDB MDB_APPEND baseline, batches of 1000, \(durability.rawValue)",
+            configuration: .init(metrics: [.wallClock, eventsPerSecond])
+        ) { benchmark in
             let path = scratchDirectory("raw")
             defer { try? FileManager.default.removeItem(atPath: path) }
             var options = EnvironmentOptions()
@@ -102,7 +110,9 @@ let benchmarks: @Sendable () -> Void = {
             while next <= UInt64(eventCount) {
                 let first = next
                 try environment.write { txn in
-                    for seq in first..<min(first + 1000, UInt64(eventCount) + 1) { try txn.put(database, BigEndianKey(seq), value, mode: .append) }
+                    for seq in first..<min(first + 1000, UInt64(eventCount) + 1) {
+                        try txn.put(database, BigEndianKey(seq), value, mode: .append)
+                    }
                 }
                 next = first + 1000
             }
@@ -115,10 +125,15 @@ let benchmarks: @Sendable () -> Void = {
     for durability in [Durability.full, Durability.noMetaSync] {
         let single = Lazy { () throws -> (Ledger, Workload, Counter) in
             let work = Workload(count: 20_000, seed: 77)
-            return (try Ledger(path: scratchDirectory("single"), options: ledgerOptions(durability, clock: work.end)), work, Counter())
+            return (
+                try Ledger(path: scratchDirectory("single"), options: ledgerOptions(durability, clock: work.end)), work,
+                Counter()
+            )
         }
-        Benchmark("2 append one event, \(durability.rawValue)",
-                  configuration: .init(metrics: [.wallClock], maxDuration: .seconds(10), maxIterations: 2000)) { benchmark in
+        Benchmark(
+            "2 append one event, \(durability.rawValue)",
+            configuration: .init(metrics: [.wallClock], maxDuration: .seconds(10), maxIterations: 2000)
+        ) { benchmark in
             let (ledger, work, next) = try single.get()
             let index = next.value.add(1, ordering: .relaxed).oldValue % work.events.count
             benchmark.startMeasurement()
@@ -129,8 +144,10 @@ let benchmarks: @Sendable () -> Void = {
 
     // 2. Concurrent appenders: does throughput rise with more threads (group commit), or collapse?
     for threads in [1, 2, 4] {
-        Benchmark("2 concurrent appenders, \(threads) threads, batches of 100, full",
-                  configuration: .init(metrics: [.wallClock, eventsPerSecond], maxIterations: 3)) { benchmark in
+        Benchmark(
+            "2 concurrent appenders, \(threads) threads, batches of 100, full",
+            configuration: .init(metrics: [.wallClock, eventsPerSecond], maxIterations: 3)
+        ) { benchmark in
             let work = Workload(count: 20_000, seed: 91)
             let path = scratchDirectory("concurrent-\(threads)")
             defer { try? FileManager.default.removeItem(atPath: path) }
@@ -145,7 +162,10 @@ let benchmarks: @Sendable () -> Void = {
                     // Thread t appends batches t, t + threads, ...: disjoint slices of one workload.
                     var batch = thread
                     while batch * 100 < events.count {
-                        do { _ = try ledger.append(contentsOf: events[(batch * 100)..<min(batch * 100 + 100, events.count)]) } catch {
+                        do {
+                            _ = try ledger.append(
+                                contentsOf: events[(batch * 100)..<min(batch * 100 + 100, events.count)])
+                        } catch {
                             failures.add(1, ordering: .relaxed)
                         }
                         batch += threads
@@ -161,7 +181,10 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     // 3. NDJSON import through the CLI's code path (NDJSONIngest), parsing included.
-    Benchmark("3 import NDJSON", configuration: .init(metrics: [.wallClock, .peakMemoryResident, .mallocCountTotal, eventsPerSecond])) { benchmark in
+    Benchmark(
+        "3 import NDJSON",
+        configuration: .init(metrics: [.wallClock, .peakMemoryResident, .mallocCountTotal, eventsPerSecond])
+    ) { benchmark in
         let work = try workload.get()
         let directory = scratchDirectory("import")
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -184,28 +207,41 @@ let benchmarks: @Sendable () -> Void = {
         benchmark.startMeasurement()
         blackHole(try ledger.currentUsage(owner: "org-big", listingResources: false))
     }
-    Benchmark("4 current with listing, one owner of 1000 running", configuration: .init(metrics: [.wallClock], maxDuration: .seconds(5), maxIterations: 1000)) { benchmark in
+    Benchmark(
+        "4 current with listing, one owner of 1000 running",
+        configuration: .init(metrics: [.wallClock], maxDuration: .seconds(5), maxIterations: 1000)
+    ) { benchmark in
         let (ledger, _) = try appended.get()
         benchmark.startMeasurement()
         blackHole(try ledger.currentUsage(owner: "org-big"))
     }
 
     // 5. Usage: one owner over 30 days by hour; one resource over the whole period.
-    Benchmark("5 usage, one owner, 30 days by hour", configuration: .init(metrics: [.wallClock], maxDuration: .seconds(5), maxIterations: 1000)) { benchmark in
+    Benchmark(
+        "5 usage, one owner, 30 days by hour",
+        configuration: .init(metrics: [.wallClock], maxDuration: .seconds(5), maxIterations: 1000)
+    ) { benchmark in
         let (ledger, work) = try loaded.get()
         benchmark.startMeasurement()
-        blackHole(try ledger.usage(.owner("org-7"), from: work.start, to: Timestamp(microseconds: work.start.microseconds + 30 * 86_400_000_000),
-                                   granularity: .hour))
+        blackHole(
+            try ledger.usage(
+                .owner("org-7"), from: work.start,
+                to: Timestamp(microseconds: work.start.microseconds + 30 * 86_400_000_000),
+                granularity: .hour))
     }
     Benchmark("5 usage, one resource, whole period by day", configuration: queries) { benchmark in
         let (ledger, work) = try loaded.get()
         benchmark.startMeasurement()
-        blackHole(try ledger.usage(.resource(ResourceID(type: "app", id: "app-7")), from: work.start, to: work.end, granularity: .day))
+        blackHole(
+            try ledger.usage(
+                .resource(ResourceID(type: "app", id: "app-7")), from: work.start, to: work.end, granularity: .day))
     }
 
     // 6. Rollup rate (resource-hours per second) and verify replay (events per second).
-    let resourceHoursPerSecond = BenchmarkMetric.custom("resource-hours per second", polarity: .prefersLarger, useScalingFactor: false)
-    Benchmark("6 rollup of the whole period", configuration: .init(metrics: [.wallClock, resourceHoursPerSecond])) { benchmark in
+    let resourceHoursPerSecond = BenchmarkMetric.custom(
+        "resource-hours per second", polarity: .prefersLarger, useScalingFactor: false)
+    Benchmark("6 rollup of the whole period", configuration: .init(metrics: [.wallClock, resourceHoursPerSecond])) {
+        benchmark in
         let work = try workload.get()
         let path = scratchDirectory("rollup")
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -217,7 +253,10 @@ let benchmarks: @Sendable () -> Void = {
         benchmark.stopMeasurement()
         benchmark.measurement(resourceHoursPerSecond, rate(summary.resourceHours, since: started))
     }
-    Benchmark("6 verify (replay every timeline)", configuration: .init(metrics: [.wallClock, .peakMemoryResident, eventsPerSecond], maxIterations: 3)) { benchmark in
+    Benchmark(
+        "6 verify (replay every timeline)",
+        configuration: .init(metrics: [.wallClock, .peakMemoryResident, eventsPerSecond], maxIterations: 3)
+    ) { benchmark in
         let (ledger, _) = try loaded.get()
         let started = ContinuousClock.now
         benchmark.startMeasurement()
@@ -228,13 +267,18 @@ let benchmarks: @Sendable () -> Void = {
 }
 
 /// 7. Compaction of the workload's first half, with an appender committing one event at a time meanwhile.
-let examinedPerSecond = BenchmarkMetric.custom("events examined per second", polarity: .prefersLarger, useScalingFactor: false)
-let appenderP99 = BenchmarkMetric.custom("appender p99 during compaction (µs)", polarity: .prefersSmaller, useScalingFactor: false)
-let appenderMax = BenchmarkMetric.custom("appender max during compaction (µs)", polarity: .prefersSmaller, useScalingFactor: false)
+let examinedPerSecond = BenchmarkMetric.custom(
+    "events examined per second", polarity: .prefersLarger, useScalingFactor: false)
+let appenderP99 = BenchmarkMetric.custom(
+    "appender p99 during compaction (µs)", polarity: .prefersSmaller, useScalingFactor: false)
+let appenderMax = BenchmarkMetric.custom(
+    "appender max during compaction (µs)", polarity: .prefersSmaller, useScalingFactor: false)
 
 let compactionBenchmarks: @Sendable () -> Void = {
-    Benchmark("7 compaction with an appender meanwhile, full",
-              configuration: .init(metrics: [.wallClock, examinedPerSecond, appenderP99, appenderMax], maxIterations: 3)) { benchmark in
+    Benchmark(
+        "7 compaction with an appender meanwhile, full",
+        configuration: .init(metrics: [.wallClock, examinedPerSecond, appenderP99, appenderMax], maxIterations: 3)
+    ) { benchmark in
         let work = Workload(count: eventCount)
         let path = scratchDirectory("compaction")
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -250,12 +294,16 @@ let compactionBenchmarks: @Sendable () -> Void = {
         Thread {
             var n = 0
             while !stop.load(ordering: .relaxed) {
-                let event = UsageEvent(id: "live-\(n)", kind: .adjustment, resource: ResourceID(type: "app", id: "live"), owner: "org-live",
-                                       occurredAt: work.end, deltas: ["bytes": 1])
+                let event = UsageEvent(
+                    id: "live-\(n)", kind: .adjustment, resource: ResourceID(type: "app", id: "live"),
+                    owner: "org-live",
+                    occurredAt: work.end, deltas: ["bytes": 1])
                 let before = ContinuousClock.now
                 _ = try? ledger.append(contentsOf: [event])
                 let micros = (ContinuousClock.now - before).components
-                latencies.withLock { $0.append(Int(micros.seconds) * 1_000_000 + Int(micros.attoseconds / 1_000_000_000_000)) }
+                latencies.withLock {
+                    $0.append(Int(micros.seconds) * 1_000_000 + Int(micros.attoseconds / 1_000_000_000_000))
+                }
                 n += 1
             }
             appenderDone.signal()

@@ -35,19 +35,30 @@ public struct Workload: Sendable {
                 var at = Int64(random.next(86_400_000_000))
                 var n = 0
                 func emit(_ kind: EventKind, footprint: Meters? = nil, deltas: Meters? = nil) {
-                    timed.append((at, UsageEvent(id: "w\(r)-\(n)", kind: kind, resource: resource, owner: owner,
-                                                 occurredAt: Timestamp(microseconds: start.microseconds + at),
-                                                 footprint: footprint, deltas: deltas)))
+                    timed.append(
+                        (
+                            at,
+                            UsageEvent(
+                                id: "w\(r)-\(n)", kind: kind, resource: resource, owner: owner,
+                                occurredAt: Timestamp(microseconds: start.microseconds + at),
+                                footprint: footprint, deltas: deltas)
+                        ))
                     n += 1
                 }
-                emit(.started, footprint: ["instances": Int64(1 + random.next(4)), "memory_mb": Int64(256 << random.next(4))])
+                emit(
+                    .started,
+                    footprint: ["instances": Int64(1 + random.next(4)), "memory_mb": Int64(256 << random.next(4))])
                 while n < 10 {
                     at += Int64(random.next(UInt64(span / 9)))
                     if at >= span { break }
                     if adjusts && random.next(2) == 0 {
                         emit(.adjustment, deltas: ["network_bytes": Int64(random.next(1 << 30))])
                     } else {
-                        emit(.started, footprint: ["instances": Int64(1 + random.next(8)), "memory_mb": Int64(256 << random.next(4))])
+                        emit(
+                            .started,
+                            footprint: [
+                                "instances": Int64(1 + random.next(8)), "memory_mb": Int64(256 << random.next(4)),
+                            ])
                     }
                 }
             } else {
@@ -56,10 +67,21 @@ public struct Workload: Sendable {
                 var n = 0
                 while n < 10, at < span {
                     let stop = at + 60_000_000 + Int64(random.next(30 * 60_000_000))
-                    timed.append((at, UsageEvent(id: "w\(r)-\(n)", kind: .started, resource: resource, owner: owner,
-                                                 occurredAt: Timestamp(microseconds: start.microseconds + at), footprint: ["memory_mb": 512])))
-                    timed.append((stop, UsageEvent(id: "w\(r)-\(n + 1)", kind: .stopped, resource: resource, owner: owner,
-                                                   occurredAt: Timestamp(microseconds: start.microseconds + stop))))
+                    timed.append(
+                        (
+                            at,
+                            UsageEvent(
+                                id: "w\(r)-\(n)", kind: .started, resource: resource, owner: owner,
+                                occurredAt: Timestamp(microseconds: start.microseconds + at),
+                                footprint: ["memory_mb": 512])
+                        ))
+                    timed.append(
+                        (
+                            stop,
+                            UsageEvent(
+                                id: "w\(r)-\(n + 1)", kind: .stopped, resource: resource, owner: owner,
+                                occurredAt: Timestamp(microseconds: start.microseconds + stop))
+                        ))
                     n += 2
                     at = stop + Int64(random.next(UInt64(span / 5)))
                 }

@@ -6,7 +6,8 @@ import Workload
 // `valgrind --tool=callgrind usage-ledger append --ledger L --now ... w.ndjson`.
 let arguments = CommandLine.arguments.dropFirst()
 guard let count = arguments.first.flatMap(Int.init), count > 0 else {
-    FileHandle.standardError.write(Data("usage: workload-ndjson COUNT   (events; prints the workload's end instant on stderr)\n".utf8))
+    FileHandle.standardError.write(
+        Data("usage: workload-ndjson COUNT   (events; prints the workload's end instant on stderr)\n".utf8))
     exit(2)
 }
 let workload = Workload(count: count)

@@ -16,8 +16,10 @@ public struct SeedSummary: Sendable, Equatable {
     public var rejected: [(index: Int, error: LedgerError)] = []
 
     public static func == (a: SeedSummary, b: SeedSummary) -> Bool {
-        a.baselinesAppended == b.baselinesAppended && a.alreadyRunning == b.alreadyRunning && a.stoppedMissing == b.stoppedMissing
-            && a.duplicates == b.duplicates && a.rejected.map(\.index) == b.rejected.map(\.index) && a.rejected.map(\.error) == b.rejected.map(\.error)
+        a.baselinesAppended == b.baselinesAppended && a.alreadyRunning == b.alreadyRunning
+            && a.stoppedMissing == b.stoppedMissing
+            && a.duplicates == b.duplicates && a.rejected.map(\.index) == b.rejected.map(\.index)
+            && a.rejected.map(\.error) == b.rejected.map(\.error)
     }
 
     /// A summary with these counts (and no rejections); all zero is "nothing seeded yet".
@@ -45,24 +47,32 @@ extension Ledger {
     /// for every running resource the list omits. Idempotency keys are derived from the instant and the
     /// resource, so a rerun appends nothing: resources already running are skipped, and a rerun at the
     /// same instant is a duplicate. One transaction.
-    public func seedBaselines(_ running: [RunningResource], stopMissing: Bool, at: Timestamp? = nil) throws(LedgerError) -> SeedSummary {
+    public func seedBaselines(_ running: [RunningResource], stopMissing: Bool, at: Timestamp? = nil) throws(LedgerError)
+        -> SeedSummary
+    {
         let now = options.clock.now()
         let instant = at ?? now
-        let summary = try write { txn in try self.seed(running, stopMissing: stopMissing, at: instant, now: now, in: txn) }
+        let summary = try write { txn in
+            try self.seed(running, stopMissing: stopMissing, at: instant, now: now, in: txn)
+        }
         log(summary, "seeded baselines", at: instant)
         return summary
     }
 
     private func log(_ summary: SeedSummary, _ what: String, at instant: Timestamp) {
-        logger.notice("\(what) at \(instant)", metadata: [
-            "baselines": "\(summary.baselinesAppended)", "already_running": "\(summary.alreadyRunning)",
-            "stopped_missing": "\(summary.stoppedMissing)", "duplicates": "\(summary.duplicates)",
-            "rejected": "\(summary.rejected.count)",
-        ])
+        logger.notice(
+            "\(what) at \(instant)",
+            metadata: [
+                "baselines": "\(summary.baselinesAppended)", "already_running": "\(summary.alreadyRunning)",
+                "stopped_missing": "\(summary.stoppedMissing)", "duplicates": "\(summary.duplicates)",
+                "rejected": "\(summary.rejected.count)",
+            ])
     }
 
-    private func seed(_ running: [RunningResource], stopMissing: Bool, at instant: Timestamp, now: Timestamp,
-                      in txn: borrowing WriteTransaction) throws -> SeedSummary {
+    private func seed(
+        _ running: [RunningResource], stopMissing: Bool, at instant: Timestamp, now: Timestamp,
+        in txn: borrowing WriteTransaction
+    ) throws -> SeedSummary {
         var summary = SeedSummary()
         var runningNow: [ResourceID: String] = [:]
         let cursor = try txn.cursor(schema.running)
@@ -78,15 +88,19 @@ extension Ledger {
                 summary.alreadyRunning += 1
                 continue
             }
-            events.append(UsageEvent(id: "baseline/\(instant.microseconds)/\(Self.fingerprint(entry.resource))", kind: .wasRunning,
-                                     resource: entry.resource, owner: entry.owner, occurredAt: instant,
-                                     footprint: entry.footprint, attributes: entry.attributes))
+            events.append(
+                UsageEvent(
+                    id: "baseline/\(instant.microseconds)/\(Self.fingerprint(entry.resource))", kind: .wasRunning,
+                    resource: entry.resource, owner: entry.owner, occurredAt: instant,
+                    footprint: entry.footprint, attributes: entry.attributes))
             origins.append(index)
         }
         if stopMissing {
             for (resource, owner) in runningNow.sorted(by: { $0.key < $1.key }) where !listed.contains(resource) {
-                events.append(UsageEvent(id: "reseed-stop/\(instant.microseconds)/\(Self.fingerprint(resource))", kind: .stopped,
-                                         resource: resource, owner: owner, occurredAt: instant, reason: "absent_at_reseed"))
+                events.append(
+                    UsageEvent(
+                        id: "reseed-stop/\(instant.microseconds)/\(Self.fingerprint(resource))", kind: .stopped,
+                        resource: resource, owner: owner, occurredAt: instant, reason: "absent_at_reseed"))
                 origins.append(-1)
             }
         }
@@ -115,8 +129,9 @@ extension Ledger {
     /// What `purgeAndReseed` would delete.
     public func purgePreview() throws(LedgerError) -> PurgePreview {
         try read { txn in
-            PurgePreview(events: try txn.count(schema.events.id), resources: try txn.count(schema.resources.id),
-                         hourlyRows: try txn.count(schema.hourly.id))
+            PurgePreview(
+                events: try txn.count(schema.events.id), resources: try txn.count(schema.resources.id),
+                hourlyRows: try txn.count(schema.hourly.id))
         }
     }
 
@@ -125,7 +140,8 @@ extension Ledger {
     public func purgeAndReseed(running: [RunningResource], at: Timestamp? = nil) throws(LedgerError) -> SeedSummary {
         let now = options.clock.now()
         let instant = at ?? now
-        logger.warning("purging the log and every projection before reseeding", metadata: ["resources": "\(running.count)"])
+        logger.warning(
+            "purging the log and every projection before reseeding", metadata: ["resources": "\(running.count)"])
         let schema = self.schema
         let summary = try write { txn in
             // Everything but `meta`, whose counters go on (seq keeps counting up).

@@ -72,18 +72,23 @@ extension Ledger {
     ///
     /// - Throws: `compaction_running` when another process compacts, `compaction_refused` when the hourly
     ///   snapshots do not yet cover the horizon (roll up first).
-    public func compact(_ options: CompactionOptions = CompactionOptions(),
-                        progress: (CompactionProgress) -> Void = { _ in }) throws(LedgerError) -> CompactionSummary {
+    public func compact(
+        _ options: CompactionOptions = CompactionOptions(),
+        progress: (CompactionProgress) -> Void = { _ in }
+    ) throws(LedgerError) -> CompactionSummary {
         do {
             let summary = try compact(options, progress: progress, stopAfterBatches: nil)
             guard !summary.dryRun else { return summary }
             metrics.pruned.increment(by: summary.prunedCount)
             metrics.recordMap(environment.statistics())
-            logger.info("compacted to horizon \(summary.horizon)", metadata: [
-                "examined": "\(summary.eventsExamined)", "pruned": "\(summary.prunedCount)",
-                "opening_events_kept": "\(summary.openingEventsKept)", "snapshots_dropped": "\(summary.snapshotsDropped)",
-                "milliseconds": "\(summary.durationMicroseconds / 1000)",
-            ])
+            logger.info(
+                "compacted to horizon \(summary.horizon)",
+                metadata: [
+                    "examined": "\(summary.eventsExamined)", "pruned": "\(summary.prunedCount)",
+                    "opening_events_kept": "\(summary.openingEventsKept)",
+                    "snapshots_dropped": "\(summary.snapshotsDropped)",
+                    "milliseconds": "\(summary.durationMicroseconds / 1000)",
+                ])
             return summary
         } catch {
             logger.error("compaction stopped", metadata: ["code": "\(error.code)", "error": "\(error)"])
@@ -91,17 +96,23 @@ extension Ledger {
         }
     }
 
-    func compact(_ options: CompactionOptions, progress: (CompactionProgress) -> Void,
-                 stopAfterBatches: Int?) throws(LedgerError) -> CompactionSummary {
+    func compact(
+        _ options: CompactionOptions, progress: (CompactionProgress) -> Void,
+        stopAfterBatches: Int?
+    ) throws(LedgerError) -> CompactionSummary {
         guard options.cutoffAgeDays >= 0, options.snapshotRetentionDays >= options.cutoffAgeDays else {
-            throw .invalidArgument(reason: "snapshot retention (\(options.snapshotRetentionDays) days) must be at least the cutoff age (\(options.cutoffAgeDays) days)")
+            throw .invalidArgument(
+                reason:
+                    "snapshot retention (\(options.snapshotRetentionDays) days) must be at least the cutoff age (\(options.cutoffAgeDays) days)"
+            )
         }
         guard options.batchSize > 0 else { throw .invalidArgument(reason: "batch size must be positive") }
         let started = LedgerClock.system.now()
         let now = options.now ?? self.options.clock.now()
         let day: Int64 = 86_400_000_000
         var horizon = Timestamp(microseconds: now.microseconds - Int64(options.cutoffAgeDays) * day).hourFloor
-        let retainedFrom = Timestamp(microseconds: now.microseconds - Int64(options.snapshotRetentionDays) * day).hourFloor
+        let retainedFrom = Timestamp(microseconds: now.microseconds - Int64(options.snapshotRetentionDays) * day)
+            .hourFloor
         let lock = options.dryRun ? nil : try CompactionLock(ledgerPath: path, clock: self.options.clock)
         defer { lock?.release() }
 
@@ -122,7 +133,8 @@ extension Ledger {
                 }
             } else {
                 batch = try write { txn in
-                    let batch = try self.planBatch(resources, from: start, horizon: cutoff, pruneLimit: pruneLimit, in: txn)
+                    let batch = try self.planBatch(
+                        resources, from: start, horizon: cutoff, pruneLimit: pruneLimit, in: txn)
                     for plan in batch.plans { try self.apply(plan, horizon: cutoff, in: txn) }
                     return batch
                 }
@@ -131,7 +143,9 @@ extension Ledger {
             for plan in batch.plans { plan.record(into: &summary) }
             next = batch.next
             batches += 1
-            progress(CompactionProgress(resourcesVisited: next, resourcesTotal: resources.count, eventsPruned: summary.prunedCount))
+            progress(
+                CompactionProgress(
+                    resourcesVisited: next, resourcesTotal: resources.count, eventsPruned: summary.prunedCount))
         }
         summary.snapshotsDropped = try dropSnapshots(before: retainedFrom, dryRun: options.dryRun)
         summary.durationMicroseconds = LedgerClock.system.now().microseconds - started.microseconds
@@ -145,7 +159,10 @@ extension Ledger {
         return try write { txn -> Timestamp in
             let watermark = try txn.get(Meta.watermark, in: meta)
             guard let watermark, watermark >= horizon else {
-                throw LedgerError.compactionRefused(reason: "hourly snapshots cover hours before \(watermark?.rfc3339 ?? "none (never rolled up)") only; compaction to \(horizon) needs them up to the horizon: run 'usage-ledger rollup' first")
+                throw LedgerError.compactionRefused(
+                    reason:
+                        "hourly snapshots cover hours before \(watermark?.rfc3339 ?? "none (never rolled up)") only; compaction to \(horizon) needs them up to the horizon: run 'usage-ledger rollup' first"
+                )
             }
             let previous = try txn.get(Meta.horizon, in: meta) ?? .earliest
             let effective = max(previous, horizon)
@@ -156,14 +173,17 @@ extension Ledger {
 
     /// The plans of one batch: resources from `start` on until about `pruneLimit` events are to be pruned,
     /// or 2,000 resources were looked at.
-    private func planBatch(_ resources: [(UInt64, ResourceID, String)], from start: Int, horizon: Timestamp,
-                           pruneLimit: Int, in txn: borrowing some ReadableTransaction & ~Copyable) throws -> CompactionBatch {
+    private func planBatch(
+        _ resources: [(UInt64, ResourceID, String)], from start: Int, horizon: Timestamp,
+        pruneLimit: Int, in txn: borrowing some ReadableTransaction & ~Copyable
+    ) throws -> CompactionBatch {
         var batch = CompactionBatch(next: start, plans: [])
         var pruned = 0
         while batch.next < resources.count, pruned < pruneLimit, batch.next - start < 2_000 {
             let (number, resource, owner) = resources[batch.next]
             batch.next += 1
-            guard let plan = try planCompaction(number, resource: resource, owner: owner, horizon: horizon, in: txn) else { continue }
+            guard let plan = try planCompaction(number, resource: resource, owner: owner, horizon: horizon, in: txn)
+            else { continue }
             batch.plans.append(plan)
             pruned += plan.prune.count
         }
@@ -172,8 +192,10 @@ extension Ledger {
 
     /// Decides which of one resource's events before the horizon the rules prune. Nil when the resource
     /// has no event before the horizon.
-    func planCompaction(_ number: UInt64, resource: ResourceID, owner: String, horizon: Timestamp,
-                        in txn: borrowing some ReadableTransaction & ~Copyable) throws -> CompactionPlan? {
+    func planCompaction(
+        _ number: UInt64, resource: ResourceID, owner: String, horizon: Timestamp,
+        in txn: borrowing some ReadableTransaction & ~Copyable
+    ) throws -> CompactionPlan? {
         // Most resources have nothing before the horizon: look at the first timeline key only.
         let prefix = TimelineKeyCodec.prefix(resource: number)
         let cursor = try txn.cursor(schema.timeline)
@@ -182,7 +204,9 @@ extension Ledger {
         let entries = try timeline(resourceNumber: number, in: txn)
         let old = entries.prefix { $0.occurredAt < horizon }
         let lastStop = old.lastIndex { $0.event.kind == .stopped }
-        let openBeginnings = old.indices.filter { index in old[index].event.kind.isBeginning && (lastStop.map { index > $0 } ?? true) }
+        let openBeginnings = old.indices.filter { index in
+            old[index].event.kind.isBeginning && (lastStop.map { index > $0 } ?? true)
+        }
         var prune: [(TimelineEntry, PruneRule)] = []
         for index in old.indices {
             let entry = old[index]
@@ -197,9 +221,10 @@ extension Ledger {
                 }
             }
         }
-        return CompactionPlan(number: number, resource: resource, owner: owner, entries: entries,
-                              base: try compactionBase(resourceNumber: number, in: txn), prune: prune,
-                              openingEventsKept: Set([openBeginnings.first, openBeginnings.last].compactMap { $0 }).count)
+        return CompactionPlan(
+            number: number, resource: resource, owner: owner, entries: entries,
+            base: try compactionBase(resourceNumber: number, in: txn), prune: prune,
+            openingEventsKept: Set([openBeginnings.first, openBeginnings.last].compactMap { $0 }).count)
     }
 
     /// Prunes a planned resource's events, all of them in this transaction, and keeps what they carried in
@@ -209,7 +234,8 @@ extension Ledger {
         // Fail closed per resource: its rows must cover every hour before the horizon before its events go.
         if var state = try txn.get(schema.resourceState, plan.number), state.accruedUntil < horizon {
             var ownerRows = OwnerRowChanges()
-            _ = try materialize(resourceNumber: plan.number, state: &state, until: horizon, ownerRows: &ownerRows, in: txn)
+            _ = try materialize(
+                resourceNumber: plan.number, state: &state, until: horizon, ownerRows: &ownerRows, in: txn)
             try ownerRows.apply(to: txn, table: schema.ownerHourly)
             try txn.put(schema.resourceState, plan.number, state)
         }
@@ -220,15 +246,19 @@ extension Ledger {
         var newBase = CompactionBase()
         newBase.lastOccurredAt = max(plan.base.lastOccurredAt, plan.prune.map(\.0.occurredAt).max() ?? .earliest)
         newBase.unmatchedStops = full.state.unmatchedStops - rest.state.unmatchedStops
-        for (name, value) in full.state.adjustmentTotals { newBase.adjustmentTotals[name] = value - (rest.state.adjustmentTotals[name] ?? 0) }
+        for (name, value) in full.state.adjustmentTotals {
+            newBase.adjustmentTotals[name] = value - (rest.state.adjustmentTotals[name] ?? 0)
+        }
         let check = try Fold.replay(remaining, resource: plan.resource, owner: plan.owner, base: newBase).state
         guard check == full.state else {
-            throw LedgerError.corrupt(reason: "compacting \(plan.resource) would change its current state; nothing was pruned")
+            throw LedgerError.corrupt(
+                reason: "compacting \(plan.resource) would change its current state; nothing was pruned")
         }
         var highest: UInt64 = 0
         for (entry, _) in plan.prune {
             try txn.delete(schema.events, entry.seq)
-            try txn.delete(schema.timeline, TimelineKey(resource: plan.number, occurredAt: entry.occurredAt, seq: entry.seq))
+            try txn.delete(
+                schema.timeline, TimelineKey(resource: plan.number, occurredAt: entry.occurredAt, seq: entry.seq))
             if try txn.get(schema.eventIDs, entry.event.id) == entry.seq {
                 try txn.delete(schema.eventIDs, entry.event.id)
             }
@@ -247,7 +277,9 @@ extension Ledger {
                 var count = 0
                 let cursor = try txn.cursor(schema.hourly)
                 var entry = try cursor.rawFirst()
-                while let current = entry, let hour = ProjectionFormat.hour(ofHourlyKey: current.key), hour < before.microseconds {
+                while let current = entry, let hour = ProjectionFormat.hour(ofHourlyKey: current.key),
+                    hour < before.microseconds
+                {
                     count += 1
                     entry = try cursor.rawNext()
                 }
@@ -274,8 +306,10 @@ extension Ledger {
     }
 
     /// Deletes a table's first entries while `isOld` holds for their key, at most `limit`; returns how many.
-    private static func deleteLeading<K, V>(of table: Table<K, V>, upTo limit: Int, in txn: borrowing WriteTransaction,
-                                            while isOld: (UnsafeRawBufferPointer) throws -> Bool) throws -> Int {
+    private static func deleteLeading<K, V>(
+        of table: Table<K, V>, upTo limit: Int, in txn: borrowing WriteTransaction,
+        while isOld: (UnsafeRawBufferPointer) throws -> Bool
+    ) throws -> Int {
         var count = 0
         let cursor = try txn.writeCursor(table)
         while count < limit, let current = try cursor.reading.rawFirst(), try isOld(current.key) {

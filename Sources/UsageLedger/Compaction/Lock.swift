@@ -13,12 +13,15 @@ final class CompactionLock {
         let path = ledgerPath + "/compaction.lock"
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
-            throw .cannotOpen(path: path, reason: "cannot open the compaction lock: \(String(cString: strerror(errno)))")
+            throw .cannotOpen(
+                path: path, reason: "cannot open the compaction lock: \(String(cString: strerror(errno)))")
         }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             var buffer = [UInt8](repeating: 0, count: 256)
             let count = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 256, 0) }
-            let holder = count > 0 ? String(decoding: buffer[0..<count], as: UTF8.self) : "a process that has not written its name yet"
+            let holder =
+                count > 0
+                ? String(decoding: buffer[0..<count], as: UTF8.self) : "a process that has not written its name yet"
             close(fd)
             throw .compactionRunning(holder: holder.trimmingSuffixNewlines)
         }

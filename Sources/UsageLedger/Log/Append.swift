@@ -36,9 +36,13 @@ public struct AppendResult: Sendable, Equatable {
         outcomes.enumerated().compactMap { if case .rejected(let error) = $1 { ($0, error) } else { nil } }
     }
     /// The lowest `seq` assigned by this append, if any event was newly recorded.
-    public var firstSeq: UInt64? { outcomes.lazy.compactMap { if case .appended(let seq) = $0 { seq } else { nil } }.first }
+    public var firstSeq: UInt64? {
+        outcomes.lazy.compactMap { if case .appended(let seq) = $0 { seq } else { nil } }.first
+    }
     /// The highest `seq` assigned by this append.
-    public var lastSeq: UInt64? { outcomes.reversed().lazy.compactMap { if case .appended(let seq) = $0 { seq } else { nil } }.first }
+    public var lastSeq: UInt64? {
+        outcomes.reversed().lazy.compactMap { if case .appended(let seq) = $0 { seq } else { nil } }.first
+    }
 
     public static func == (lhs: AppendResult, rhs: AppendResult) -> Bool { lhs.outcomes == rhs.outcomes }
 }
@@ -70,7 +74,8 @@ extension Ledger {
     /// is reported with its index, and a duplicate is not an error.
     ///
     /// - Throws: only failures of the ledger itself (then nothing of the batch was written).
-    public func append<C: Collection>(contentsOf events: C) throws(LedgerError) -> AppendResult where C.Element == UsageEvent {
+    public func append<C: Collection>(contentsOf events: C) throws(LedgerError) -> AppendResult
+    where C.Element == UsageEvent {
         let now = options.clock.now()
         // Encoding and validation need no transaction: do them before taking the writer lock.
         let prepared = events.map { prepare($0, now: now) }
@@ -79,7 +84,9 @@ extension Ledger {
         do {
             result = try write { txn in try self.appendPrepared(prepared, recordedAt: now, in: txn) }
         } catch {
-            logger.error("append of \(prepared.count) events failed; nothing of the batch was written", metadata: ["code": "\(error.code)", "error": "\(error)"])
+            logger.error(
+                "append of \(prepared.count) events failed; nothing of the batch was written",
+                metadata: ["code": "\(error.code)", "error": "\(error)"])
             throw error
         }
         // Counted after the commit: a metric never includes what a failed transaction rolled back.
@@ -93,7 +100,8 @@ extension Ledger {
         do throws(LedgerError) {
             try EventRules.validate(event)
             if event.occurredAt.microseconds - now.microseconds > options.futureToleranceMicroseconds {
-                throw .inFuture(occurredAt: event.occurredAt, now: now, toleranceMicroseconds: options.futureToleranceMicroseconds)
+                throw .inFuture(
+                    occurredAt: event.occurredAt, now: now, toleranceMicroseconds: options.futureToleranceMicroseconds)
             }
             return .success((event, EventRecord.payload(of: event)))
         } catch {
@@ -104,8 +112,10 @@ extension Ledger {
     /// Appends prepared events in `txn`: the per-event outcomes in submission order. Rejections are values
     /// (`EventRejection`), decided before anything of their event is written; an error thrown here is a
     /// failure of the ledger and aborts the whole transaction, so a rejected event never leaves rows behind.
-    func appendPrepared(_ prepared: [Result<(UsageEvent, [UInt8]), LedgerError>], recordedAt: Timestamp,
-                        in txn: borrowing WriteTransaction) throws -> AppendResult {
+    func appendPrepared(
+        _ prepared: [Result<(UsageEvent, [UInt8]), LedgerError>], recordedAt: Timestamp,
+        in txn: borrowing WriteTransaction
+    ) throws -> AppendResult {
         let meta = schema.meta
         var counters = try LogCounters(reading: txn, meta: meta)
         var context = try ProjectionContext(reading: txn, meta: meta)
@@ -116,8 +126,10 @@ extension Ledger {
             case .failure(let error):
                 result.outcomes.append(.rejected(error))
             case .success(let (event, payload)):
-                switch try appendOne(event, payload: payload, recordedAt: recordedAt, counters: &counters,
-                                     context: &context, in: txn) {
+                switch try appendOne(
+                    event, payload: payload, recordedAt: recordedAt, counters: &counters,
+                    context: &context, in: txn)
+                {
                 case .recorded(let outcome, let unmatched):
                     result.outcomes.append(outcome)
                     if unmatched { result.unmatchedStops.append(index) }
@@ -138,8 +150,10 @@ extension Ledger {
         case rejected(EventRejection)
     }
 
-    private func appendOne(_ event: UsageEvent, payload: [UInt8], recordedAt: Timestamp, counters: inout LogCounters,
-                           context: inout ProjectionContext, in txn: borrowing WriteTransaction) throws -> EventAppend {
+    private func appendOne(
+        _ event: UsageEvent, payload: [UInt8], recordedAt: Timestamp, counters: inout LogCounters,
+        context: inout ProjectionContext, in txn: borrowing WriteTransaction
+    ) throws -> EventAppend {
         if let seq = try txn.get(schema.eventIDs, event.id) {
             guard let record = try txn.rawGet(schema.events, seq) else {
                 throw LedgerError.corrupt(reason: "event id '\(event.id)' points at seq \(seq), which is missing")
@@ -155,8 +169,9 @@ extension Ledger {
         let resourceNumber: UInt64
         if let stored = try txn.get(schema.resources, event.resource) {
             guard stored.owner == event.owner else {
-                return .rejected(EventRejection(
-                    .ownerMismatch(resource: event.resource, owner: stored.owner, submitted: event.owner)))
+                return .rejected(
+                    EventRejection(
+                        .ownerMismatch(resource: event.resource, owner: stored.owner, submitted: event.owner)))
             }
             resourceNumber = stored.number
         } else {
@@ -173,8 +188,9 @@ extension Ledger {
             throw LedgerError.corrupt(reason: "seq \(seq) is not after the last recorded event")
         }
         try txn.put(schema.eventIDs, event.id, seq)
-        try txn.put(schema.timeline, TimelineKey(resource: resourceNumber, occurredAt: event.occurredAt, seq: seq),
-                    EventRecord.kindCode(event.kind))
+        try txn.put(
+            schema.timeline, TimelineKey(resource: resourceNumber, occurredAt: event.occurredAt, seq: seq),
+            EventRecord.kindCode(event.kind))
         let unmatched = try project(event, seq: seq, resourceNumber: resourceNumber, context: &context, in: txn)
         return .recorded(.appended(seq: seq), unmatchedStop: unmatched)
     }

@@ -69,7 +69,9 @@ enum EventRecord {
     }
 
     /// The payload bytes inside a stored record, after checking its version and checksum.
-    static func storedPayload(_ record: UnsafeRawBufferPointer, seq: UInt64) throws(LedgerError) -> UnsafeRawBufferPointer {
+    static func storedPayload(_ record: UnsafeRawBufferPointer, seq: UInt64) throws(LedgerError)
+        -> UnsafeRawBufferPointer
+    {
         try verify(record, seq: seq)
         return UnsafeRawBufferPointer(rebasing: record[headerSize..<(record.count - trailerSize)])
     }
@@ -83,7 +85,8 @@ enum EventRecord {
             throw .corrupt(reason: "event seq \(seq): unknown record version \(record[0])")
         }
         let body = UnsafeRawBufferPointer(rebasing: record[0..<(record.count - trailerSize)])
-        let stored = UInt32(bigEndian: record.loadUnaligned(fromByteOffset: record.count - trailerSize, as: UInt32.self))
+        let stored = UInt32(
+            bigEndian: record.loadUnaligned(fromByteOffset: record.count - trailerSize, as: UInt32.self))
         guard CRC32.checksum(body) == stored else {
             throw .corrupt(reason: "event seq \(seq): checksum mismatch")
         }
@@ -96,7 +99,9 @@ enum EventRecord {
         do throws(ByteReader.Malformed) {
             _ = try reader.readByte()
             let recordedAt = Timestamp(microseconds: try reader.readOrderedInt64())
-            guard let kind = kind(fromCode: try reader.readByte()) else { throw ByteReader.Malformed(offset: reader.offset, expected: "an event kind") }
+            guard let kind = kind(fromCode: try reader.readByte()) else {
+                throw ByteReader.Malformed(offset: reader.offset, expected: "an event kind")
+            }
             let id = try reader.readString()
             let type = try reader.readString()
             let resourceID = try reader.readString()
@@ -108,21 +113,30 @@ enum EventRecord {
             if flags & 2 != 0 { deltas = try readMeters(&reader) }
             if flags & 4 != 0 { reason = try reader.readString() }
             let attributeCount = try reader.readVarint()
-            guard attributeCount <= UInt64(reader.remaining) else { throw ByteReader.Malformed(offset: reader.offset, expected: "attributes") }
+            guard attributeCount <= UInt64(reader.remaining) else {
+                throw ByteReader.Malformed(offset: reader.offset, expected: "attributes")
+            }
             var attributes: [(String, String)] = []
             for _ in 0..<attributeCount { attributes.append((try reader.readString(), try reader.readString())) }
-            guard reader.remaining == 0 else { throw ByteReader.Malformed(offset: reader.offset, expected: "the end of the record") }
-            let event = UsageEvent(id: id, kind: kind, resource: ResourceID(type: type, id: resourceID), owner: owner, occurredAt: occurredAt,
-                                   footprint: footprint, deltas: deltas, reason: reason, attributes: Attributes(attributes))
+            guard reader.remaining == 0 else {
+                throw ByteReader.Malformed(offset: reader.offset, expected: "the end of the record")
+            }
+            let event = UsageEvent(
+                id: id, kind: kind, resource: ResourceID(type: type, id: resourceID), owner: owner,
+                occurredAt: occurredAt,
+                footprint: footprint, deltas: deltas, reason: reason, attributes: Attributes(attributes))
             return RecordedEvent(seq: seq, recordedAt: recordedAt, event: event)
         } catch {
-            throw .corrupt(reason: "event seq \(seq): malformed record, expected \(error.expected) at byte \(error.offset)")
+            throw .corrupt(
+                reason: "event seq \(seq): malformed record, expected \(error.expected) at byte \(error.offset)")
         }
     }
 
     private static func readMeters(_ reader: inout ByteReader) throws(ByteReader.Malformed) -> Meters {
         let count = try reader.readVarint()
-        guard count <= UInt64(reader.remaining) else { throw ByteReader.Malformed(offset: reader.offset, expected: "meters") }
+        guard count <= UInt64(reader.remaining) else {
+            throw ByteReader.Malformed(offset: reader.offset, expected: "meters")
+        }
         var pairs: [(String, Int64)] = []
         pairs.reserveCapacity(Int(count))
         for _ in 0..<count { pairs.append((try reader.readString(), try reader.readSignedVarint())) }

@@ -55,11 +55,16 @@ public struct NDJSONIngest: Sendable {
     ///   - onRejection: called for each rejected line, in order.
     ///   - onProgress: called after each committed batch with the running summary.
     /// - Throws: a failure of the ledger or of reading; batches committed before it stay committed.
-    public func run(fd: Int32, into ledger: Ledger,
-                    onRejection: (IngestRejection) -> Void,
-                    onProgress: (IngestSummary) -> Void = { _ in }) throws(LedgerError) -> IngestSummary {
+    public func run(
+        fd: Int32, into ledger: Ledger,
+        onRejection: (IngestRejection) -> Void,
+        onProgress: (IngestSummary) -> Void = { _ in }
+    ) throws(LedgerError) -> IngestSummary {
         guard Self.batchSizes.contains(batchSize) else {
-            throw .invalidArgument(reason: "the batch size must be \(Self.batchSizes.lowerBound) to \(Self.batchSizes.upperBound) events (got \(batchSize))")
+            throw .invalidArgument(
+                reason:
+                    "the batch size must be \(Self.batchSizes.lowerBound) to \(Self.batchSizes.upperBound) events (got \(batchSize))"
+            )
         }
         var summary = IngestSummary()
         var batch: [UsageEvent] = []
@@ -105,8 +110,11 @@ public struct NDJSONIngest: Sendable {
                 switch line {
                 case .tooLong:
                     summary.rejected += 1
-                    undecodable.append(IngestRejection(line: number, eventID: nil, error: .invalidJSON(
-                        reason: "line is longer than \(maximumLineBytes) bytes")))
+                    undecodable.append(
+                        IngestRejection(
+                            line: number, eventID: nil,
+                            error: .invalidJSON(
+                                reason: "line is longer than \(maximumLineBytes) bytes")))
                     return
                 case .blank:
                     summary.blank += 1
@@ -211,20 +219,24 @@ extension RunningResource {
         var reader = NDJSONLineReader(fd: fd, maximumLineBytes: maximumLineBytes)
         var resources: [RunningResource] = []
         var failure: NDJSONLineError?
-        while failure == nil, try reader.nextLine({ number, line in
-            switch line {
-            case .blank: return
-            case .tooLong:
-                failure = NDJSONLineError(line: number, error: .invalidJSON(
-                    reason: "line is longer than \(maximumLineBytes) bytes"))
-            case .text(let bytes):
-                do throws(LedgerError) {
-                    resources.append(try decode(String(decoding: bytes, as: UTF8.self)))
-                } catch {
-                    failure = NDJSONLineError(line: number, error: error)
+        while failure == nil,
+            try reader.nextLine({ number, line in
+                switch line {
+                case .blank: return
+                case .tooLong:
+                    failure = NDJSONLineError(
+                        line: number,
+                        error: .invalidJSON(
+                            reason: "line is longer than \(maximumLineBytes) bytes"))
+                case .text(let bytes):
+                    do throws(LedgerError) {
+                        resources.append(try decode(String(decoding: bytes, as: UTF8.self)))
+                    } catch {
+                        failure = NDJSONLineError(line: number, error: error)
+                    }
                 }
-            }
-        }) {}
+            })
+        {}
         if let failure { throw failure }
         return resources
     }

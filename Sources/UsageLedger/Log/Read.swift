@@ -76,7 +76,8 @@ extension Ledger {
             }
             var pruned: PrunedEvents?
             if let through = try txn.get(Meta.prunedThroughSeq, in: schema.meta), cursor < through,
-               let horizon = try txn.get(Meta.horizon, in: schema.meta) {
+                let horizon = try txn.get(Meta.horizon, in: schema.meta)
+            {
                 pruned = PrunedEvents(throughSeq: through, horizon: horizon)
             }
             return FeedPage(events: events, nextCursor: events.last?.seq ?? cursor, pruned: pruned)

@@ -125,8 +125,11 @@ enum ResourceKeyCodec: ByteArrayCodec {
 
     static func decode(_ bytes: UnsafeRawBufferPointer) throws(StorageError) -> ResourceID {
         let parts = bytes.split(separator: 0, maxSplits: 1, omittingEmptySubsequences: false)
-        guard parts.count == 2 else { throw .malformedRecord(table: "", reason: "a resources key has no type/id separator") }
-        return ResourceID(type: String(decoding: parts[0], as: UTF8.self), id: String(decoding: parts[1], as: UTF8.self))
+        guard parts.count == 2 else {
+            throw .malformedRecord(table: "", reason: "a resources key has no type/id separator")
+        }
+        return ResourceID(
+            type: String(decoding: parts[0], as: UTF8.self), id: String(decoding: parts[1], as: UTF8.self))
     }
 }
 
@@ -154,9 +157,10 @@ enum TimelineKeyCodec: ByteArrayCodec {
         guard bytes.count == size else { throw .malformedRecord(table: "", reason: "a timeline key is not 24 bytes") }
         var reader = ByteReader(bytes)
         do throws(ByteReader.Malformed) {
-            return TimelineKey(resource: try reader.readBigEndianUInt64(),
-                               occurredAt: Timestamp(microseconds: try reader.readOrderedInt64()),
-                               seq: try reader.readBigEndianUInt64())
+            return TimelineKey(
+                resource: try reader.readBigEndianUInt64(),
+                occurredAt: Timestamp(microseconds: try reader.readOrderedInt64()),
+                seq: try reader.readBigEndianUInt64())
         } catch {
             throw .malformedRecord(table: "", reason: "a timeline key is malformed")
         }
@@ -187,9 +191,11 @@ enum OwnedResourceKeyCodec: ByteArrayCodec {
         guard parts.count == 3 else {
             throw .malformedRecord(table: "", reason: "a key does not hold owner, type and id")
         }
-        return OwnedResource(owner: String(decoding: parts[0], as: UTF8.self),
-                             resource: ResourceID(type: String(decoding: parts[1], as: UTF8.self),
-                                                  id: String(decoding: parts[2], as: UTF8.self)))
+        return OwnedResource(
+            owner: String(decoding: parts[0], as: UTF8.self),
+            resource: ResourceID(
+                type: String(decoding: parts[1], as: UTF8.self),
+                id: String(decoding: parts[2], as: UTF8.self)))
     }
 }
 
@@ -205,8 +211,11 @@ enum OwnerTypeKeyCodec: ByteArrayCodec {
 
     static func decode(_ bytes: UnsafeRawBufferPointer) throws(StorageError) -> OwnerType {
         let parts = bytes.split(separator: 0, omittingEmptySubsequences: false)
-        guard parts.count == 2 else { throw .malformedRecord(table: "", reason: "an owner_totals key does not hold owner and type") }
-        return OwnerType(owner: String(decoding: parts[0], as: UTF8.self), type: String(decoding: parts[1], as: UTF8.self))
+        guard parts.count == 2 else {
+            throw .malformedRecord(table: "", reason: "an owner_totals key does not hold owner and type")
+        }
+        return OwnerType(
+            owner: String(decoding: parts[0], as: UTF8.self), type: String(decoding: parts[1], as: UTF8.self))
     }
 }
 
@@ -273,8 +282,9 @@ enum ResourceEntryCodec: ByteArrayCodec {
 
     static func decode(_ bytes: UnsafeRawBufferPointer) throws(StorageError) -> ResourceEntry {
         guard bytes.count >= 8,
-              let owner = String(validating: UnsafeRawBufferPointer(rebasing: bytes[8...]).bindMemory(to: UInt8.self),
-                                 as: UTF8.self)
+            let owner = String(
+                validating: UnsafeRawBufferPointer(rebasing: bytes[8...]).bindMemory(to: UInt8.self),
+                as: UTF8.self)
         else { throw .malformedRecord(table: "", reason: "a resources entry is malformed") }
         return ResourceEntry(number: UInt64(bigEndian: bytes.loadUnaligned(as: UInt64.self)), owner: owner)
     }
@@ -379,8 +389,10 @@ extension WriteTransaction {
     /// Sets a `meta` entry.
     /// Sets a `meta` entry; with `insertOnly`, returns false and changes nothing when it is already set.
     @discardableResult
-    func put<C>(_ field: MetaField<C>, _ value: C.Item, in meta: Table<UTF8Text, RawBytes>,
-                mode: PutMode = .upsert) throws(StorageError) -> Bool {
+    func put<C>(
+        _ field: MetaField<C>, _ value: C.Item, in meta: Table<UTF8Text, RawBytes>,
+        mode: PutMode = .upsert
+    ) throws(StorageError) -> Bool {
         try UTF8Text.withEncoded(field.key) { (key) throws(StorageError) in
             try C.withEncoded(value) { (bytes) throws(StorageError) in
                 try rawPut(meta.id, keyBytes: key, valueBytes: bytes, mode: mode)

@@ -103,15 +103,19 @@ struct CompactionBase: Equatable {
 
 enum Fold {
     /// Folds a whole timeline (entries in timeline order), starting from what compaction kept of pruned events.
-    static func replay(_ entries: [TimelineEntry], resource: ResourceID, owner: String,
-                       base: CompactionBase = CompactionBase()) throws(LedgerError) -> FoldResult {
+    static func replay(
+        _ entries: [TimelineEntry], resource: ResourceID, owner: String,
+        base: CompactionBase = CompactionBase()
+    ) throws(LedgerError) -> FoldResult {
         var result = FoldResult(state: ResourceState(resource: resource, owner: owner))
         result.state.lastOccurredAt = base.lastOccurredAt
         result.state.unmatchedStops = base.unmatchedStops
         result.state.adjustmentTotals = base.adjustmentTotals
         for entry in entries {
             try result.state.apply(entry.event) { segment throws(LedgerError) in result.segments.append(segment) }
-            if entry.event.kind == .adjustment, let deltas = entry.event.deltas { result.adjustments.append((entry.occurredAt, deltas)) }
+            if entry.event.kind == .adjustment, let deltas = entry.event.deltas {
+                result.adjustments.append((entry.occurredAt, deltas))
+            }
         }
         if let open = result.state.openSegment { result.segments.append(open) }
         return result
@@ -119,7 +123,9 @@ enum Fold {
 
     /// Usage in [from, until) split by UTC hour (running time clipped to it, adjustments inside it), keyed
     /// by the hour's start in microseconds.
-    static func hourly(_ fold: FoldResult, from: Timestamp, until: Timestamp) throws(LedgerError) -> [Int64: UsageAmounts] {
+    static func hourly(_ fold: FoldResult, from: Timestamp, until: Timestamp) throws(LedgerError) -> [Int64:
+        UsageAmounts]
+    {
         var hours: [Int64: UsageAmounts] = [:]
         for segment in fold.segments {
             try addRunning(segment, from: from, until: until, into: &hours)
@@ -164,7 +170,9 @@ enum Fold {
     }
 
     /// Adds `segment` clipped to [from, until) to per-hour amounts.
-    static func addRunning(_ segment: RunSegment, from: Timestamp, until: Timestamp, into hours: inout [Int64: UsageAmounts]) throws(LedgerError) {
+    static func addRunning(
+        _ segment: RunSegment, from: Timestamp, until: Timestamp, into hours: inout [Int64: UsageAmounts]
+    ) throws(LedgerError) {
         let start = max(segment.start.microseconds, from.microseconds)
         let end = min(segment.end?.microseconds ?? Int64.max, until.microseconds)
         guard start < end else { return }
@@ -183,7 +191,9 @@ enum Fold {
         for segment in fold.segments {
             let start = max(segment.start, from)
             let end = min(segment.end ?? to, to)
-            if start < end { try amounts.addRunning(footprint: segment.footprint, duration: end.microseconds - start.microseconds) }
+            if start < end {
+                try amounts.addRunning(footprint: segment.footprint, duration: end.microseconds - start.microseconds)
+            }
         }
         for (at, deltas) in fold.adjustments where at >= from && at < to { try amounts.addAdjustment(deltas) }
         return amounts

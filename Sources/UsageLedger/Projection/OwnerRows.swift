@@ -23,7 +23,8 @@ struct OwnerRow: Equatable {
     /// Adds (`sign` 1) or removes (`sign` -1) one `hourly` row.
     mutating func add(_ row: UsageAmounts, sign: Int64) throws(LedgerError) {
         rows = try Self.count(rows, plus: sign)
-        running = try checkedAdd(running, try Self.signed(row.runningMicroseconds, sign, "running_seconds"), "running_seconds")
+        running = try checkedAdd(
+            running, try Self.signed(row.runningMicroseconds, sign, "running_seconds"), "running_seconds")
         for (name, value) in row.meterMicroseconds {
             try Self.add(value, sign: sign, to: &meters, name: name, field: "\(name)_seconds")
         }
@@ -40,8 +41,10 @@ struct OwnerRow: Equatable {
         for (name, entry) in change.adjustments { try Self.add(entry, to: &adjustments, name: name, field: name) }
     }
 
-    private static func add(_ value: Int128, sign: Int64, to entries: inout [String: Entry], name: String,
-                            field: @autoclosure () -> String) throws(LedgerError) {
+    private static func add(
+        _ value: Int128, sign: Int64, to entries: inout [String: Entry], name: String,
+        field: @autoclosure () -> String
+    ) throws(LedgerError) {
         try add(Entry(count: sign, sum: try signed(value, sign, field())), to: &entries, name: name, field: field())
     }
 
@@ -53,15 +56,19 @@ struct OwnerRow: Equatable {
     }
 
     /// `value` or its negation; a damaged row could hold the one value whose negation overflows.
-    private static func signed(_ value: Int128, _ sign: Int64, _ field: @autoclosure () -> String) throws(LedgerError) -> Int128 {
+    private static func signed(_ value: Int128, _ sign: Int64, _ field: @autoclosure () -> String) throws(LedgerError)
+        -> Int128
+    {
         guard sign < 0 else { return value }
         let (negated, overflow) = Int128(0).subtractingReportingOverflow(value)
         guard !overflow else { throw LedgerError.overflow(field: field(), reason: "the sum exceeds 128 bits") }
         return negated
     }
 
-    private static func add(_ change: Entry, to entries: inout [String: Entry], name: String,
-                            field: @autoclosure () -> String) throws(LedgerError) {
+    private static func add(
+        _ change: Entry, to entries: inout [String: Entry], name: String,
+        field: @autoclosure () -> String
+    ) throws(LedgerError) {
         var entry = entries[name] ?? Entry(count: 0, sum: 0)
         entry.count = try count(entry.count, plus: change.count)
         entry.sum = try checkedAdd(entry.sum, change.sum, field())
@@ -96,7 +103,9 @@ struct OwnerRow: Equatable {
 
     /// The `owner_hourly` key of the owner whose `hourly` key this is: its hour and owner, without the rest.
     static func key(ofHourlyKey key: UnsafeRawBufferPointer) throws(LedgerError) -> [UInt8] {
-        guard key.count > 8, let end = key[8...].firstIndex(of: 0) else { throw .corrupt(reason: "an hourly key does not hold an owner") }
+        guard key.count > 8, let end = key[8...].firstIndex(of: 0) else {
+            throw .corrupt(reason: "an hourly key does not hold an owner")
+        }
         return Array(key[..<end])
     }
 
@@ -132,12 +141,16 @@ struct OwnerRow: Equatable {
     init(decoding bytes: UnsafeRawBufferPointer) throws(LedgerError) {
         var reader = ByteReader(bytes)
         do throws(ByteReader.Malformed) {
-            guard try reader.readByte() == Self.version else { throw ByteReader.Malformed(offset: 0, expected: "owner row version \(Self.version)") }
+            guard try reader.readByte() == Self.version else {
+                throw ByteReader.Malformed(offset: 0, expected: "owner row version \(Self.version)")
+            }
             rows = Int64(clamping: try reader.readVarint())
             running = try ProjectionFormat.readSigned128(&reader)
             for set in 0..<2 {
                 let count = try reader.readVarint()
-                guard count <= UInt64(reader.remaining) else { throw ByteReader.Malformed(offset: reader.offset, expected: "meters") }
+                guard count <= UInt64(reader.remaining) else {
+                    throw ByteReader.Malformed(offset: reader.offset, expected: "meters")
+                }
                 var entries: [String: Entry] = [:]
                 for _ in 0..<count {
                     let name = try reader.readString()
@@ -146,9 +159,12 @@ struct OwnerRow: Equatable {
                 }
                 if set == 0 { meters = entries } else { adjustments = entries }
             }
-            guard reader.remaining == 0 else { throw ByteReader.Malformed(offset: reader.offset, expected: "the end of the owner row") }
+            guard reader.remaining == 0 else {
+                throw ByteReader.Malformed(offset: reader.offset, expected: "the end of the owner row")
+            }
         } catch {
-            throw .corrupt(reason: "an owner_hourly entry is malformed: expected \(error.expected) at byte \(error.offset)")
+            throw .corrupt(
+                reason: "an owner_hourly entry is malformed: expected \(error.expected) at byte \(error.offset)")
         }
         guard isWellFormed else { throw .corrupt(reason: "an owner_hourly entry has counts that no set of rows gives") }
     }
@@ -160,7 +176,8 @@ struct OwnerRowChanges {
     private var changes: [ByteKey: OwnerRow] = [:]
 
     /// Records that the `hourly` row of `owner` in `hour` went from `old` to `new` (nil: absent).
-    mutating func record(hour: Int64, owner: String, from old: UsageAmounts?, to new: UsageAmounts?) throws(LedgerError) {
+    mutating func record(hour: Int64, owner: String, from old: UsageAmounts?, to new: UsageAmounts?) throws(LedgerError)
+    {
         guard old != new else { return }
         let key = ByteKey(OwnerRow.key(hour: hour, owner: owner))
         var change = changes[key] ?? OwnerRow()
@@ -174,15 +191,17 @@ struct OwnerRowChanges {
     /// (Keys stay bytes here: they are built once per change and compared as the B-tree compares them.)
     func apply(to txn: borrowing WriteTransaction, table: Table<OwnerHourKeyCodec, OwnerRowCodec>) throws {
         for (key, change) in changes.sorted(by: { $0.key.bytes.lexicographicallyPrecedes($1.key.bytes) }) {
-            var row = try key.bytes.withUnsafeBytes { bytes throws in
-                try txn.rawGet(table.id, keyBytes: bytes).map { try OwnerRow(decoding: $0) }
-            } ?? OwnerRow()
+            var row =
+                try key.bytes.withUnsafeBytes { bytes throws in
+                    try txn.rawGet(table.id, keyBytes: bytes).map { try OwnerRow(decoding: $0) }
+                } ?? OwnerRow()
             try row.add(change)
             if row.rows == 0 {
                 try txn.deleteRaw(table, key.bytes)
             } else {
                 guard row.isWellFormed else {
-                    throw LedgerError.corrupt(reason: "owner_hourly does not match the hourly rows it sums (run 'usage-ledger verify')")
+                    throw LedgerError.corrupt(
+                        reason: "owner_hourly does not match the hourly rows it sums (run 'usage-ledger verify')")
                 }
                 try txn.putRaw(table, key.bytes, row.encoded())
             }
@@ -196,7 +215,9 @@ struct OwnerRowSums {
     private var current: (key: [UInt8], row: OwnerRow)?
 
     /// Adds one `hourly` entry; returns the previous owner-hour's sum when this entry begins another.
-    mutating func add(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws(LedgerError) -> (key: [UInt8], row: OwnerRow)? {
+    mutating func add(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws(LedgerError) -> (
+        key: [UInt8], row: OwnerRow
+    )? {
         let ownerKey = try OwnerRow.key(ofHourlyKey: key)
         var finished: (key: [UInt8], row: OwnerRow)?
         if let current, current.key != ownerKey {

@@ -40,12 +40,18 @@ enum ProjectionFormat {
     }
 
     /// Splits an `hourly` key into hour, owner and resource.
-    static func decodeHourlyKey(_ key: UnsafeRawBufferPointer) throws(LedgerError) -> (hour: Int64, owner: String, resource: ResourceID) {
-        guard key.count > 8, let hour = hour(ofHourlyKey: key) else { throw .corrupt(reason: "an hourly key is too short") }
+    static func decodeHourlyKey(_ key: UnsafeRawBufferPointer) throws(LedgerError) -> (
+        hour: Int64, owner: String, resource: ResourceID
+    ) {
+        guard key.count > 8, let hour = hour(ofHourlyKey: key) else {
+            throw .corrupt(reason: "an hourly key is too short")
+        }
         let parts = Array(key[8...]).split(separator: 0, omittingEmptySubsequences: false)
         guard parts.count == 3 else { throw .corrupt(reason: "an hourly key does not hold owner, type and id") }
-        return (hour, String(decoding: parts[0], as: UTF8.self),
-                ResourceID(type: String(decoding: parts[1], as: UTF8.self), id: String(decoding: parts[2], as: UTF8.self)))
+        return (
+            hour, String(decoding: parts[0], as: UTF8.self),
+            ResourceID(type: String(decoding: parts[1], as: UTF8.self), id: String(decoding: parts[2], as: UTF8.self))
+        )
     }
 
     // MARK: - Resource state
@@ -80,19 +86,24 @@ enum ProjectionFormat {
     static func checkpoint(ofState bytes: UnsafeRawBufferPointer) throws(LedgerError) -> Timestamp {
         var reader = ByteReader(bytes)
         do throws(ByteReader.Malformed) {
-            guard try reader.readByte() == stateVersion else { throw ByteReader.Malformed(offset: 0, expected: "state version \(stateVersion)") }
+            guard try reader.readByte() == stateVersion else {
+                throw ByteReader.Malformed(offset: 0, expected: "state version \(stateVersion)")
+            }
             for _ in 0..<3 { try reader.skip(Int(clamping: try reader.readVarint())) }
             try reader.skip(1 + 8 + 8 + 8)
             return Timestamp(microseconds: try reader.readOrderedInt64())
         } catch {
-            throw .corrupt(reason: "a resource_state entry is malformed: expected \(error.expected) at byte \(error.offset)")
+            throw .corrupt(
+                reason: "a resource_state entry is malformed: expected \(error.expected) at byte \(error.offset)")
         }
     }
 
     static func decodeState(_ bytes: UnsafeRawBufferPointer) throws(LedgerError) -> ResourceState {
         var reader = ByteReader(bytes)
         do throws(ByteReader.Malformed) {
-            guard try reader.readByte() == stateVersion else { throw ByteReader.Malformed(offset: 0, expected: "state version \(stateVersion)") }
+            guard try reader.readByte() == stateVersion else {
+                throw ByteReader.Malformed(offset: 0, expected: "state version \(stateVersion)")
+            }
             let type = try reader.readString(), id = try reader.readString(), owner = try reader.readString()
             var state = ResourceState(resource: ResourceID(type: type, id: id), owner: owner)
             state.running = try reader.readByte() == 1
@@ -106,7 +117,9 @@ enum ProjectionFormat {
             state.unmatchedStops = try reader.readVarint()
             state.footprint = try readMeters(&reader)
             let attributeCount = try reader.readVarint()
-            guard attributeCount <= UInt64(reader.remaining) else { throw ByteReader.Malformed(offset: reader.offset, expected: "attributes") }
+            guard attributeCount <= UInt64(reader.remaining) else {
+                throw ByteReader.Malformed(offset: reader.offset, expected: "attributes")
+            }
             var attributes: [(String, String)] = []
             for _ in 0..<attributeCount { attributes.append((try reader.readString(), try reader.readString())) }
             state.attributes = Attributes(attributes)
@@ -115,7 +128,8 @@ enum ProjectionFormat {
             state.checkpointFootprint = try readMeters(&reader)
             return state
         } catch {
-            throw .corrupt(reason: "a resource_state entry is malformed: expected \(error.expected) at byte \(error.offset)")
+            throw .corrupt(
+                reason: "a resource_state entry is malformed: expected \(error.expected) at byte \(error.offset)")
         }
     }
 
@@ -144,7 +158,8 @@ enum ProjectionFormat {
             base.adjustmentTotals = try readAmounts(&reader)
             return base
         } catch {
-            throw .corrupt(reason: "a compaction_base entry is malformed: expected \(error.expected) at byte \(error.offset)")
+            throw .corrupt(
+                reason: "a compaction_base entry is malformed: expected \(error.expected) at byte \(error.offset)")
         }
     }
 
@@ -164,12 +179,16 @@ enum ProjectionFormat {
     static func decodeRow(_ bytes: UnsafeRawBufferPointer) throws(LedgerError) -> UsageAmounts {
         var reader = ByteReader(bytes)
         do throws(ByteReader.Malformed) {
-            guard try reader.readByte() == rowVersion else { throw ByteReader.Malformed(offset: 0, expected: "row version \(rowVersion)") }
+            guard try reader.readByte() == rowVersion else {
+                throw ByteReader.Malformed(offset: 0, expected: "row version \(rowVersion)")
+            }
             var amounts = UsageAmounts()
             amounts.runningMicroseconds = try readSigned128(&reader)
             amounts.meterMicroseconds = try readAmounts(&reader)
             amounts.adjustments = try readAmounts(&reader)
-            guard reader.remaining == 0 else { throw ByteReader.Malformed(offset: reader.offset, expected: "the end of the row") }
+            guard reader.remaining == 0 else {
+                throw ByteReader.Malformed(offset: reader.offset, expected: "the end of the row")
+            }
             return amounts
         } catch {
             throw .corrupt(reason: "an hourly row is malformed: expected \(error.expected) at byte \(error.offset)")
@@ -185,7 +204,9 @@ enum ProjectionFormat {
 
         static func == (a: OwnerTotals, b: OwnerTotals) -> Bool {
             a.running == b.running && a.meters.count == b.meters.count
-                && a.meters.allSatisfy { name, entry in b.meters[name].map { $0.count == entry.count && $0.sum == entry.sum } ?? false }
+                && a.meters.allSatisfy { name, entry in
+                    b.meters[name].map { $0.count == entry.count && $0.sum == entry.sum } ?? false
+                }
         }
 
         mutating func add(_ footprint: Meters, sign: Int) throws(LedgerError) {
@@ -218,14 +239,17 @@ enum ProjectionFormat {
             var totals = OwnerTotals()
             totals.running = try reader.readVarint()
             let count = try reader.readVarint()
-            guard count <= UInt64(reader.remaining) else { throw ByteReader.Malformed(offset: reader.offset, expected: "meters") }
+            guard count <= UInt64(reader.remaining) else {
+                throw ByteReader.Malformed(offset: reader.offset, expected: "meters")
+            }
             for _ in 0..<count {
                 let name = try reader.readString()
                 totals.meters[name] = (try reader.readVarint(), try readSigned128(&reader))
             }
             return totals
         } catch {
-            throw .corrupt(reason: "an owner_totals entry is malformed: expected \(error.expected) at byte \(error.offset)")
+            throw .corrupt(
+                reason: "an owner_totals entry is malformed: expected \(error.expected) at byte \(error.offset)")
         }
     }
 
@@ -241,7 +265,9 @@ enum ProjectionFormat {
 
     static func readMeters(_ reader: inout ByteReader) throws(ByteReader.Malformed) -> Meters {
         let count = try reader.readVarint()
-        guard count <= UInt64(reader.remaining) else { throw ByteReader.Malformed(offset: reader.offset, expected: "meters") }
+        guard count <= UInt64(reader.remaining) else {
+            throw ByteReader.Malformed(offset: reader.offset, expected: "meters")
+        }
         var pairs: [(String, Int64)] = []
         for _ in 0..<count { pairs.append((try reader.readString(), try reader.readSignedVarint())) }
         return Meters(pairs)
@@ -257,7 +283,9 @@ enum ProjectionFormat {
 
     static func readAmounts(_ reader: inout ByteReader) throws(ByteReader.Malformed) -> [String: Int128] {
         let count = try reader.readVarint()
-        guard count <= UInt64(reader.remaining) else { throw ByteReader.Malformed(offset: reader.offset, expected: "amounts") }
+        guard count <= UInt64(reader.remaining) else {
+            throw ByteReader.Malformed(offset: reader.offset, expected: "amounts")
+        }
         var amounts: [String: Int128] = [:]
         for _ in 0..<count { amounts[try reader.readString()] = try readSigned128(&reader) }
         return amounts

@@ -51,24 +51,29 @@ extension Ledger {
     /// state, the running index and owner totals always; hourly rows only when the event lies before the
     /// resource's checkpoint (rows after it are written by rollup). Returns whether the event is a stop
     /// that found its resource not running.
-    func project(_ event: UsageEvent, seq: UInt64, resourceNumber: UInt64, context: inout ProjectionContext,
-                 in txn: borrowing WriteTransaction) throws -> Bool {
+    func project(
+        _ event: UsageEvent, seq: UInt64, resourceNumber: UInt64, context: inout ProjectionContext,
+        in txn: borrowing WriteTransaction
+    ) throws -> Bool {
         let stored = try txn.get(schema.resourceState, resourceNumber)
         let before = stored ?? ResourceState(resource: event.resource, owner: event.owner)
         let t = event.occurredAt
         var after: ResourceState
         if t < before.accruedUntil {
             // Before the checkpoint: the rows it changes are rewritten, and that refold gives the state too.
-            after = try rewriteMaterialized(resourceNumber: resourceNumber, before: before, insertedAt: t, excludingSeq: seq,
-                                            ownerRows: &context.ownerRows, in: txn)
+            after = try rewriteMaterialized(
+                resourceNumber: resourceNumber, before: before, insertedAt: t, excludingSeq: seq,
+                ownerRows: &context.ownerRows, in: txn)
         } else if stored == nil || t >= before.lastOccurredAt {
             after = before
             try after.apply(event) { _ throws(LedgerError) in }
         } else {
             // A late event after the checkpoint: the current state is the whole timeline's fold again.
             let entries = try timeline(resourceNumber: resourceNumber, in: txn)
-            after = try Fold.replay(entries, resource: before.resource, owner: before.owner,
-                                    base: compactionBase(resourceNumber: resourceNumber, in: txn)).state
+            after = try Fold.replay(
+                entries, resource: before.resource, owner: before.owner,
+                base: compactionBase(resourceNumber: resourceNumber, in: txn)
+            ).state
             after.accruedUntil = before.accruedUntil
             after.checkpointRunning = before.checkpointRunning
             after.checkpointFootprint = before.checkpointFootprint
@@ -90,12 +95,15 @@ extension Ledger {
     /// An event before the checkpoint: rewrite the resource's rows from the event's hour up to the
     /// checkpoint, from the timeline with and without it. Returns the new state, checkpoint unchanged in
     /// time but with the run state the new timeline gives there.
-    private func rewriteMaterialized(resourceNumber: UInt64, before: ResourceState, insertedAt t: Timestamp, excludingSeq seq: UInt64,
-                                     ownerRows: inout OwnerRowChanges, in txn: borrowing WriteTransaction) throws -> ResourceState {
+    private func rewriteMaterialized(
+        resourceNumber: UInt64, before: ResourceState, insertedAt t: Timestamp, excludingSeq seq: UInt64,
+        ownerRows: inout OwnerRowChanges, in txn: borrowing WriteTransaction
+    ) throws -> ResourceState {
         let entries = try timeline(resourceNumber: resourceNumber, in: txn)
         let base = try compactionBase(resourceNumber: resourceNumber, in: txn)
         var state = before
-        let old = try Fold.replay(entries.filter { $0.seq != seq }, resource: state.resource, owner: state.owner, base: base)
+        let old = try Fold.replay(
+            entries.filter { $0.seq != seq }, resource: state.resource, owner: state.owner, base: base)
         let new = try Fold.replay(entries, resource: state.resource, owner: state.owner, base: base)
         let from = t.hourFloor, until = state.accruedUntil
         let newRows = try Fold.hourly(new, from: from, until: until)
@@ -119,15 +127,19 @@ extension Ledger {
 
     /// Writes a resource's hourly rows from its checkpoint up to `target` and moves the checkpoint there;
     /// keeps it in `pending` while it has events at or after `target`. Returns the resource-hours written.
-    func materialize(resourceNumber: UInt64, state: inout ResourceState, until target: Timestamp,
-                     ownerRows: inout OwnerRowChanges, in txn: borrowing WriteTransaction) throws -> Int {
+    func materialize(
+        resourceNumber: UInt64, state: inout ResourceState, until target: Timestamp,
+        ownerRows: inout OwnerRowChanges, in txn: borrowing WriteTransaction
+    ) throws -> Int {
         guard state.accruedUntil < target else { return 0 }
         let from = state.accruedUntil
         let entries = try timeline(resourceNumber: resourceNumber, from: from, in: txn)
-        let fold = Fold.continuing(from: from, running: state.checkpointRunning, footprint: state.checkpointFootprint, entries: entries)
+        let fold = Fold.continuing(
+            from: from, running: state.checkpointRunning, footprint: state.checkpointFootprint, entries: entries)
         let rows = try Fold.hourly(fold, from: from, until: target)
         for (hour, amounts) in rows {
-            try addToRow(hour: hour, owner: state.owner, resource: state.resource, amounts, ownerRows: &ownerRows, in: txn)
+            try addToRow(
+                hour: hour, owner: state.owner, resource: state.resource, amounts, ownerRows: &ownerRows, in: txn)
         }
         state.accruedUntil = target
         (state.checkpointRunning, state.checkpointFootprint) = Fold.checkpoint(fold, at: target)
@@ -138,8 +150,10 @@ extension Ledger {
     }
 
     /// Adds `amounts` to one hourly row, creating it when missing.
-    func addToRow(hour: Int64, owner: String, resource: ResourceID, _ amounts: UsageAmounts, ownerRows: inout OwnerRowChanges,
-                  in txn: borrowing WriteTransaction) throws {
+    func addToRow(
+        hour: Int64, owner: String, resource: ResourceID, _ amounts: UsageAmounts, ownerRows: inout OwnerRowChanges,
+        in txn: borrowing WriteTransaction
+    ) throws {
         let key = HourlyKey(hour: hour, owner: owner, resource: resource)
         let stored = try txn.get(schema.hourly, key)
         var row = stored ?? UsageAmounts()
@@ -149,8 +163,10 @@ extension Ledger {
     }
 
     /// Keeps the `running` index and `owner_totals` in step with a resource's state.
-    func updateCurrent(from old: ResourceState?, to new: ResourceState, resourceNumber: UInt64,
-                       context: inout ProjectionContext, in txn: borrowing WriteTransaction) throws {
+    func updateCurrent(
+        from old: ResourceState?, to new: ResourceState, resourceNumber: UInt64,
+        context: inout ProjectionContext, in txn: borrowing WriteTransaction
+    ) throws {
         let wasRunning = old?.running ?? false
         guard wasRunning || new.running else { return }
         if wasRunning, new.running, old?.footprint == new.footprint { return }
@@ -168,30 +184,40 @@ extension Ledger {
     }
 
     /// What compaction kept of a resource's pruned events.
-    func compactionBase(resourceNumber: UInt64, in txn: borrowing some ReadableTransaction & ~Copyable) throws -> CompactionBase {
+    func compactionBase(resourceNumber: UInt64, in txn: borrowing some ReadableTransaction & ~Copyable) throws
+        -> CompactionBase
+    {
         try txn.get(schema.compactionBase, resourceNumber) ?? CompactionBase()
     }
 
     /// A resource's events in timeline order (those at or after `from`), as the fold needs them.
-    func timeline(resourceNumber: UInt64, from: Timestamp = .earliest,
-                  in txn: borrowing some ReadableTransaction & ~Copyable) throws -> [TimelineEntry] {
-        try recordedTimeline(resourceNumber: resourceNumber, from: from, in: txn).map { TimelineEntry(seq: $0.seq, event: $0.event) }
+    func timeline(
+        resourceNumber: UInt64, from: Timestamp = .earliest,
+        in txn: borrowing some ReadableTransaction & ~Copyable
+    ) throws -> [TimelineEntry] {
+        try recordedTimeline(resourceNumber: resourceNumber, from: from, in: txn).map {
+            TimelineEntry(seq: $0.seq, event: $0.event)
+        }
     }
 
     /// A resource's recorded events in timeline order from `from` on: a range scan of `timeline`, each event
     /// read by `seq`.
-    func recordedTimeline(resourceNumber: UInt64, from: Timestamp = .earliest,
-                          in txn: borrowing some ReadableTransaction & ~Copyable) throws -> [RecordedEvent] {
+    func recordedTimeline(
+        resourceNumber: UInt64, from: Timestamp = .earliest,
+        in txn: borrowing some ReadableTransaction & ~Copyable
+    ) throws -> [RecordedEvent] {
         let prefix = TimelineKeyCodec.prefix(resource: resourceNumber)
         var events: [RecordedEvent] = []
         let cursor = try txn.cursor(schema.timeline)
-        var entry = from == .earliest
+        var entry =
+            from == .earliest
             ? try cursor.rawSeek(atLeastBytes: prefix)
             : try cursor.rawSeek(atLeast: TimelineKey(resource: resourceNumber, occurredAt: from, seq: 0))
         while let current = entry, current.key.hasPrefix(prefix) {
             let seq = try cursor.key(of: current).seq
             guard let record = try txn.rawGet(schema.events, seq) else {
-                throw LedgerError.corrupt(reason: "the timeline of resource \(resourceNumber) names seq \(seq), which is missing")
+                throw LedgerError.corrupt(
+                    reason: "the timeline of resource \(resourceNumber) names seq \(seq), which is missing")
             }
             events.append(try EventRecord.decode(record, seq: seq))
             entry = try cursor.rawNext()

@@ -85,7 +85,9 @@ extension Ledger {
     /// What runs now for an owner (or everyone) and a type (or every type), with footprint totals kept per
     /// owner and type, so that totals do not scan resources. With `listingResources` false only the count
     /// and totals are read (a few keys, whatever the number of running resources).
-    public func currentUsage(owner: String? = nil, type: String? = nil, listingResources: Bool = true) throws(LedgerError) -> CurrentUsage {
+    public func currentUsage(owner: String? = nil, type: String? = nil, listingResources: Bool = true)
+        throws(LedgerError) -> CurrentUsage
+    {
         try read { txn in
             var totals: [String: Int128] = [:]
             var runningCount = 0
@@ -102,8 +104,11 @@ extension Ledger {
                 for (name, meter) in entry.meters { totals[name] = try checkedAdd(totals[name] ?? 0, meter.sum, name) }
             }
             var resources: [ResourceStatus] = []
-            guard listingResources else { return CurrentUsage(resources: [], runningCount: runningCount, totals: totals) }
-            let runningPrefix = owner.map { ProjectionFormat.ownerKey($0, type: type).appendingSeparator(if: type != nil) } ?? []
+            guard listingResources else {
+                return CurrentUsage(resources: [], runningCount: runningCount, totals: totals)
+            }
+            let runningPrefix =
+                owner.map { ProjectionFormat.ownerKey($0, type: type).appendingSeparator(if: type != nil) } ?? []
             try scan(schema.running, prefix: runningPrefix, in: txn) { _, value in
                 let number = try BigEndianUInt64.decode(value)
                 guard let state = try txn.get(schema.resourceState, number) else {
@@ -120,7 +125,8 @@ extension Ledger {
     public func status(of resource: ResourceID) throws(LedgerError) -> ResourceStatus? {
         try read { txn in
             guard let number = try resourceNumber(resource, in: txn),
-                  let state = try txn.get(schema.resourceState, number) else { return nil }
+                let state = try txn.get(schema.resourceState, number)
+            else { return nil }
             return ResourceStatus(state)
         }
     }
@@ -130,11 +136,15 @@ extension Ledger {
     /// Whole hours come from the hourly rows (plus running resources' usage not yet rolled up); the partial
     /// hours at either end are folded from the log. The cost grows with the rows returned and the hours
     /// asked for, not with the size of the ledger: an owner query reads only that owner's keys.
-    public func usage(_ subject: UsageSubject, from: Timestamp, to: Timestamp, granularity: UsageGranularity = Ledger.defaultUsageGranularity,
-                      groupByResource: Bool = false) throws(LedgerError) -> UsageReport {
+    public func usage(
+        _ subject: UsageSubject, from: Timestamp, to: Timestamp,
+        granularity: UsageGranularity = Ledger.defaultUsageGranularity,
+        groupByResource: Bool = false
+    ) throws(LedgerError) -> UsageReport {
         guard from <= to else { throw .invalidArgument(reason: "from (\(from)) is after to (\(to))") }
         let end = min(to, options.clock.now())
-        let query = UsageQuery(subject: subject, from: from, end: end, granularity: granularity, groupByResource: groupByResource)
+        let query = UsageQuery(
+            subject: subject, from: from, end: end, granularity: granularity, groupByResource: groupByResource)
         var buckets: [BucketKey: UsageAmounts] = [:]
         if from < end {
             buckets = try read { txn in try collectUsage(query, in: txn) }
@@ -146,7 +156,9 @@ extension Ledger {
             let length: Int64 = granularity == .day ? 86_400_000_000 : Timestamp.microsecondsPerHour
             let periodStart = max(Timestamp(microseconds: key.start), from)
             let periodEnd = granularity == .total ? end : min(Timestamp(microseconds: key.start + length), end)
-            return UsageRow(periodStart: periodStart, periodEnd: max(periodEnd, periodStart), resource: key.resource, amounts: amounts)
+            return UsageRow(
+                periodStart: periodStart, periodEnd: max(periodEnd, periodStart), resource: key.resource,
+                amounts: amounts)
         }.sorted { ($0.periodStart, $0.resource?.description ?? "") < ($1.periodStart, $1.resource?.description ?? "") }
         return UsageReport(from: from, to: max(end, from), rows: rows)
     }
@@ -155,8 +167,10 @@ extension Ledger {
     /// equal `reportedTotals` (as a metering agent's cumulative counters report them). Meters already
     /// equal get no delta; when all are equal nothing is appended. `key` makes it idempotent: a retry with
     /// the same key appends nothing more.
-    public func reconcile(resource: ResourceID, owner: String, reportedTotals: Meters, at: Timestamp, key: String,
-                          reason: String = "reconcile") throws(LedgerError) -> ReconcileOutcome {
+    public func reconcile(
+        resource: ResourceID, owner: String, reportedTotals: Meters, at: Timestamp, key: String,
+        reason: String = "reconcile"
+    ) throws(LedgerError) -> ReconcileOutcome {
         guard !reportedTotals.isEmpty else { throw .invalidField(field: "totals", reason: "name at least one meter") }
         for (name, _) in reportedTotals { try EventRules.checkMeterName(name, field: "totals") }
         let id = "reconcile/" + key
@@ -164,8 +178,12 @@ extension Ledger {
         return try write { txn -> ReconcileOutcome in
             if let existing = try txn.get(self.schema.eventIDs, id) { return .alreadyRecorded(seq: existing) }
             var current: [String: Int128] = [:]
-            if let number = try self.resourceNumber(resource, in: txn), let state = try txn.get(self.schema.resourceState, number) {
-                guard state.owner == owner else { throw LedgerError.ownerMismatch(resource: resource, owner: state.owner, submitted: owner) }
+            if let number = try self.resourceNumber(resource, in: txn),
+                let state = try txn.get(self.schema.resourceState, number)
+            {
+                guard state.owner == owner else {
+                    throw LedgerError.ownerMismatch(resource: resource, owner: state.owner, submitted: owner)
+                }
                 current = state.adjustmentTotals
             }
             var deltas: [(String, Int64)] = []
@@ -173,13 +191,15 @@ extension Ledger {
                 let difference = Int128(total) - (current[name] ?? 0)
                 guard difference != 0 else { continue }
                 guard let delta = Int64(exactly: difference) else {
-                    throw LedgerError.overflow(field: "totals.\(name)", reason: "the correction does not fit a signed 64-bit integer")
+                    throw LedgerError.overflow(
+                        field: "totals.\(name)", reason: "the correction does not fit a signed 64-bit integer")
                 }
                 deltas.append((name, delta))
             }
             guard !deltas.isEmpty else { return .nothingToDo }
-            let event = UsageEvent(id: id, kind: .adjustment, resource: resource, owner: owner, occurredAt: at,
-                                   deltas: Meters(deltas), reason: reason)
+            let event = UsageEvent(
+                id: id, kind: .adjustment, resource: resource, owner: owner, occurredAt: at,
+                deltas: Meters(deltas), reason: reason)
             let result = try self.appendPrepared([self.prepare(event, now: now)], recordedAt: now, in: txn)
             switch result.outcomes.first {
             case .appended(let seq)?: return .appended(seq: seq, deltas: Meters(deltas))
@@ -191,7 +211,9 @@ extension Ledger {
     }
 
     /// Sums the subject's usage into buckets, inside one read transaction (one consistent snapshot).
-    private func collectUsage(_ query: UsageQuery, in txn: borrowing ReadTransaction) throws -> [BucketKey: UsageAmounts] {
+    private func collectUsage(_ query: UsageQuery, in txn: borrowing ReadTransaction) throws -> [BucketKey:
+        UsageAmounts]
+    {
         var buckets: [BucketKey: UsageAmounts] = [:]
         let hourLength = Timestamp.microsecondsPerHour
         let from = query.from, end = query.end
@@ -214,25 +236,35 @@ extension Ledger {
             for index in [schema.running, schema.pending] {
                 try scan(index, prefix: ProjectionFormat.ownerKey(name), in: txn) { _, value in
                     let number = try BigEndianUInt64.decode(value)
-                    guard unmaterialized[number] == nil, let stored = try txn.rawGet(schema.resourceState, number) else { return }
+                    guard unmaterialized[number] == nil, let stored = try txn.rawGet(schema.resourceState, number)
+                    else { return }
                     // Without partial hours, a resource rolled up past the range is not needed: read only its
                     // checkpoint (an owner can have thousands running, and a full decode is most of the cost).
-                    if edges.isEmpty, try ProjectionFormat.checkpoint(ofState: stored).microseconds >= lastWhole { return }
+                    if edges.isEmpty, try ProjectionFormat.checkpoint(ofState: stored).microseconds >= lastWhole {
+                        return
+                    }
                     unmaterialized[number] = try ProjectionFormat.decodeState(stored)
                 }
             }
         case .resource(let resource):
             guard let number = try resourceNumber(resource, in: txn),
-                  let state = try txn.get(schema.resourceState, number) else { return [:] }
+                let state = try txn.get(schema.resourceState, number)
+            else { return [:] }
             owner = state.owner
             unmaterialized[number] = state
         }
         if let retained = try txn.get(Meta.snapshotsRetainedFrom, in: schema.meta), from < retained {
-            throw LedgerError.outsideRetention(reason: "usage before \(retained) is gone: snapshot retention dropped those hours; ask from \(retained) on")
+            throw LedgerError.outsideRetention(
+                reason:
+                    "usage before \(retained) is gone: snapshot retention dropped those hours; ask from \(retained) on")
         }
         if let horizon = try txn.get(Meta.horizon, in: schema.meta),
-           let edge = edges.first(where: { $0.0 < horizon }) {
-            throw LedgerError.outsideRetention(reason: "before the compaction horizon \(horizon) usage is kept per whole hour only; \(edge.0) to \(edge.1) is part of an hour: align from and to to whole hours there")
+            let edge = edges.first(where: { $0.0 < horizon })
+        {
+            throw LedgerError.outsideRetention(
+                reason:
+                    "before the compaction horizon \(horizon) usage is kept per whole hour only; \(edge.0) to \(edge.1) is part of an hour: align from and to to whole hours there"
+            )
         }
         if firstWhole <= lastWhole {
             var hour = firstWhole
@@ -252,11 +284,15 @@ extension Ledger {
             // Usage not yet in rows: folded from each such resource's checkpoint.
             for (number, state) in unmaterialized where state.accruedUntil.microseconds < lastWhole {
                 let entries = try timeline(resourceNumber: number, from: state.accruedUntil, in: txn)
-                let fold = Fold.continuing(from: state.accruedUntil, running: state.checkpointRunning,
-                                           footprint: state.checkpointFootprint, entries: entries)
-                let hours = try Fold.hourly(fold, from: max(state.accruedUntil, Timestamp(microseconds: firstWhole)),
-                                            until: Timestamp(microseconds: lastWhole))
-                for (hour, amounts) in hours { try buckets[query.bucket(hour, state.resource), default: .init()].add(amounts) }
+                let fold = Fold.continuing(
+                    from: state.accruedUntil, running: state.checkpointRunning,
+                    footprint: state.checkpointFootprint, entries: entries)
+                let hours = try Fold.hourly(
+                    fold, from: max(state.accruedUntil, Timestamp(microseconds: firstWhole)),
+                    until: Timestamp(microseconds: lastWhole))
+                for (hour, amounts) in hours {
+                    try buckets[query.bucket(hour, state.resource), default: .init()].add(amounts)
+                }
             }
         }
         // Partial hours: fold the timelines of every resource with a row there or running now.
@@ -270,7 +306,8 @@ extension Ledger {
             for (resource, knownNumber) in candidates {
                 if folds[resource] == nil {
                     guard let number = try knownNumber ?? resourceNumber(resource, in: txn) else { continue }
-                    folds[resource] = try Fold.replay(try timeline(resourceNumber: number, in: txn), resource: resource, owner: owner)
+                    folds[resource] = try Fold.replay(
+                        try timeline(resourceNumber: number, in: txn), resource: resource, owner: owner)
                 }
                 guard let fold = folds[resource] else { continue }
                 let amounts = try Fold.usage(fold, from: start, to: stop)
@@ -284,11 +321,14 @@ extension Ledger {
     }
 
     /// Calls `visit` with the subject's hourly rows of one hour.
-    private func rows(of subject: UsageSubject, owner: String, hour: Int64, in txn: borrowing ReadTransaction,
-                      _ visit: (ResourceID, UsageAmounts) throws -> Void) throws {
+    private func rows(
+        of subject: UsageSubject, owner: String, hour: Int64, in txn: borrowing ReadTransaction,
+        _ visit: (ResourceID, UsageAmounts) throws -> Void
+    ) throws {
         switch subject {
         case .owner:
-            try scan(schema.hourly, prefix: ProjectionFormat.hourlyPrefix(hour: hour, owner: owner), in: txn) { key, value in
+            try scan(schema.hourly, prefix: ProjectionFormat.hourlyPrefix(hour: hour, owner: owner), in: txn) {
+                key, value in
                 try visit(try HourlyKeyCodec.decode(key).resource, try UsageAmountsCodec.decode(value))
             }
         case .resource(let resource):
@@ -298,14 +338,18 @@ extension Ledger {
         }
     }
 
-    func resourceNumber(_ resource: ResourceID, in txn: borrowing some ReadableTransaction & ~Copyable) throws -> UInt64? {
+    func resourceNumber(_ resource: ResourceID, in txn: borrowing some ReadableTransaction & ~Copyable) throws
+        -> UInt64?
+    {
         try txn.get(schema.resources, resource)?.number
     }
 
     /// Calls `visit` with the bytes of every entry whose key begins with `prefix` (encoded by the table's key
     /// codec), in key order; `visit` decodes what it needs with the table's codecs.
-    func scan<K, V>(_ table: Table<K, V>, prefix: [UInt8], in txn: borrowing some ReadableTransaction & ~Copyable,
-                    _ visit: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) throws {
+    func scan<K, V>(
+        _ table: Table<K, V>, prefix: [UInt8], in txn: borrowing some ReadableTransaction & ~Copyable,
+        _ visit: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void
+    ) throws {
         let cursor = try txn.cursor(table)
         var entry = prefix.isEmpty ? try cursor.rawFirst() : try cursor.rawSeek(atLeastBytes: prefix)
         while let current = entry, current.key.hasPrefix(prefix) {

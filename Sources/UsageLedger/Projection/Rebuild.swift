@@ -16,9 +16,12 @@ extension Ledger {
     /// or the new ones, never a mix). Every projection table of the schema is renewed by its rebuild rule.
     public func rebuild() throws(LedgerError) -> RebuildSummary {
         let summary = try write { txn in try self.rebuildProjections(in: txn) }
-        logger.notice("rebuilt the projections from the log", metadata: [
-            "resources": "\(summary.resources)", "events": "\(summary.events)", "hourly_rows": "\(summary.hourlyRows)",
-        ])
+        logger.notice(
+            "rebuilt the projections from the log",
+            metadata: [
+                "resources": "\(summary.resources)", "events": "\(summary.events)",
+                "hourly_rows": "\(summary.hourlyRows)",
+            ])
         return summary
     }
 
@@ -36,8 +39,9 @@ extension Ledger {
         for (number, resource, owner) in try allResources(in: txn) {
             let entries = try timeline(resourceNumber: number, in: txn)
             let base = try compactionBase(resourceNumber: number, in: txn)
-            let (state, rows) = try expectedProjection(entries, resource: resource, owner: owner, base: base,
-                                                       materializeUntil: materializeUntil, rowsFrom: horizon)
+            let (state, rows) = try expectedProjection(
+                entries, resource: resource, owner: owner, base: base,
+                materializeUntil: materializeUntil, rowsFrom: horizon)
             for (hour, amounts) in rows {
                 try txn.put(schema.hourly, HourlyKey(hour: hour, owner: state.owner, resource: state.resource), amounts)
             }
@@ -70,7 +74,8 @@ extension Ledger {
             case .refill?: try txn.clear(table)
             case .refillFromHorizon?: try deleteRows(from: horizon, in: txn)
             case .recomputeFromRows?: break  // rewritten from the rows at the end
-            case nil: throw LedgerError.corrupt(reason: "the projection table '\(declaration.name)' has no rebuild rule")
+            case nil:
+                throw LedgerError.corrupt(reason: "the projection table '\(declaration.name)' has no rebuild rule")
             }
         }
     }
@@ -88,8 +93,10 @@ extension Ledger {
     }
 
     /// The state and hourly rows that a timeline gives when running usage is materialized to `materializeUntil`.
-    func expectedProjection(_ entries: [TimelineEntry], resource: ResourceID, owner: String, base: CompactionBase,
-                            materializeUntil: Timestamp, rowsFrom: Timestamp) throws -> (ResourceState, [Int64: UsageAmounts]) {
+    func expectedProjection(
+        _ entries: [TimelineEntry], resource: ResourceID, owner: String, base: CompactionBase,
+        materializeUntil: Timestamp, rowsFrom: Timestamp
+    ) throws -> (ResourceState, [Int64: UsageAmounts]) {
         let fold = try Fold.replay(entries, resource: resource, owner: owner, base: base)
         var state = fold.state
         state.accruedUntil = materializeUntil

@@ -29,17 +29,22 @@ extension Ledger {
     /// `floor_to_hour(now - grace)`. Idempotent: a second run, or a run after one interrupted half-way,
     /// gives the same rows. Runs in transactions of at most `batchSize` resources and about 20,000 rows, so
     /// appends are not held up for long.
-    public func rollUp(now: Timestamp? = nil, graceMicroseconds: Int64 = Ledger.defaultRollupGraceMicroseconds,
-                       batchSize: Int = Ledger.defaultRollupBatchSize) throws(LedgerError) -> RollupSummary {
-        let summary = try rollUp(now: now, graceMicroseconds: graceMicroseconds, batchSize: batchSize, stopAfterBatches: nil)
+    public func rollUp(
+        now: Timestamp? = nil, graceMicroseconds: Int64 = Ledger.defaultRollupGraceMicroseconds,
+        batchSize: Int = Ledger.defaultRollupBatchSize
+    ) throws(LedgerError) -> RollupSummary {
+        let summary = try rollUp(
+            now: now, graceMicroseconds: graceMicroseconds, batchSize: batchSize, stopAfterBatches: nil)
         metrics.resourceHours.increment(by: summary.resourceHours)
         metrics.recordLag(now: now ?? options.clock.now(), watermark: summary.watermark)
         metrics.recordMap(environment.statistics())
         if summary.watermark != summary.previousWatermark {
-            logger.info("rolled up to \(summary.watermark)", metadata: [
-                "resources": "\(summary.resourcesRolled)", "resource_hours": "\(summary.resourceHours)",
-                "previous_watermark": "\(summary.previousWatermark?.rfc3339 ?? "none")",
-            ])
+            logger.info(
+                "rolled up to \(summary.watermark)",
+                metadata: [
+                    "resources": "\(summary.resourcesRolled)", "resource_hours": "\(summary.resourceHours)",
+                    "previous_watermark": "\(summary.previousWatermark?.rfc3339 ?? "none")",
+                ])
         }
         return summary
     }
@@ -49,15 +54,21 @@ extension Ledger {
     static let rollupRowsPerTransaction = 20_000
 
     /// `rollUp`, optionally stopping after some batches as a crash would (for tests).
-    func rollUp(now: Timestamp?, graceMicroseconds: Int64, batchSize: Int, stopAfterBatches: Int?) throws(LedgerError) -> RollupSummary {
+    func rollUp(now: Timestamp?, graceMicroseconds: Int64, batchSize: Int, stopAfterBatches: Int?) throws(LedgerError)
+        -> RollupSummary
+    {
         guard batchSize > 0 else { throw .invalidArgument(reason: "batch size must be positive") }
         guard (0...Self.maximumRollupGraceMicroseconds).contains(graceMicroseconds) else {
-            throw .invalidArgument(reason: "the rollup grace must be 0 to \(Self.maximumRollupGraceMicroseconds / 1_000_000) seconds (got \(graceMicroseconds / 1_000_000))")
+            throw .invalidArgument(
+                reason:
+                    "the rollup grace must be 0 to \(Self.maximumRollupGraceMicroseconds / 1_000_000) seconds (got \(graceMicroseconds / 1_000_000))"
+            )
         }
         let clock = now ?? options.clock.now()
         let wanted = Timestamp(microseconds: clock.microseconds - graceMicroseconds).hourFloor
         let (previous, target) = try beginRollup(to: wanted)
-        var summary = RollupSummary(watermark: target, previousWatermark: previous, resourcesRolled: 0, resourceHours: 0)
+        var summary = RollupSummary(
+            watermark: target, previousWatermark: previous, resourcesRolled: 0, resourceHours: 0)
         guard target > (previous ?? .earliest) else { return summary }
         // Every resource whose rows may lag: running ones and those with events after their checkpoint.
         var batches = 0
@@ -97,8 +108,10 @@ extension Ledger {
 
     /// Materializes, in one transaction, the resources of `index` after the key `resumeAfter`: at most
     /// `batchSize` of them and about `rollupRowsPerTransaction` rows.
-    private func rollUpBatch(of index: Table<OwnedResourceKeyCodec, BigEndianUInt64>, after resumeAfter: [UInt8]?,
-                             to target: Timestamp, batchSize: Int) throws(LedgerError) -> RollupBatch {
+    private func rollUpBatch(
+        of index: Table<OwnedResourceKeyCodec, BigEndianUInt64>, after resumeAfter: [UInt8]?,
+        to target: Timestamp, batchSize: Int
+    ) throws(LedgerError) -> RollupBatch {
         try write { txn -> RollupBatch in
             // Collect the batch first: materializing deletes `pending` entries under the cursor.
             var resources: [([UInt8], UInt64)] = []
@@ -118,8 +131,9 @@ extension Ledger {
                     throw LedgerError.corrupt(reason: "indexed resource \(number) has no state")
                 }
                 let checkpoint = state.accruedUntil
-                let written = try self.materialize(resourceNumber: number, state: &state, until: target,
-                                                   ownerRows: &ownerRows, in: txn)
+                let written = try self.materialize(
+                    resourceNumber: number, state: &state, until: target,
+                    ownerRows: &ownerRows, in: txn)
                 if state.accruedUntil != checkpoint { try txn.put(self.schema.resourceState, number, state) }
                 if written > 0 { batch.resourcesRolled += 1 }
                 batch.resourceHours += written

@@ -25,7 +25,9 @@ public struct UsageAmounts: Sendable, Equatable {
         runningMicroseconds = try checkedAdd(runningMicroseconds, Int128(duration), "running_seconds")
         for (name, value) in footprint {
             let (product, overflow) = Int128(value).multipliedReportingOverflow(by: Int128(duration))
-            guard !overflow else { throw LedgerError.overflow(field: "\(name)_seconds", reason: "usage exceeds 128 bits") }
+            guard !overflow else {
+                throw LedgerError.overflow(field: "\(name)_seconds", reason: "usage exceeds 128 bits")
+            }
             meterMicroseconds[name] = try checkedAdd(meterMicroseconds[name] ?? 0, product, "\(name)_seconds")
         }
     }

@@ -64,13 +64,16 @@ extension Ledger {
     }
 
     /// Replays the log, then checks every table of the schema against it.
-    private func verifyContents(maximumDifferences limit: Int, in txn: borrowing ReadTransaction) throws -> VerifyReport {
+    private func verifyContents(maximumDifferences limit: Int, in txn: borrowing ReadTransaction) throws -> VerifyReport
+    {
         let meta = schema.meta
         let bounds = VerifyBounds(
             horizon: try txn.get(Meta.horizon, in: meta) ?? .earliest,
-            checkpointLimit: max(try txn.get(Meta.watermark, in: meta) ?? .earliest,
-                                 try txn.get(Meta.rollupTarget, in: meta) ?? .earliest))
-        var report = VerifyReport(pagesChecked: 0, resourcesChecked: 0, eventsReplayed: 0, differenceCount: 0, differences: [])
+            checkpointLimit: max(
+                try txn.get(Meta.watermark, in: meta) ?? .earliest,
+                try txn.get(Meta.rollupTarget, in: meta) ?? .earliest))
+        var report = VerifyReport(
+            pagesChecked: 0, resourcesChecked: 0, eventsReplayed: 0, differenceCount: 0, differences: [])
         let expected = try replay(bounds, into: &report, limit: limit, in: txn)
         func differ(_ text: String) { report.differ(text, limit: limit) }
         // Every table of the schema is checked: one the order omits is a gap in verify, not in the ledger.
@@ -80,19 +83,23 @@ extension Ledger {
         for declaration in Self.verificationOrder {
             switch declaration {
             case Schema.resourceState, Schema.compactionBase, Schema.resources, Schema.ownerHourly,
-                 Schema.eventIDs, Schema.timeline:
+                Schema.eventIDs, Schema.timeline:
                 break  // compared in the replay, with the rows, or with the events
             case Schema.hourly:
                 try verifyRows(expected, bounds, into: &report, limit: limit, in: txn)
             case Schema.running:
                 let stored = try storedIndex(schema.running, in: txn)
                 if stored != expected.running {
-                    differ("running index: \(stored.count) entries stored, the log gives \(expected.running.count) (or they name other resources)")
+                    differ(
+                        "running index: \(stored.count) entries stored, the log gives \(expected.running.count) (or they name other resources)"
+                    )
                 }
             case Schema.pending:
                 let stored = try storedIndex(schema.pending, in: txn)
                 if stored != expected.pending {
-                    differ("pending index: \(stored.count) entries stored, the log gives \(expected.pending.count) (or they name other resources)")
+                    differ(
+                        "pending index: \(stored.count) entries stored, the log gives \(expected.pending.count) (or they name other resources)"
+                    )
                 }
             case Schema.ownerTotals:
                 if try storedTotals(in: txn) != expected.totals {
@@ -115,8 +122,10 @@ extension Ledger {
     /// Replays every resource's timeline, compares its stored state and rows, and gathers what the indexes
     /// and totals must hold. Rows are checked one resource at a time by point lookups, so memory stays
     /// bounded by one resource's rows.
-    private func replay(_ bounds: VerifyBounds, into report: inout VerifyReport, limit: Int,
-                        in txn: borrowing ReadTransaction) throws -> ReplayExpectations {
+    private func replay(
+        _ bounds: VerifyBounds, into report: inout VerifyReport, limit: Int,
+        in txn: borrowing ReadTransaction
+    ) throws -> ReplayExpectations {
         var expected = ReplayExpectations()
         for (number, resource, owner) in try allResources(in: txn) {
             let entries = try timeline(resourceNumber: number, in: txn)
@@ -129,16 +138,20 @@ extension Ledger {
             // Rollup (to its target) and compaction (to the horizon, never past the watermark) are the
             // only writers of a checkpoint; one beyond them is damage, and replaying to it could take forever.
             guard stored.accruedUntil <= bounds.checkpointLimit else {
-                report.differ("\(resource): its checkpoint \(stored.accruedUntil) lies beyond the rollup watermark \(bounds.checkpointLimit)",
-                              limit: limit)
+                report.differ(
+                    "\(resource): its checkpoint \(stored.accruedUntil) lies beyond the rollup watermark \(bounds.checkpointLimit)",
+                    limit: limit)
                 continue
             }
             // Rows must hold exactly the log's usage before the resource's own checkpoint.
-            let (state, rows) = try expectedProjection(entries, resource: resource, owner: owner,
-                                                       base: try compactionBase(resourceNumber: number, in: txn),
-                                                       materializeUntil: stored.accruedUntil, rowsFrom: bounds.horizon)
+            let (state, rows) = try expectedProjection(
+                entries, resource: resource, owner: owner,
+                base: try compactionBase(resourceNumber: number, in: txn),
+                materializeUntil: stored.accruedUntil, rowsFrom: bounds.horizon)
             if stored != state {
-                report.differ("\(resource): stored state \(describe(stored)) differs from the log's \(describe(state))", limit: limit)
+                report.differ(
+                    "\(resource): stored state \(describe(stored)) differs from the log's \(describe(state))",
+                    limit: limit)
             }
             if entries.contains(where: { $0.occurredAt >= stored.accruedUntil }) {
                 expected.pending[OwnedResource(owner: owner, resource: resource)] = number
@@ -155,8 +168,10 @@ extension Ledger {
     }
 
     /// Compares one resource's expected rows with the stored ones; returns how many are stored.
-    private func compareRows(_ rows: [Int64: UsageAmounts], of state: ResourceState, into report: inout VerifyReport,
-                             limit: Int, in txn: borrowing ReadTransaction) throws -> Int {
+    private func compareRows(
+        _ rows: [Int64: UsageAmounts], of state: ResourceState, into report: inout VerifyReport,
+        limit: Int, in txn: borrowing ReadTransaction
+    ) throws -> Int {
         var matched = 0
         for (hour, amounts) in rows.sorted(by: { $0.key < $1.key }) {
             let key = HourlyKey(hour: hour, owner: state.owner, resource: state.resource)
@@ -167,8 +182,9 @@ extension Ledger {
             if let stored, ProjectionFormat.encode(amounts).withUnsafeBytes({ $0.elementsEqual(stored) }) { continue }
             let found = try stored.map { try UsageAmountsCodec.decode($0) }
             if found != amounts {
-                report.differ("\(state.resource) hour \(Timestamp(microseconds: hour)): stored \(found.map(describe) ?? "nothing"), the log gives \(describe(amounts))",
-                              limit: limit)
+                report.differ(
+                    "\(state.resource) hour \(Timestamp(microseconds: hour)): stored \(found.map(describe) ?? "nothing"), the log gives \(describe(amounts))",
+                    limit: limit)
             }
         }
         return matched
@@ -177,12 +193,17 @@ extension Ledger {
     /// Checks that every stored row (of an hour at or after the horizon; earlier hours are sealed) is one the
     /// replay gave, and `owner_hourly` against the rows. Counts them in the pass that checks owner_hourly;
     /// only if there are more than the replay matched, finds the extra ones.
-    private func verifyRows(_ expected: ReplayExpectations, _ bounds: VerifyBounds, into report: inout VerifyReport,
-                            limit: Int, in txn: borrowing ReadTransaction) throws {
+    private func verifyRows(
+        _ expected: ReplayExpectations, _ bounds: VerifyBounds, into report: inout VerifyReport,
+        limit: Int, in txn: borrowing ReadTransaction
+    ) throws {
         var horizonKey = ByteWriter(capacity: 8)
         horizonKey.writeOrdered(bounds.horizon.microseconds)
-        var ownerDifferences = VerifyReport(pagesChecked: 0, resourcesChecked: 0, eventsReplayed: 0, differenceCount: 0, differences: [])
-        let storedCount = try verifyOwnerRows(countingFrom: horizonKey.bytes, in: txn) { ownerDifferences.differ($0, limit: limit) }
+        var ownerDifferences = VerifyReport(
+            pagesChecked: 0, resourcesChecked: 0, eventsReplayed: 0, differenceCount: 0, differences: [])
+        let storedCount = try verifyOwnerRows(countingFrom: horizonKey.bytes, in: txn) {
+            ownerDifferences.differ($0, limit: limit)
+        }
         for text in ownerDifferences.differences { report.differ(text, limit: limit) }
         report.differenceCount += ownerDifferences.differenceCount - ownerDifferences.differences.count
         guard storedCount != expected.matchedRows else { return }
@@ -198,8 +219,9 @@ extension Ledger {
             }
             if expectedHours[parts.resource]?.contains(parts.hour) != true {
                 located += 1
-                report.differ("\(parts.resource) hour \(Timestamp(microseconds: parts.hour)): a row is stored that the log does not give",
-                              limit: limit)
+                report.differ(
+                    "\(parts.resource) hour \(Timestamp(microseconds: parts.hour)): a row is stored that the log does not give",
+                    limit: limit)
             }
             row = try rows.rawNext()
         }
@@ -207,8 +229,10 @@ extension Ledger {
     }
 
     /// The entries of `running` or `pending`.
-    private func storedIndex(_ table: Table<OwnedResourceKeyCodec, BigEndianUInt64>,
-                             in txn: borrowing ReadTransaction) throws -> [OwnedResource: UInt64] {
+    private func storedIndex(
+        _ table: Table<OwnedResourceKeyCodec, BigEndianUInt64>,
+        in txn: borrowing ReadTransaction
+    ) throws -> [OwnedResource: UInt64] {
         var stored: [OwnedResource: UInt64] = [:]
         let cursor = try txn.cursor(table)
         var entry = try cursor.first()
@@ -234,7 +258,9 @@ extension Ledger {
     /// Checks the log's own indexes: every event decodes, is found under its id and in its resource's
     /// timeline, and neither index holds anything else. A damaged `event_ids` entry would otherwise
     /// make a retry count twice without any projection noticing.
-    private func verifyLogIndexes(in txn: borrowing ReadTransaction, timelineEntries: Int, differ: (String) -> Void) throws {
+    private func verifyLogIndexes(in txn: borrowing ReadTransaction, timelineEntries: Int, differ: (String) -> Void)
+        throws
+    {
         var count = 0
         let counters = try LogCounters(reading: txn, meta: schema.meta)
         let events = try txn.cursor(schema.events)
@@ -247,10 +273,14 @@ extension Ledger {
             let seq = try events.key(of: current)
             let event = try EventRecord.decode(current.value, seq: seq).event
             let mapped = try txn.get(schema.eventIDs, event.id)
-            if mapped != seq { differ("event seq \(seq): its id '\(event.id)' maps to \(mapped.map { "seq \($0)" } ?? "nothing")") }
+            if mapped != seq {
+                differ("event seq \(seq): its id '\(event.id)' maps to \(mapped.map { "seq \($0)" } ?? "nothing")")
+            }
             if let number = try resourceNumber(event.resource, in: txn) {
                 let key = TimelineKey(resource: number, occurredAt: event.occurredAt, seq: seq)
-                if try !txn.contains(schema.timeline, key) { differ("event seq \(seq): missing from the timeline of \(event.resource)") }
+                if try !txn.contains(schema.timeline, key) {
+                    differ("event seq \(seq): missing from the timeline of \(event.resource)")
+                }
             } else {
                 differ("event seq \(seq): its resource \(event.resource) is not registered")
             }
@@ -260,14 +290,18 @@ extension Ledger {
         if ids != count { differ("event_ids holds \(ids) entries for \(count) events") }
         let timeline = try txn.count(schema.timeline.id)
         if timeline != count || timelineEntries != count {
-            differ("the timelines hold \(timeline) entries (\(timelineEntries) reachable from registered resources) for \(count) events")
+            differ(
+                "the timelines hold \(timeline) entries (\(timelineEntries) reachable from registered resources) for \(count) events"
+            )
         }
     }
 
     /// Checks that `owner_hourly` holds, for every owner-hour (sealed hours included), exactly the sum of the
     /// stored `hourly` rows: one merge of two scans in the same key order. Returns how many rows have keys
     /// at or after `countingFrom`.
-    private func verifyOwnerRows(countingFrom: [UInt8], in txn: borrowing ReadTransaction, differ: (String) -> Void) throws -> Int {
+    private func verifyOwnerRows(countingFrom: [UInt8], in txn: borrowing ReadTransaction, differ: (String) -> Void)
+        throws -> Int
+    {
         let rows = try txn.cursor(schema.hourly)
         var row = try rows.rawFirst()
         let owners = try txn.cursor(schema.ownerHourly)
@@ -283,17 +317,22 @@ extension Ledger {
             }
             guard let expected = expected ?? sums.finish() else { break }
             while let current = stored, current.key.lexicographicallyPrecedes(expected.key) {
-                differ("owner_hourly \(OwnerRow.describe(key: current.key)): an entry is stored that no hourly rows give")
+                differ(
+                    "owner_hourly \(OwnerRow.describe(key: current.key)): an entry is stored that no hourly rows give")
                 stored = try owners.rawNext()
             }
             if let current = stored, current.key.elementsEqual(expected.key) {
                 let found = try owners.value(of: current)
                 if found != expected.row {
-                    differ("owner_hourly \(OwnerRow.describe(key: expected.key)): stored \(describe(found.amounts)) over \(found.rows) rows, the rows give \(describe(expected.row.amounts)) over \(expected.row.rows)")
+                    differ(
+                        "owner_hourly \(OwnerRow.describe(key: expected.key)): stored \(describe(found.amounts)) over \(found.rows) rows, the rows give \(describe(expected.row.amounts)) over \(expected.row.rows)"
+                    )
                 }
                 stored = try owners.rawNext()
             } else {
-                differ("owner_hourly \(OwnerRow.describe(key: expected.key)): missing, the rows give \(describe(expected.row.amounts))")
+                differ(
+                    "owner_hourly \(OwnerRow.describe(key: expected.key)): missing, the rows give \(describe(expected.row.amounts))"
+                )
             }
         }
         while let current = stored {
@@ -304,27 +343,33 @@ extension Ledger {
     }
 
     /// The hours for which the log gives `resource` a row (used only to locate unexpected stored rows).
-    private func expectedHourSet(_ resource: ResourceID, _ bounds: VerifyBounds, in txn: borrowing ReadTransaction) throws -> Set<Int64> {
+    private func expectedHourSet(_ resource: ResourceID, _ bounds: VerifyBounds, in txn: borrowing ReadTransaction)
+        throws -> Set<Int64>
+    {
         guard let entry = try txn.get(schema.resources, resource) else { return [] }
         let entries = try timeline(resourceNumber: entry.number, in: txn)
         let base = try compactionBase(resourceNumber: entry.number, in: txn)
         let stored = try txn.get(schema.resourceState, entry.number)
         let until = min(stored?.accruedUntil ?? .earliest, bounds.checkpointLimit)
-        let (_, rows) = try expectedProjection(entries, resource: resource, owner: entry.owner, base: base,
-                                               materializeUntil: until, rowsFrom: bounds.horizon)
+        let (_, rows) = try expectedProjection(
+            entries, resource: resource, owner: entry.owner, base: base,
+            materializeUntil: until, rowsFrom: bounds.horizon)
         return Set(rows.keys)
     }
 
     private func describe(_ state: ResourceState) -> String {
         let meters = state.footprint.map { "\($0.name)=\($0.value)" }.joined(separator: ",")
-        let running = state.running ? "running since \(state.runStartedAt.map(\.rfc3339) ?? "?") with \(meters)" : "stopped"
-        return "(\(running), unmatched stops \(state.unmatchedStops), rows to \(state.accruedUntil) where it \(state.checkpointRunning ? "ran" : "did not run"))"
+        let running =
+            state.running ? "running since \(state.runStartedAt.map(\.rfc3339) ?? "?") with \(meters)" : "stopped"
+        return
+            "(\(running), unmatched stops \(state.unmatchedStops), rows to \(state.accruedUntil) where it \(state.checkpointRunning ? "ran" : "did not run"))"
     }
 
     private func describe(_ amounts: UsageAmounts) -> String {
         var parts = ["running_seconds=\(ExactDecimal.seconds(fromMicroseconds: amounts.runningMicroseconds))"]
         for name in amounts.meterMicroseconds.keys.sorted() {
-            parts.append("\(name)_seconds=\(ExactDecimal.seconds(fromMicroseconds: amounts.meterMicroseconds[name] ?? 0))")
+            parts.append(
+                "\(name)_seconds=\(ExactDecimal.seconds(fromMicroseconds: amounts.meterMicroseconds[name] ?? 0))")
         }
         for name in amounts.adjustments.keys.sorted() { parts.append("\(name)=\(amounts.adjustments[name] ?? 0)") }
         return parts.joined(separator: " ")

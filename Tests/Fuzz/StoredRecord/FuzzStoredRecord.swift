@@ -23,7 +23,9 @@ struct FuzzStoredRecord {
         var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
         exit(LLVMFuzzerRunDriver(&argc, &argv) { data, size in fuzzOneInput(data, size) })
         #else
-        exit(FuzzEntryPoints.replayCommandLine(CommandLine.arguments, entry: FuzzEntryPoints.storedRecord, seeds: FuzzEntryPoints.storedRecordSeeds()))
+        exit(
+            FuzzEntryPoints.replayCommandLine(
+                CommandLine.arguments, entry: FuzzEntryPoints.storedRecord, seeds: FuzzEntryPoints.storedRecordSeeds()))
         #endif
     }
 }
