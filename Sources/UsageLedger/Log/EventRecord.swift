@@ -43,11 +43,7 @@ enum EventRecord {
         writer.write(flags)
         for meters in [event.footprint, event.deltas] {
             guard let meters else { continue }
-            writer.writeVarint(UInt64(meters.count))
-            for (name, value) in meters {
-                writer.writeString(name)
-                writer.writeSignedVarint(value)
-            }
+            RecordFields.writeMeters(meters, into: &writer)
         }
         if let reason = event.reason { writer.writeString(reason) }
         writer.writeVarint(UInt64(event.attributes.count))
@@ -109,8 +105,8 @@ enum EventRecord {
             let occurredAt = Timestamp(microseconds: try reader.readOrderedInt64())
             let flags = try reader.readByte()
             var footprint: Meters?, deltas: Meters?, reason: String?
-            if flags & 1 != 0 { footprint = try readMeters(&reader) }
-            if flags & 2 != 0 { deltas = try readMeters(&reader) }
+            if flags & 1 != 0 { footprint = try RecordFields.readMeters(&reader) }
+            if flags & 2 != 0 { deltas = try RecordFields.readMeters(&reader) }
             if flags & 4 != 0 { reason = try reader.readString() }
             let attributeCount = try reader.readVarint()
             guard attributeCount <= UInt64(reader.remaining) else {
@@ -130,17 +126,6 @@ enum EventRecord {
             throw .corrupt(
                 reason: "event seq \(seq): malformed record, expected \(error.expected) at byte \(error.offset)")
         }
-    }
-
-    private static func readMeters(_ reader: inout ByteReader) throws(ByteReader.Malformed) -> Meters {
-        let count = try reader.readVarint()
-        guard count <= UInt64(reader.remaining) else {
-            throw ByteReader.Malformed(offset: reader.offset, expected: "meters")
-        }
-        var pairs: [(String, Int64)] = []
-        pairs.reserveCapacity(Int(count))
-        for _ in 0..<count { pairs.append((try reader.readString(), try reader.readSignedVarint())) }
-        return Meters(pairs)
     }
 
     static func kindCode(_ kind: EventKind) -> UInt8 {

@@ -123,14 +123,14 @@ struct OwnerRow: Equatable {
         var writer = ByteWriter(capacity: 64)
         writer.write(Self.version)
         writer.writeVarint(UInt64(max(0, rows)))
-        ProjectionFormat.writeSigned128(running, into: &writer)
+        RecordFields.writeSigned128(running, into: &writer)
         for entries in [meters, adjustments] {
             writer.writeVarint(UInt64(entries.count))
             for name in entries.keys.sorted() {
                 guard let entry = entries[name] else { continue }
                 writer.writeString(name)
                 writer.writeVarint(UInt64(max(0, entry.count)))
-                ProjectionFormat.writeSigned128(entry.sum, into: &writer)
+                RecordFields.writeSigned128(entry.sum, into: &writer)
             }
         }
         return writer.bytes
@@ -145,7 +145,7 @@ struct OwnerRow: Equatable {
                 throw ByteReader.Malformed(offset: 0, expected: "owner row version \(Self.version)")
             }
             rows = Int64(clamping: try reader.readVarint())
-            running = try ProjectionFormat.readSigned128(&reader)
+            running = try RecordFields.readSigned128(&reader)
             for set in 0..<2 {
                 let count = try reader.readVarint()
                 guard count <= UInt64(reader.remaining) else {
@@ -155,7 +155,7 @@ struct OwnerRow: Equatable {
                 for _ in 0..<count {
                     let name = try reader.readString()
                     let carried = Int64(clamping: try reader.readVarint())
-                    entries[name] = Entry(count: carried, sum: try ProjectionFormat.readSigned128(&reader))
+                    entries[name] = Entry(count: carried, sum: try RecordFields.readSigned128(&reader))
                 }
                 if set == 0 { meters = entries } else { adjustments = entries }
             }

@@ -70,15 +70,15 @@ enum ProjectionFormat {
         writer.writeOrdered(state.lastOccurredAt.microseconds)
         writer.writeOrdered(state.accruedUntil.microseconds)
         writer.writeVarint(state.unmatchedStops)
-        writeMeters(state.footprint, into: &writer)
+        RecordFields.writeMeters(state.footprint, into: &writer)
         writer.writeVarint(UInt64(state.attributes.count))
         for (key, value) in state.attributes {
             writer.writeString(key)
             writer.writeString(value)
         }
-        writeAmounts(state.adjustmentTotals, into: &writer)
+        RecordFields.writeAmounts(state.adjustmentTotals, into: &writer)
         writer.write(state.checkpointRunning ? 1 : 0)
-        writeMeters(state.checkpointFootprint, into: &writer)
+        RecordFields.writeMeters(state.checkpointFootprint, into: &writer)
         return writer.bytes
     }
 
@@ -115,7 +115,7 @@ enum ProjectionFormat {
             state.lastOccurredAt = Timestamp(microseconds: try reader.readOrderedInt64())
             state.accruedUntil = Timestamp(microseconds: try reader.readOrderedInt64())
             state.unmatchedStops = try reader.readVarint()
-            state.footprint = try readMeters(&reader)
+            state.footprint = try RecordFields.readMeters(&reader)
             let attributeCount = try reader.readVarint()
             guard attributeCount <= UInt64(reader.remaining) else {
                 throw ByteReader.Malformed(offset: reader.offset, expected: "attributes")
@@ -123,9 +123,9 @@ enum ProjectionFormat {
             var attributes: [(String, String)] = []
             for _ in 0..<attributeCount { attributes.append((try reader.readString(), try reader.readString())) }
             state.attributes = Attributes(attributes)
-            state.adjustmentTotals = try readAmounts(&reader)
+            state.adjustmentTotals = try RecordFields.readAmounts(&reader)
             state.checkpointRunning = try reader.readByte() == 1
-            state.checkpointFootprint = try readMeters(&reader)
+            state.checkpointFootprint = try RecordFields.readMeters(&reader)
             return state
         } catch {
             throw .corrupt(
@@ -142,7 +142,7 @@ enum ProjectionFormat {
         writer.write(baseVersion)
         writer.writeOrdered(base.lastOccurredAt.microseconds)
         writer.writeVarint(base.unmatchedStops)
-        writeAmounts(base.adjustmentTotals, into: &writer)
+        RecordFields.writeAmounts(base.adjustmentTotals, into: &writer)
         return writer.bytes
     }
 
@@ -155,7 +155,7 @@ enum ProjectionFormat {
             var base = CompactionBase()
             base.lastOccurredAt = Timestamp(microseconds: try reader.readOrderedInt64())
             base.unmatchedStops = try reader.readVarint()
-            base.adjustmentTotals = try readAmounts(&reader)
+            base.adjustmentTotals = try RecordFields.readAmounts(&reader)
             return base
         } catch {
             throw .corrupt(
@@ -170,9 +170,9 @@ enum ProjectionFormat {
     static func encode(_ amounts: UsageAmounts) -> [UInt8] {
         var writer = ByteWriter(capacity: 64)
         writer.write(rowVersion)
-        writeSigned128(amounts.runningMicroseconds, into: &writer)
-        writeAmounts(amounts.meterMicroseconds, into: &writer)
-        writeAmounts(amounts.adjustments, into: &writer)
+        RecordFields.writeSigned128(amounts.runningMicroseconds, into: &writer)
+        RecordFields.writeAmounts(amounts.meterMicroseconds, into: &writer)
+        RecordFields.writeAmounts(amounts.adjustments, into: &writer)
         return writer.bytes
     }
 
@@ -183,9 +183,9 @@ enum ProjectionFormat {
                 throw ByteReader.Malformed(offset: 0, expected: "row version \(rowVersion)")
             }
             var amounts = UsageAmounts()
-            amounts.runningMicroseconds = try readSigned128(&reader)
-            amounts.meterMicroseconds = try readAmounts(&reader)
-            amounts.adjustments = try readAmounts(&reader)
+            amounts.runningMicroseconds = try RecordFields.readSigned128(&reader)
+            amounts.meterMicroseconds = try RecordFields.readAmounts(&reader)
+            amounts.adjustments = try RecordFields.readAmounts(&reader)
             guard reader.remaining == 0 else {
                 throw ByteReader.Malformed(offset: reader.offset, expected: "the end of the row")
             }
@@ -228,7 +228,7 @@ enum ProjectionFormat {
             guard let entry = totals.meters[name] else { continue }
             writer.writeString(name)
             writer.writeVarint(entry.count)
-            writeSigned128(entry.sum, into: &writer)
+            RecordFields.writeSigned128(entry.sum, into: &writer)
         }
         return writer.bytes
     }
@@ -244,62 +244,12 @@ enum ProjectionFormat {
             }
             for _ in 0..<count {
                 let name = try reader.readString()
-                totals.meters[name] = (try reader.readVarint(), try readSigned128(&reader))
+                totals.meters[name] = (try reader.readVarint(), try RecordFields.readSigned128(&reader))
             }
             return totals
         } catch {
             throw .corrupt(
                 reason: "an owner_totals entry is malformed: expected \(error.expected) at byte \(error.offset)")
         }
-    }
-
-    // MARK: - Shared pieces
-
-    static func writeMeters(_ meters: Meters, into writer: inout ByteWriter) {
-        writer.writeVarint(UInt64(meters.count))
-        for (name, value) in meters {
-            writer.writeString(name)
-            writer.writeSignedVarint(value)
-        }
-    }
-
-    static func readMeters(_ reader: inout ByteReader) throws(ByteReader.Malformed) -> Meters {
-        let count = try reader.readVarint()
-        guard count <= UInt64(reader.remaining) else {
-            throw ByteReader.Malformed(offset: reader.offset, expected: "meters")
-        }
-        var pairs: [(String, Int64)] = []
-        for _ in 0..<count { pairs.append((try reader.readString(), try reader.readSignedVarint())) }
-        return Meters(pairs)
-    }
-
-    static func writeAmounts(_ amounts: [String: Int128], into writer: inout ByteWriter) {
-        writer.writeVarint(UInt64(amounts.count))
-        for name in amounts.keys.sorted() {
-            writer.writeString(name)
-            writeSigned128(amounts[name] ?? 0, into: &writer)
-        }
-    }
-
-    static func readAmounts(_ reader: inout ByteReader) throws(ByteReader.Malformed) -> [String: Int128] {
-        let count = try reader.readVarint()
-        guard count <= UInt64(reader.remaining) else {
-            throw ByteReader.Malformed(offset: reader.offset, expected: "amounts")
-        }
-        var amounts: [String: Int128] = [:]
-        for _ in 0..<count { amounts[try reader.readString()] = try readSigned128(&reader) }
-        return amounts
-    }
-
-    /// A signed 128-bit integer as 16 bytes, big-endian two's complement.
-    static func writeSigned128(_ value: Int128, into writer: inout ByteWriter) {
-        let bits = UInt128(bitPattern: value)
-        writer.writeBigEndian(UInt64(truncatingIfNeeded: bits >> 64))
-        writer.writeBigEndian(UInt64(truncatingIfNeeded: bits))
-    }
-
-    static func readSigned128(_ reader: inout ByteReader) throws(ByteReader.Malformed) -> Int128 {
-        let high = try reader.readBigEndianUInt64(), low = try reader.readBigEndianUInt64()
-        return Int128(bitPattern: UInt128(high) << 64 | UInt128(low))
     }
 }

@@ -163,76 +163,31 @@ extension Ledger {
         return UsageReport(from: from, to: max(end, from), rows: rows)
     }
 
-    /// Appends one adjustment whose deltas make the ledger's sum of each named meter for the resource
-    /// equal `reportedTotals` (as a metering agent's cumulative counters report them). Meters already
-    /// equal get no delta; when all are equal nothing is appended. `key` makes it idempotent: a retry with
-    /// the same key appends nothing more.
-    public func reconcile(
-        resource: ResourceID, owner: String, reportedTotals: Meters, at: Timestamp, key: String,
-        reason: String = "reconcile"
-    ) throws(LedgerError) -> ReconcileOutcome {
-        guard !reportedTotals.isEmpty else { throw .invalidField(field: "totals", reason: "name at least one meter") }
-        for (name, _) in reportedTotals { try EventRules.checkMeterName(name, field: "totals") }
-        let id = "reconcile/" + key
-        let now = options.clock.now()
-        return try write { txn -> ReconcileOutcome in
-            if let existing = try txn.get(self.schema.eventIDs, id) { return .alreadyRecorded(seq: existing) }
-            var current: [String: Int128] = [:]
-            if let number = try self.resourceNumber(resource, in: txn),
-                let state = try txn.get(self.schema.resourceState, number)
-            {
-                guard state.owner == owner else {
-                    throw LedgerError.ownerMismatch(resource: resource, owner: state.owner, submitted: owner)
-                }
-                current = state.adjustmentTotals
-            }
-            var deltas: [(String, Int64)] = []
-            for (name, total) in reportedTotals {
-                let difference = Int128(total) - (current[name] ?? 0)
-                guard difference != 0 else { continue }
-                guard let delta = Int64(exactly: difference) else {
-                    throw LedgerError.overflow(
-                        field: "totals.\(name)", reason: "the correction does not fit a signed 64-bit integer")
-                }
-                deltas.append((name, delta))
-            }
-            guard !deltas.isEmpty else { return .nothingToDo }
-            let event = UsageEvent(
-                id: id, kind: .adjustment, resource: resource, owner: owner, occurredAt: at,
-                deltas: Meters(deltas), reason: reason)
-            let result = try self.appendPrepared([self.prepare(event, now: now)], recordedAt: now, in: txn)
-            switch result.outcomes.first {
-            case .appended(let seq)?: return .appended(seq: seq, deltas: Meters(deltas))
-            case .duplicate(let seq)?: return .alreadyRecorded(seq: seq)
-            case .rejected(let error)?: throw error
-            case nil: throw LedgerError.storage(code: nil, reason: "reconcile appended nothing")
-            }
-        }
-    }
-
     /// Sums the subject's usage into buckets, inside one read transaction (one consistent snapshot).
     private func collectUsage(_ query: UsageQuery, in txn: borrowing ReadTransaction) throws -> [BucketKey:
         UsageAmounts]
     {
+        let span = UsageSpan(from: query.from, end: query.end)
+        guard let (owner, unmaterialized) = try unmaterializedResources(query, span, in: txn) else { return [:] }
+        try checkRetention(query, span, in: txn)
         var buckets: [BucketKey: UsageAmounts] = [:]
-        let hourLength = Timestamp.microsecondsPerHour
-        let from = query.from, end = query.end
-        let firstWhole = from.hourFloor == from ? from.microseconds : from.hourFloor.microseconds + hourLength
-        let lastWhole = end.hourFloor.microseconds
-        var edges: [(Timestamp, Timestamp)] = []
-        if firstWhole > lastWhole {
-            edges.append((from, end))
-        } else {
-            if from.microseconds < firstWhole { edges.append((from, Timestamp(microseconds: firstWhole))) }
-            if lastWhole < end.microseconds { edges.append((end.hourFloor, end)) }
+        if span.firstWhole <= span.lastWhole {
+            try addWholeHours(query, span, owner: owner, to: &buckets, in: txn)
+            try addUnmaterialized(unmaterialized, query, span, to: &buckets, in: txn)
         }
-        let owner: String
-        // Resources whose rows stop before the range may end: running ones, and those with events after
-        // their checkpoint. Their usage after the checkpoint is folded from it.
+        try addPartialHours(query, span, owner: owner, unmaterialized: unmaterialized, to: &buckets, in: txn)
+        return buckets
+    }
+
+    /// The subject's owner, and the resources whose rows may stop before the range ends (running ones, and
+    /// those with events after their checkpoint): their usage after the checkpoint is folded from it. Nil
+    /// for a resource the ledger has never seen.
+    private func unmaterializedResources(_ query: UsageQuery, _ span: UsageSpan, in txn: borrowing ReadTransaction)
+        throws -> (String, [UInt64: ResourceState])?
+    {
         var unmaterialized: [UInt64: ResourceState] = [:]
         switch query.subject {
         case .owner(let name):
-            owner = name
             for index in [schema.running, schema.pending] {
                 try scan(index, prefix: ProjectionFormat.ownerKey(name), in: txn) { _, value in
                     let number = try BigEndianUInt64.decode(value)
@@ -240,64 +195,89 @@ extension Ledger {
                     else { return }
                     // Without partial hours, a resource rolled up past the range is not needed: read only its
                     // checkpoint (an owner can have thousands running, and a full decode is most of the cost).
-                    if edges.isEmpty, try ProjectionFormat.checkpoint(ofState: stored).microseconds >= lastWhole {
+                    if span.edges.isEmpty,
+                        try ProjectionFormat.checkpoint(ofState: stored).microseconds >= span.lastWhole
+                    {
                         return
                     }
                     unmaterialized[number] = try ProjectionFormat.decodeState(stored)
                 }
             }
+            return (name, unmaterialized)
         case .resource(let resource):
             guard let number = try resourceNumber(resource, in: txn),
                 let state = try txn.get(schema.resourceState, number)
-            else { return [:] }
-            owner = state.owner
+            else { return nil }
             unmaterialized[number] = state
+            return (state.owner, unmaterialized)
         }
-        if let retained = try txn.get(Meta.snapshotsRetainedFrom, in: schema.meta), from < retained {
+    }
+
+    /// Refuses a range reaching before the retained snapshots, or a partial hour before the horizon.
+    private func checkRetention(_ query: UsageQuery, _ span: UsageSpan, in txn: borrowing ReadTransaction) throws {
+        if let retained = try txn.get(Meta.snapshotsRetainedFrom, in: schema.meta), query.from < retained {
             throw LedgerError.outsideRetention(
                 reason:
                     "usage before \(retained) is gone: snapshot retention dropped those hours; ask from \(retained) on")
         }
         if let horizon = try txn.get(Meta.horizon, in: schema.meta),
-            let edge = edges.first(where: { $0.0 < horizon })
+            let edge = span.edges.first(where: { $0.0 < horizon })
         {
             throw LedgerError.outsideRetention(
                 reason:
                     "before the compaction horizon \(horizon) usage is kept per whole hour only; \(edge.0) to \(edge.1) is part of an hour: align from and to to whole hours there"
             )
         }
-        if firstWhole <= lastWhole {
-            var hour = firstWhole
-            while hour < lastWhole {
-                if case .owner = query.subject, !query.groupByResource {
-                    // Ungrouped: the hour's rows go into one bucket, and owner_hourly holds their sum.
-                    if let stored = try txn.get(schema.ownerHourly, OwnerHour(hour: hour, owner: owner)) {
-                        try buckets[query.bucket(hour, nil), default: .init()].add(stored.amounts)
-                    }
-                } else {
-                    try rows(of: query.subject, owner: owner, hour: hour, in: txn) { resource, amounts in
-                        try buckets[query.bucket(hour, resource), default: .init()].add(amounts)
-                    }
+    }
+
+    /// Adds the stored rows of every whole hour of the range.
+    private func addWholeHours(
+        _ query: UsageQuery, _ span: UsageSpan, owner: String, to buckets: inout [BucketKey: UsageAmounts],
+        in txn: borrowing ReadTransaction
+    ) throws {
+        var hour = span.firstWhole
+        while hour < span.lastWhole {
+            if case .owner = query.subject, !query.groupByResource {
+                // Ungrouped: the hour's rows go into one bucket, and owner_hourly holds their sum.
+                if let stored = try txn.get(schema.ownerHourly, OwnerHour(hour: hour, owner: owner)) {
+                    try buckets[query.bucket(hour, nil), default: .init()].add(stored.amounts)
                 }
-                hour += hourLength
+            } else {
+                try rows(of: query.subject, owner: owner, hour: hour, in: txn) { resource, amounts in
+                    try buckets[query.bucket(hour, resource), default: .init()].add(amounts)
+                }
             }
-            // Usage not yet in rows: folded from each such resource's checkpoint.
-            for (number, state) in unmaterialized where state.accruedUntil.microseconds < lastWhole {
-                let entries = try timeline(resourceNumber: number, from: state.accruedUntil, in: txn)
-                let fold = Fold.continuing(
-                    from: state.accruedUntil, running: state.checkpointRunning,
-                    footprint: state.checkpointFootprint, entries: entries)
-                let hours = try Fold.hourly(
-                    fold, from: max(state.accruedUntil, Timestamp(microseconds: firstWhole)),
-                    until: Timestamp(microseconds: lastWhole))
-                for (hour, amounts) in hours {
-                    try buckets[query.bucket(hour, state.resource), default: .init()].add(amounts)
-                }
+            hour += Timestamp.microsecondsPerHour
+        }
+    }
+
+    /// Adds the usage not yet in rows: folded from each such resource's checkpoint to the last whole hour.
+    private func addUnmaterialized(
+        _ unmaterialized: [UInt64: ResourceState], _ query: UsageQuery, _ span: UsageSpan,
+        to buckets: inout [BucketKey: UsageAmounts], in txn: borrowing ReadTransaction
+    ) throws {
+        for (number, state) in unmaterialized where state.accruedUntil.microseconds < span.lastWhole {
+            let entries = try timeline(resourceNumber: number, from: state.accruedUntil, in: txn)
+            let fold = Fold.continuing(
+                from: state.accruedUntil, running: state.checkpointRunning,
+                footprint: state.checkpointFootprint, entries: entries)
+            let hours = try Fold.hourly(
+                fold, from: max(state.accruedUntil, Timestamp(microseconds: span.firstWhole)),
+                until: Timestamp(microseconds: span.lastWhole))
+            for (hour, amounts) in hours {
+                try buckets[query.bucket(hour, state.resource), default: .init()].add(amounts)
             }
         }
-        // Partial hours: fold the timelines of every resource with a row there or running now.
+    }
+
+    /// Adds the partial hours at either end: folds the timelines of every resource with a row there or
+    /// running now.
+    private func addPartialHours(
+        _ query: UsageQuery, _ span: UsageSpan, owner: String, unmaterialized: [UInt64: ResourceState],
+        to buckets: inout [BucketKey: UsageAmounts], in txn: borrowing ReadTransaction
+    ) throws {
         var folds: [ResourceID: FoldResult] = [:]
-        for (start, stop) in edges {
+        for (start, stop) in span.edges {
             var candidates: [ResourceID: UInt64?] = [:]
             try rows(of: query.subject, owner: owner, hour: start.hourFloor.microseconds, in: txn) { resource, _ in
                 candidates[resource] = .some(nil)
@@ -317,7 +297,6 @@ extension Ledger {
                 }
             }
         }
-        return buckets
     }
 
     /// Calls `visit` with the subject's hourly rows of one hour.
@@ -359,14 +338,26 @@ extension Ledger {
     }
 }
 
-/// What a reconcile did.
-public enum ReconcileOutcome: Sendable, Equatable {
-    /// An adjustment was appended with these deltas.
-    case appended(seq: UInt64, deltas: Meters)
-    /// The key was used before: nothing more was appended.
-    case alreadyRecorded(seq: UInt64)
-    /// Every named meter already equals the reported total.
-    case nothingToDo
+/// A query range cut at whole hours: the whole hours come from rows, the partial `edges` are folded.
+struct UsageSpan {
+    /// The start of the first whole hour in the range (µs).
+    var firstWhole: Int64
+    /// The start of the hour holding the range's end (µs): whole hours are `[firstWhole, lastWhole)`.
+    var lastWhole: Int64
+    /// The parts of hours at either end, or the whole range when it lies inside one hour.
+    var edges: [(Timestamp, Timestamp)] = []
+
+    init(from: Timestamp, end: Timestamp) {
+        let hourLength = Timestamp.microsecondsPerHour
+        firstWhole = from.hourFloor == from ? from.microseconds : from.hourFloor.microseconds + hourLength
+        lastWhole = end.hourFloor.microseconds
+        if firstWhole > lastWhole {
+            edges.append((from, end))
+        } else {
+            if from.microseconds < firstWhole { edges.append((from, Timestamp(microseconds: firstWhole))) }
+            if lastWhole < end.microseconds { edges.append((end.hourFloor, end)) }
+        }
+    }
 }
 
 struct BucketKey: Hashable {

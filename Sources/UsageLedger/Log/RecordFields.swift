@@ -1,0 +1,60 @@
+import LMDBStorage
+import LedgerCore
+
+/// The field encodings shared by every stored record (events, states, rows, totals, bases, owner-hour
+/// sums): each exists once, here.
+enum RecordFields {
+    /// Meters as `varint n, n × (str name, zigzag varint value)`, in the meters' (sorted) order.
+    static func writeMeters(_ meters: Meters, into writer: inout ByteWriter) {
+        writer.writeVarint(UInt64(meters.count))
+        for (name, value) in meters {
+            writer.writeString(name)
+            writer.writeSignedVarint(value)
+        }
+    }
+
+    /// Reads what `writeMeters` wrote.
+    static func readMeters(_ reader: inout ByteReader) throws(ByteReader.Malformed) -> Meters {
+        let count = try reader.readVarint()
+        guard count <= UInt64(reader.remaining) else {
+            throw ByteReader.Malformed(offset: reader.offset, expected: "meters")
+        }
+        var pairs: [(String, Int64)] = []
+        pairs.reserveCapacity(Int(count))
+        for _ in 0..<count { pairs.append((try reader.readString(), try reader.readSignedVarint())) }
+        return Meters(pairs)
+    }
+
+    /// Named sums as `varint n, n × (str name, i128)`, names sorted.
+    static func writeAmounts(_ amounts: [String: Int128], into writer: inout ByteWriter) {
+        writer.writeVarint(UInt64(amounts.count))
+        for name in amounts.keys.sorted() {
+            writer.writeString(name)
+            writeSigned128(amounts[name] ?? 0, into: &writer)
+        }
+    }
+
+    /// Reads what `writeAmounts` wrote.
+    static func readAmounts(_ reader: inout ByteReader) throws(ByteReader.Malformed) -> [String: Int128] {
+        let count = try reader.readVarint()
+        guard count <= UInt64(reader.remaining) else {
+            throw ByteReader.Malformed(offset: reader.offset, expected: "amounts")
+        }
+        var amounts: [String: Int128] = [:]
+        for _ in 0..<count { amounts[try reader.readString()] = try readSigned128(&reader) }
+        return amounts
+    }
+
+    /// A signed 128-bit integer as 16 bytes, big-endian two's complement.
+    static func writeSigned128(_ value: Int128, into writer: inout ByteWriter) {
+        let bits = UInt128(bitPattern: value)
+        writer.writeBigEndian(UInt64(truncatingIfNeeded: bits >> 64))
+        writer.writeBigEndian(UInt64(truncatingIfNeeded: bits))
+    }
+
+    /// Reads what `writeSigned128` wrote.
+    static func readSigned128(_ reader: inout ByteReader) throws(ByteReader.Malformed) -> Int128 {
+        let high = try reader.readBigEndianUInt64(), low = try reader.readBigEndianUInt64()
+        return Int128(bitPattern: UInt128(high) << 64 | UInt128(low))
+    }
+}
