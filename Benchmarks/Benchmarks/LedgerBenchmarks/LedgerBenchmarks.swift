@@ -102,16 +102,16 @@ let benchmarks: @Sendable () -> Void = {
             var options = EnvironmentOptions()
             options.durability = durability
             let environment = try Environment(path: path, options: options)
-            let database = try environment.openDatabases(["records"])[0]
+            let records = try Table<BigEndianUInt64, RawBytes>("records", in: environment.openTables(["records"]))
             let value = [UInt8](repeating: 0xAB, count: 120)
             let started = ContinuousClock.now
             benchmark.startMeasurement()
             var next: UInt64 = 1
             while next <= UInt64(eventCount) {
                 let first = next
-                try environment.write { txn in
+                try environment.write { (txn) throws(StorageError) in
                     for seq in first..<min(first + 1000, UInt64(eventCount) + 1) {
-                        try txn.put(database, BigEndianKey(seq), value, mode: .append)
+                        try txn.put(records, seq, value, mode: .append)
                     }
                 }
                 next = first + 1000
