@@ -14,7 +14,7 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
     /// The latest instant the ledger accepts: 9999-12-31T23:59:59.999999Z.
     public static let latest = Timestamp(microseconds: 253_402_300_799_999_999)
 
-    /// Microseconds in one second, minute and hour.
+    /// Microseconds in one second.
     public static let microsecondsPerSecond: Int64 = 1_000_000
     /// Microseconds in one hour.
     public static let microsecondsPerHour: Int64 = 3_600_000_000
