@@ -31,6 +31,7 @@ public enum StorageError: Error, Sendable, Equatable, CustomStringConvertible {
     case lmdb(code: Int32)
 
     /// Maps an LMDB return code (never `MDB_SUCCESS`) to an error.
+    @usableFromInline
     static func from(code: Int32, maximumMapBytes: Int = 0) -> StorageError {
         switch code {
         case MDB_MAP_FULL: return .mapFull(maximumBytes: maximumMapBytes)
@@ -93,7 +94,7 @@ public enum TransactionError<Failure: Error>: Error {
 extension TransactionError: Sendable where Failure: Sendable {}
 
 /// Throws the mapped error unless `code` is `MDB_SUCCESS`.
-@inline(__always)
+@inlinable @inline(__always)
 func check(_ code: Int32) throws(StorageError) {
     if code != MDB_SUCCESS { throw StorageError.from(code: code) }
 }

@@ -11,6 +11,26 @@ public protocol StorageCodec {
         throws(StorageError) -> R
     /// Decodes bytes read from the map; malformed bytes throw `StorageError.malformedRecord`.
     static func decode(_ bytes: UnsafeRawBufferPointer) throws(StorageError) -> Item
+    /// The bytes of `item`, owned (for a key encoded once and used several times).
+    static func encodedBytes(_ item: Item) -> [UInt8]
+}
+
+extension StorageCodec {
+    /// The bytes `withEncoded` lends, copied.
+    @inlinable
+    public static func encodedBytes(_ item: Item) -> [UInt8] {
+        do { return try withEncoded(item) { (bytes) throws(StorageError) in Array(bytes) } } catch { return [] }
+    }
+}
+
+/// A key encoded once by its codec, for several operations on one table (a read, then a write).
+public struct EncodedKey<Codec: StorageCodec>: Sendable {
+    /// The key's bytes.
+    public let bytes: [UInt8]
+
+    /// Encodes `key`.
+    @inlinable
+    public init(_ key: Codec.Item) { bytes = Codec.encodedBytes(key) }
 }
 
 /// A codec whose encoding is built as a byte array: it only needs `encode`.
@@ -20,23 +40,31 @@ public protocol ByteArrayCodec: StorageCodec {
 }
 
 extension ByteArrayCodec {
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func withEncoded<R>(_ item: Item, _ body: (UnsafeRawBufferPointer) throws(StorageError) -> R)
         throws(StorageError) -> R
     {
         try lendBytes(of: encode(item), body)
     }
+
+    /// `encode(item)`: the array is the encoding.
+    @inlinable
+    public static func encodedBytes(_ item: Item) -> [UInt8] { encode(item) }
 }
 
-/// Calls `body` with the bytes of `array`, keeping `body`'s typed error (`withUnsafeBytes` only rethrows).
-@inline(__always)
+/// Calls `body` with the bytes of `array`, keeping `body`'s typed error (`withUnsafeBytes` only rethrows;
+/// the cast costs nothing unless `body` throws).
+@inlinable @inline(__always)
 public func lendBytes<R>(of array: [UInt8], _ body: (UnsafeRawBufferPointer) throws(StorageError) -> R)
     throws(StorageError) -> R
 {
-    let result: Result<R, StorageError> = array.withUnsafeBytes { bytes in
-        Result { () throws(StorageError) in try body(bytes) }
-    }
-    return try result.get()
+    do { return try array.withUnsafeBytes { bytes in try body(bytes) } } catch { throw storageError(error) }
+}
+
+/// An error a `StorageError`-throwing closure threw through a `rethrows` function.
+@usableFromInline
+func storageError(_ error: any Error) -> StorageError {
+    error as? StorageError ?? .malformedRecord(table: "", reason: "unexpected error \(error)")
 }
 
 /// The identity of an open table, without its types: what iterating a schema (clearing, statistics)
@@ -44,7 +72,7 @@ public func lendBytes<R>(of array: [UInt8], _ body: (UnsafeRawBufferPointer) thr
 public struct TableID: Sendable, Hashable {
     /// The table's name (LMDB's named database).
     public let name: String
-    let dbi: MDB_dbi
+    @usableFromInline let dbi: MDB_dbi
 }
 
 /// A named table of `Key`s and `Value`s, each stored through its codec.
@@ -67,48 +95,42 @@ public struct Table<Key: StorageCodec, Value: StorageCodec>: Sendable, Hashable 
 
 // MARK: - Codecs of plain values
 
-/// A 64-bit unsigned integer stored big-endian, so that byte order is numeric order (sequence keys).
-public enum BigEndianUInt64: StorageCodec {
-    @inline(__always)
-    public static func withEncoded<R>(_ item: UInt64, _ body: (UnsafeRawBufferPointer) throws(StorageError) -> R)
+/// An unsigned integer stored big-endian, so that byte order is numeric order (sequence keys).
+public enum BigEndian<Integer: FixedWidthInteger & UnsignedInteger>: StorageCodec {
+    @inlinable @inline(__always)
+    public static func withEncoded<R>(_ item: Integer, _ body: (UnsafeRawBufferPointer) throws(StorageError) -> R)
         throws(StorageError) -> R
     {
         try withUnsafeBytes(of: item.bigEndian) { (bytes) throws(StorageError) in try body(bytes) }
     }
 
-    @inline(__always)
-    public static func decode(_ bytes: UnsafeRawBufferPointer) throws(StorageError) -> UInt64 {
-        guard bytes.count == 8 else { throw .malformedRecord(table: "", reason: "not an 8-byte number") }
-        return UInt64(bigEndian: bytes.loadUnaligned(as: UInt64.self))
+    @inlinable @inline(__always)
+    public static func decode(_ bytes: UnsafeRawBufferPointer) throws(StorageError) -> Integer {
+        guard bytes.count == MemoryLayout<Integer>.size else {
+            throw .malformedRecord(table: "", reason: "not a \(MemoryLayout<Integer>.size)-byte number")
+        }
+        return Integer(bigEndian: bytes.loadUnaligned(as: Integer.self))
     }
 }
 
-/// A 32-bit unsigned integer stored big-endian.
-public enum BigEndianUInt32: StorageCodec {
-    public static func withEncoded<R>(_ item: UInt32, _ body: (UnsafeRawBufferPointer) throws(StorageError) -> R)
-        throws(StorageError) -> R
-    {
-        try withUnsafeBytes(of: item.bigEndian) { (bytes) throws(StorageError) in try body(bytes) }
-    }
-
-    public static func decode(_ bytes: UnsafeRawBufferPointer) throws(StorageError) -> UInt32 {
-        guard bytes.count == 4 else { throw .malformedRecord(table: "", reason: "not a 4-byte number") }
-        return UInt32(bigEndian: bytes.loadUnaligned(as: UInt32.self))
-    }
-}
+/// A 64-bit unsigned integer stored big-endian (sequence numbers, resource numbers).
+public typealias BigEndianUInt64 = BigEndian<UInt64>
+/// A 32-bit unsigned integer stored big-endian (the format version).
+public typealias BigEndianUInt32 = BigEndian<UInt32>
 
 /// A string stored as its UTF-8 bytes, without length or terminator (a whole key or value).
 public enum UTF8Text: StorageCodec {
+    @inlinable
     public static func withEncoded<R>(_ item: String, _ body: (UnsafeRawBufferPointer) throws(StorageError) -> R)
         throws(StorageError) -> R
     {
         var copy = item
-        let result: Result<R, StorageError> = copy.withUTF8 { utf8 in
-            Result { () throws(StorageError) in try body(UnsafeRawBufferPointer(utf8)) }
+        do { return try copy.withUTF8 { utf8 in try body(UnsafeRawBufferPointer(utf8)) } } catch {
+            throw storageError(error)
         }
-        return try result.get()
     }
 
+    @inlinable
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws(StorageError) -> String {
         guard let text = String(validating: bytes.bindMemory(to: UInt8.self), as: UTF8.self) else {
             throw .malformedRecord(table: "", reason: "not valid UTF-8")
@@ -119,23 +141,27 @@ public enum UTF8Text: StorageCodec {
 
 /// Bytes stored as they are.
 public enum RawBytes: StorageCodec {
+    @inlinable
     public static func withEncoded<R>(_ item: [UInt8], _ body: (UnsafeRawBufferPointer) throws(StorageError) -> R)
         throws(StorageError) -> R
     {
         try lendBytes(of: item, body)
     }
 
+    @inlinable
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws(StorageError) -> [UInt8] { Array(bytes) }
 }
 
 /// A single byte.
 public enum SingleByte: StorageCodec {
+    @inlinable
     public static func withEncoded<R>(_ item: UInt8, _ body: (UnsafeRawBufferPointer) throws(StorageError) -> R)
         throws(StorageError) -> R
     {
         try withUnsafeBytes(of: item) { (bytes) throws(StorageError) in try body(bytes) }
     }
 
+    @inlinable
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws(StorageError) -> UInt8 {
         guard bytes.count == 1 else { throw .malformedRecord(table: "", reason: "not a single byte") }
         return bytes[0]

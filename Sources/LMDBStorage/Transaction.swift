@@ -7,9 +7,9 @@ import Glibc
 /// What every copy of one transaction shares with the environment's retry loop: LMDB's handle (never
 /// part of the public API) and whether an operation hit `MDB_MAP_FULL`.
 public final class TransactionCore {
-    let handle: OpaquePointer
+    @usableFromInline let handle: OpaquePointer
     /// Set when an operation hit `MDB_MAP_FULL`; the transaction is then unusable and will be retried.
-    var mapFull = false
+    @usableFromInline var mapFull = false
 
     init(handle: OpaquePointer) { self.handle = handle }
 
@@ -22,25 +22,25 @@ public final class TransactionCore {
         return TableID(name: name, dbi: dbi)
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     func checkWrite(_ rc: Int32) throws(StorageError) {
         if rc == MDB_MAP_FULL { mapFull = true }
         try check(rc)
     }
 }
 
-@inline(__always)
+@inlinable @inline(__always)
 func mdbVal(_ bytes: UnsafeRawBufferPointer) -> MDB_val {
     MDB_val(mv_size: bytes.count, mv_data: UnsafeMutableRawPointer(mutating: bytes.baseAddress))
 }
 
-@inline(__always)
+@inlinable @inline(__always)
 func buffer(_ val: MDB_val) -> UnsafeRawBufferPointer {
     UnsafeRawBufferPointer(start: val.mv_data, count: val.mv_size)
 }
 
 /// Decodes `bytes` with `codec`, naming `table` in the error.
-@inline(__always)
+@inlinable @inline(__always)
 func decode<C: StorageCodec>(_ codec: C.Type, _ bytes: UnsafeRawBufferPointer, table: TableID) throws(StorageError)
     -> C.Item
 {
@@ -59,22 +59,26 @@ public protocol ReadableTransaction: ~Copyable {
 
 extension ReadableTransaction where Self: ~Copyable {
     /// The value stored under `key`, or nil.
+    @inlinable
     public func get<K, V>(_ table: Table<K, V>, _ key: K.Item) throws(StorageError) -> V.Item? {
-        guard let bytes = try rawGet(table.id, key: key, K.self) else { return nil }
+        guard let bytes = try rawGetEncoding(table.id, key: key, K.self) else { return nil }
         return try decode(V.self, bytes, table: table.id)
     }
 
     /// Whether `key` is stored.
+    @inlinable
     public func contains<K, V>(_ table: Table<K, V>, _ key: K.Item) throws(StorageError) -> Bool {
-        try rawGet(table.id, key: key, K.self) != nil
+        try rawGetEncoding(table.id, key: key, K.self) != nil
     }
 
     /// The bytes stored under `key`, valid until the transaction ends (package code only).
+    @inlinable
     package func rawGet<K, V>(_ table: Table<K, V>, _ key: K.Item) throws(StorageError) -> UnsafeRawBufferPointer? {
-        try rawGet(table.id, key: key, K.self)
+        try rawGetEncoding(table.id, key: key, K.self)
     }
 
     /// The bytes stored under the key `keyBytes`, valid until the transaction ends (package code only).
+    @inlinable
     package func rawGet(_ table: TableID, keyBytes: UnsafeRawBufferPointer) throws(StorageError)
         -> UnsafeRawBufferPointer?
     {
@@ -86,10 +90,21 @@ extension ReadableTransaction where Self: ~Copyable {
         return buffer(value)
     }
 
-    private func rawGet<K: StorageCodec>(_ table: TableID, key: K.Item, _: K.Type) throws(StorageError)
+    @inlinable
+    func rawGetEncoding<K: StorageCodec>(_ table: TableID, key: K.Item, _: K.Type) throws(StorageError)
         -> UnsafeRawBufferPointer?
     {
         try K.withEncoded(key) { (bytes) throws(StorageError) in try rawGet(table, keyBytes: bytes) }
+    }
+
+    /// The value stored under an encoded key, or nil.
+    @inlinable
+    public func get<K, V>(_ table: Table<K, V>, encoded key: EncodedKey<K>) throws(StorageError) -> V.Item? {
+        let bytes = try lendBytes(of: key.bytes) { (keyBytes) throws(StorageError) in
+            try rawGet(table.id, keyBytes: keyBytes)
+        }
+        guard let bytes else { return nil }
+        return try decode(V.self, bytes, table: table.id)
     }
 
     /// A cursor over `table`, closed when it goes out of scope.
@@ -131,7 +146,7 @@ public enum PutMode: Sendable {
     /// The key must sort after every existing key (`MDB_APPEND`): fast tail insertion.
     case append
 
-    var flags: UInt32 {
+    @inlinable var flags: UInt32 {
         switch self {
         case .upsert: return 0
         case .insertOnly: return UInt32(MDB_NOOVERWRITE)
@@ -153,6 +168,7 @@ public struct WriteTransaction: ReadableTransaction, ~Copyable {
     /// Stores `value` under `key`. Returns false when the mode forbids the write because the key exists
     /// (`insertOnly`) or does not sort last (`append`).
     @discardableResult
+    @inlinable
     public func put<K, V>(_ table: Table<K, V>, _ key: K.Item, _ value: V.Item, mode: PutMode = .upsert)
         throws(StorageError) -> Bool
     {
@@ -163,8 +179,27 @@ public struct WriteTransaction: ReadableTransaction, ~Copyable {
         }
     }
 
+    /// Stores `value` under an encoded key.
+    @inlinable @discardableResult
+    public func put<K, V>(_ table: Table<K, V>, encoded key: EncodedKey<K>, _ value: V.Item, mode: PutMode = .upsert)
+        throws(StorageError) -> Bool
+    {
+        try lendBytes(of: key.bytes) { (keyBytes) throws(StorageError) in
+            try V.withEncoded(value) { (valueBytes) throws(StorageError) in
+                try rawPut(table.id, keyBytes: keyBytes, valueBytes: valueBytes, mode: mode)
+            }
+        }
+    }
+
+    /// Deletes an encoded key; returns whether it existed.
+    @inlinable @discardableResult
+    public func delete<K, V>(_ table: Table<K, V>, encoded key: EncodedKey<K>) throws(StorageError) -> Bool {
+        try lendBytes(of: key.bytes) { (keyBytes) throws(StorageError) in try rawDelete(table.id, keyBytes: keyBytes) }
+    }
+
     /// Stores raw bytes (package code only: the schema's codecs build them).
     @discardableResult
+    @inlinable
     package func rawPut(
         _ table: TableID, keyBytes: UnsafeRawBufferPointer, valueBytes: UnsafeRawBufferPointer,
         mode: PutMode = .upsert
@@ -179,6 +214,7 @@ public struct WriteTransaction: ReadableTransaction, ~Copyable {
 
     /// Deletes `key`; returns whether it existed.
     @discardableResult
+    @inlinable
     public func delete<K, V>(_ table: Table<K, V>, _ key: K.Item) throws(StorageError) -> Bool {
         try K.withEncoded(key) { (bytes) throws(StorageError) in
             var k = mdbVal(bytes)
@@ -191,6 +227,7 @@ public struct WriteTransaction: ReadableTransaction, ~Copyable {
 
     /// Deletes the key `keyBytes` (package code only); returns whether it existed.
     @discardableResult
+    @inlinable
     package func rawDelete(_ table: TableID, keyBytes: UnsafeRawBufferPointer) throws(StorageError) -> Bool {
         var k = mdbVal(keyBytes)
         let rc = mdb_del(core.handle, table.dbi, &k, nil)
@@ -217,23 +254,29 @@ public struct WriteTransaction: ReadableTransaction, ~Copyable {
 
 /// One key/value pair seen through a cursor; both buffers point into the map and are valid until the
 /// cursor moves or the transaction ends (package code only).
-package struct RawEntry {
+@usableFromInline package struct RawEntry {
     /// The key's bytes.
-    package let key: UnsafeRawBufferPointer
+    @usableFromInline package let key: UnsafeRawBufferPointer
     /// The value's bytes.
-    package let value: UnsafeRawBufferPointer
+    @usableFromInline package let value: UnsafeRawBufferPointer
+
+    @inlinable package init(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        self.key = key
+        self.value = value
+    }
 }
 
 /// A position in a table, moved with `first`, `last`, `seek`, `next` and `previous`, which return the
 /// entry decoded. It is closed when it goes out of scope, which is always before its transaction ends.
 public struct Cursor<Key: StorageCodec, Value: StorageCodec>: ~Copyable {
-    let handle: OpaquePointer
-    let table: TableID
-    let core: TransactionCore
+    @usableFromInline let handle: OpaquePointer
+    @usableFromInline let table: TableID
+    @usableFromInline let core: TransactionCore
 
     deinit { mdb_cursor_close(handle) }
 
-    private func move(_ op: MDB_cursor_op, key: UnsafeRawBufferPointer? = nil) throws(StorageError) -> RawEntry? {
+    @inlinable
+    func move(_ op: MDB_cursor_op, key: UnsafeRawBufferPointer? = nil) throws(StorageError) -> RawEntry? {
         var k = key.map(mdbVal) ?? MDB_val()
         var v = MDB_val()
         let rc = mdb_cursor_get(handle, &k, &v, op)
@@ -242,51 +285,66 @@ public struct Cursor<Key: StorageCodec, Value: StorageCodec>: ~Copyable {
         return RawEntry(key: buffer(k), value: buffer(v))
     }
 
-    private func decoded(_ entry: RawEntry?) throws(StorageError) -> (key: Key.Item, value: Value.Item)? {
+    @inlinable
+    func decoded(_ entry: RawEntry?) throws(StorageError) -> (key: Key.Item, value: Value.Item)? {
         guard let entry else { return nil }
         return (try decode(Key.self, entry.key, table: table), try decode(Value.self, entry.value, table: table))
     }
 
     /// The first entry.
+    @inlinable
     public func first() throws(StorageError) -> (key: Key.Item, value: Value.Item)? { try decoded(rawFirst()) }
     /// The last entry.
+    @inlinable
     public func last() throws(StorageError) -> (key: Key.Item, value: Value.Item)? { try decoded(rawLast()) }
     /// The next entry.
+    @inlinable
     public func next() throws(StorageError) -> (key: Key.Item, value: Value.Item)? { try decoded(rawNext()) }
     /// The previous entry.
+    @inlinable
     public func previous() throws(StorageError) -> (key: Key.Item, value: Value.Item)? {
         try decoded(rawPrevious())
     }
     /// The first entry whose key is greater than or equal to `key`.
+    @inlinable
     public func seek(atLeast key: Key.Item) throws(StorageError) -> (key: Key.Item, value: Value.Item)? {
         try decoded(rawSeek(atLeast: key))
     }
 
     /// The first entry, as bytes.
+    @inlinable
     package func rawFirst() throws(StorageError) -> RawEntry? { try move(MDB_FIRST) }
     /// The last entry, as bytes.
+    @inlinable
     package func rawLast() throws(StorageError) -> RawEntry? { try move(MDB_LAST) }
     /// The next entry, as bytes.
+    @inlinable
     package func rawNext() throws(StorageError) -> RawEntry? { try move(MDB_NEXT) }
     /// The previous entry, as bytes.
+    @inlinable
     package func rawPrevious() throws(StorageError) -> RawEntry? { try move(MDB_PREV) }
     /// The first entry whose key is at least `key`, as bytes.
+    @inlinable
     package func rawSeek(atLeast key: Key.Item) throws(StorageError) -> RawEntry? {
         try Key.withEncoded(key) { (bytes) throws(StorageError) in try move(MDB_SET_RANGE, key: bytes) }
     }
     /// The first entry whose key bytes are at least `bytes` (a key prefix, say).
+    @inlinable
     package func rawSeek(atLeastBytes bytes: UnsafeRawBufferPointer) throws(StorageError) -> RawEntry? {
         try move(MDB_SET_RANGE, key: bytes)
     }
     /// The first entry whose key bytes are at least `bytes`.
+    @inlinable
     package func rawSeek(atLeastBytes bytes: [UInt8]) throws(StorageError) -> RawEntry? {
         try lendBytes(of: bytes) { (raw) throws(StorageError) in try move(MDB_SET_RANGE, key: raw) }
     }
     /// Decodes an entry's key with the table's key codec.
+    @inlinable
     package func key(of entry: RawEntry) throws(StorageError) -> Key.Item {
         try decode(Key.self, entry.key, table: table)
     }
     /// Decodes an entry's value with the table's value codec.
+    @inlinable
     package func value(of entry: RawEntry) throws(StorageError) -> Value.Item {
         try decode(Value.self, entry.value, table: table)
     }
@@ -298,6 +356,7 @@ public struct WriteCursor<Key: StorageCodec, Value: StorageCodec>: ~Copyable {
     public let reading: Cursor<Key, Value>
 
     /// Deletes the entry at the cursor.
+    @inlinable
     public func deleteCurrent() throws(StorageError) {
         try reading.core.checkWrite(mdb_cursor_del(reading.handle, 0))
     }
@@ -305,6 +364,7 @@ public struct WriteCursor<Key: StorageCodec, Value: StorageCodec>: ~Copyable {
 
 extension UnsafeRawBufferPointer {
     /// Whether these bytes begin with `prefix`.
+    @inlinable
     public func hasPrefix(_ prefix: UnsafeRawBufferPointer) -> Bool {
         guard count >= prefix.count else { return false }
         guard let mine = baseAddress, let theirs = prefix.baseAddress else { return prefix.isEmpty }
@@ -312,6 +372,7 @@ extension UnsafeRawBufferPointer {
     }
 
     /// Whether these bytes begin with `prefix`.
+    @inlinable
     public func hasPrefix(_ prefix: [UInt8]) -> Bool {
         prefix.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) -> Bool in hasPrefix(bytes) }
     }

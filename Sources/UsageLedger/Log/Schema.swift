@@ -112,6 +112,15 @@ struct Schema: Sendable {
 
 // MARK: - Key codecs
 
+/// The `count` NUL-separated UTF-8 fields of a key (no field holds a NUL; with `maxSplits`, the last may).
+private func fields(of bytes: UnsafeRawBufferPointer, count: Int, maxSplits: Int = Int.max, _ malformed: String)
+    throws(StorageError) -> [String]
+{
+    let parts = bytes.split(separator: 0, maxSplits: maxSplits, omittingEmptySubsequences: false)
+    guard parts.count == count else { throw .malformedRecord(table: "", reason: malformed) }
+    return parts.map { String(decoding: $0, as: UTF8.self) }
+}
+
 /// `resources` key: type, NUL, id (neither may contain NUL, so the key is unambiguous).
 enum ResourceKeyCodec: ByteArrayCodec {
     static func encode(_ resource: ResourceID) -> [UInt8] {
@@ -124,12 +133,8 @@ enum ResourceKeyCodec: ByteArrayCodec {
     }
 
     static func decode(_ bytes: UnsafeRawBufferPointer) throws(StorageError) -> ResourceID {
-        let parts = bytes.split(separator: 0, maxSplits: 1, omittingEmptySubsequences: false)
-        guard parts.count == 2 else {
-            throw .malformedRecord(table: "", reason: "a resources key has no type/id separator")
-        }
-        return ResourceID(
-            type: String(decoding: parts[0], as: UTF8.self), id: String(decoding: parts[1], as: UTF8.self))
+        let parts = try fields(of: bytes, count: 2, maxSplits: 1, "a resources key has no type/id separator")
+        return ResourceID(type: parts[0], id: parts[1])
     }
 }
 
@@ -187,15 +192,8 @@ enum OwnedResourceKeyCodec: ByteArrayCodec {
     }
 
     static func decode(_ bytes: UnsafeRawBufferPointer) throws(StorageError) -> OwnedResource {
-        let parts = bytes.split(separator: 0, omittingEmptySubsequences: false)
-        guard parts.count == 3 else {
-            throw .malformedRecord(table: "", reason: "a key does not hold owner, type and id")
-        }
-        return OwnedResource(
-            owner: String(decoding: parts[0], as: UTF8.self),
-            resource: ResourceID(
-                type: String(decoding: parts[1], as: UTF8.self),
-                id: String(decoding: parts[2], as: UTF8.self)))
+        let parts = try fields(of: bytes, count: 3, "a key does not hold owner, type and id")
+        return OwnedResource(owner: parts[0], resource: ResourceID(type: parts[1], id: parts[2]))
     }
 }
 
@@ -210,12 +208,8 @@ enum OwnerTypeKeyCodec: ByteArrayCodec {
     static func encode(_ key: OwnerType) -> [UInt8] { ProjectionFormat.ownerKey(key.owner, type: key.type) }
 
     static func decode(_ bytes: UnsafeRawBufferPointer) throws(StorageError) -> OwnerType {
-        let parts = bytes.split(separator: 0, omittingEmptySubsequences: false)
-        guard parts.count == 2 else {
-            throw .malformedRecord(table: "", reason: "an owner_totals key does not hold owner and type")
-        }
-        return OwnerType(
-            owner: String(decoding: parts[0], as: UTF8.self), type: String(decoding: parts[1], as: UTF8.self))
+        let parts = try fields(of: bytes, count: 2, "an owner_totals key does not hold owner and type")
+        return OwnerType(owner: parts[0], type: parts[1])
     }
 }
 

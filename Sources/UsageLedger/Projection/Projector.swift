@@ -82,8 +82,10 @@ extension Ledger {
         // only once none is left, and `lastOccurredAt` is the latest event's time), so most events skip the lookup.
         let alreadyPending = stored.map { $0.lastOccurredAt >= $0.accruedUntil } ?? false
         if t >= before.accruedUntil && !alreadyPending {
-            let key = OwnedResource(owner: after.owner, resource: after.resource)
-            if try !txn.contains(schema.pending, key) { try txn.put(schema.pending, key, resourceNumber) }
+            let key = EncodedKey<OwnedResourceKeyCodec>(OwnedResource(owner: after.owner, resource: after.resource))
+            if try txn.get(schema.pending, encoded: key) == nil {
+                try txn.put(schema.pending, encoded: key, resourceNumber)
+            }
         }
         try txn.put(schema.resourceState, resourceNumber, after)
         try updateCurrent(from: stored, to: after, resourceNumber: resourceNumber, context: &context, in: txn)
@@ -108,15 +110,15 @@ extension Ledger {
         let from = t.hourFloor, until = state.accruedUntil
         let newRows = try Fold.hourly(new, from: from, until: until)
         for hour in try Fold.hourly(old, from: from, until: until).keys where newRows[hour] == nil {
-            let key = HourlyKey(hour: hour, owner: state.owner, resource: state.resource)
-            let stored = try txn.get(schema.hourly, key)
-            try txn.delete(schema.hourly, key)
+            let key = EncodedKey<HourlyKeyCodec>(HourlyKey(hour: hour, owner: state.owner, resource: state.resource))
+            let stored = try txn.get(schema.hourly, encoded: key)
+            try txn.delete(schema.hourly, encoded: key)
             try ownerRows.record(hour: hour, owner: state.owner, from: stored, to: nil)
         }
         for (hour, amounts) in newRows {
-            let key = HourlyKey(hour: hour, owner: state.owner, resource: state.resource)
-            let stored = try txn.get(schema.hourly, key)
-            try txn.put(schema.hourly, key, amounts)
+            let key = EncodedKey<HourlyKeyCodec>(HourlyKey(hour: hour, owner: state.owner, resource: state.resource))
+            let stored = try txn.get(schema.hourly, encoded: key)
+            try txn.put(schema.hourly, encoded: key, amounts)
             try ownerRows.record(hour: hour, owner: state.owner, from: stored, to: amounts)
         }
         state = new.state
@@ -154,11 +156,12 @@ extension Ledger {
         hour: Int64, owner: String, resource: ResourceID, _ amounts: UsageAmounts, ownerRows: inout OwnerRowChanges,
         in txn: borrowing WriteTransaction
     ) throws {
-        let key = HourlyKey(hour: hour, owner: owner, resource: resource)
-        let stored = try txn.get(schema.hourly, key)
+        // Encoded once for the read and the write: building the key is a good part of a row's cost.
+        let key = EncodedKey<HourlyKeyCodec>(HourlyKey(hour: hour, owner: owner, resource: resource))
+        let stored = try txn.get(schema.hourly, encoded: key)
         var row = stored ?? UsageAmounts()
         try row.add(amounts)
-        try txn.put(schema.hourly, key, row)
+        try txn.put(schema.hourly, encoded: key, row)
         try ownerRows.record(hour: hour, owner: owner, from: stored, to: row)
     }
 
