@@ -313,10 +313,13 @@ public final class Environment: @unchecked Sendable {
 
     /// Grows the map to at least `bytes` (up to the maximum) now, so that a later open that asks for a
     /// bigger initial map than the first one gets it.
+    /// On a thread that has a transaction of this environment open it does nothing (resizing waits for
+    /// every transaction of the process to end): the map then grows on demand.
     public func reserveMapSize(_ bytes: Int) throws(StorageError) {
+        let wanted = min(bytes, options.maximumMapSize)
+        guard wanted > currentMapSize(), threadTransactions.isIdle else { return }
         gate.lockExclusive()
         defer { gate.unlock() }
-        let wanted = min(bytes, options.maximumMapSize)
         guard wanted > currentMapSize() else { return }
         try check(mdb_env_set_mapsize(handle, wanted))
     }
@@ -402,6 +405,9 @@ final class ThreadTransactions: @unchecked Sendable {
             current = open + 1
         }
     }
+
+    /// Whether this thread has no transaction of the environment open.
+    var isIdle: Bool { current == 0 }
 
     /// Records that this thread's innermost transaction ended.
     func leave() {

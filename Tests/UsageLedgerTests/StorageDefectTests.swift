@@ -205,6 +205,24 @@ struct SharedEnvironmentTests {
         #expect(try tight.verify().isConsistent)
     }
 
+    @Test("a second open asking for a bigger map gets it; an open from inside a transaction fails, never waits")
+    func biggerInitialMap() throws {
+        let dir = try TemporaryDirectory()
+        let first = try openLedger(dir) { $0.initialMapSize = 1 << 20 }
+        let second = try openLedger(dir) { $0.initialMapSize = 8 << 20 }
+        #expect(try second.statistics().environment.mapSize == 8 << 20)
+        // Resizing waits for every transaction of the process, and opening writes: inside a transaction of
+        // the same ledger, an open must fail at once rather than wait for itself.
+        var bigger = LedgerOptions()
+        bigger.initialMapSize = 64 << 20
+        let inside = try first.read { _ -> LedgerError? in
+            do throws(LedgerError) { _ = try Ledger(path: dir.child("ledger"), options: bigger) } catch { return error }
+            return nil
+        }
+        #expect(inside == .nestedTransaction)
+        #expect(try first.statistics().environment.mapSize == 8 << 20)
+    }
+
     @Test("reader slots differing from the first open's are refused with option_conflict")
     func readerSlotsConflict() throws {
         let dir = try TemporaryDirectory()
