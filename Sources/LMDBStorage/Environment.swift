@@ -311,6 +311,10 @@ public final class Environment: @unchecked Sendable {
         try check(mdb_env_set_mapsize(handle, next))
     }
 
+    /// Whether the calling thread has a transaction of this environment open: a write it begins now, or
+    /// waits for, would fail with `nestedTransaction` or wait for itself.
+    public var hasTransactionOnCurrentThread: Bool { !threadTransactions.isIdle }
+
     /// Grows the map to at least `bytes` (up to the maximum) now, so that a later open that asks for a
     /// bigger initial map than the first one gets it.
     /// On a thread that has a transaction of this environment open it does nothing (resizing waits for

@@ -21,6 +21,8 @@ public final class Ledger: Sendable {
     let environment: Environment
     let schema: Schema
     let metrics: LedgerMetrics
+    /// Combines concurrent appends into one write transaction.
+    let groupCommit = GroupCommit()
     /// The logger from the options.
     var logger: Logger { options.logger }
 

@@ -15,6 +15,7 @@ import Glibc
 /// | `usage_ledger_duplicates_total` | counter | submissions of an id already recorded with the same payload |
 /// | `usage_ledger_rejections_total` (dimension `code`) | counter | events refused, by `LedgerError.code` |
 /// | `usage_ledger_append_batch_seconds` | timer | one `append(contentsOf:)`, commit included |
+/// | `usage_ledger_append_commits_total` | counter | write transactions that committed appends (group commit combines concurrent calls) |
 /// | `usage_ledger_rollup_lag_seconds` | gauge | the ledger's clock minus the rollup watermark |
 /// | `usage_ledger_resource_hours_rolled_total` | counter | hourly rows written by rollup |
 /// | `usage_ledger_compaction_pruned_total` | counter | events compaction removed |
@@ -24,6 +25,7 @@ final class LedgerMetrics: Sendable {
     let appended: Counter
     let duplicates: Counter
     let appendTimer: Metrics.Timer
+    let appendCommits: Counter
     let rollupLag: Gauge
     let resourceHours: Counter
     let pruned: Counter
@@ -35,6 +37,7 @@ final class LedgerMetrics: Sendable {
         self.dimensions = dimensions
         appended = Counter(label: "usage_ledger_events_appended_total", dimensions: dimensions)
         duplicates = Counter(label: "usage_ledger_duplicates_total", dimensions: dimensions)
+        appendCommits = Counter(label: "usage_ledger_append_commits_total", dimensions: dimensions)
         appendTimer = Metrics.Timer(
             label: "usage_ledger_append_batch_seconds", dimensions: dimensions, preferredDisplayUnit: .milliseconds)
         rollupLag = Gauge(label: "usage_ledger_rollup_lag_seconds", dimensions: dimensions)

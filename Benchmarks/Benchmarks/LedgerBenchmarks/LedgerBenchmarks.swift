@@ -11,6 +11,15 @@ import Workload
 
 let eventCount = benchmarkEventCount
 let eventsPerSecond = BenchmarkMetric.custom("events per second", polarity: .prefersLarger, useScalingFactor: false)
+let latencyP99 = BenchmarkMetric.custom(
+    "p99 latency of a call (µs)", polarity: .prefersSmaller, useScalingFactor: false)
+let commitsPerSecond = BenchmarkMetric.custom("commits per second", polarity: .prefersLarger, useScalingFactor: false)
+
+/// A duration in whole microseconds.
+func microseconds(_ duration: Duration) -> UInt64 {
+    let (seconds, attoseconds) = duration.components
+    return UInt64(max(0, seconds)) * 1_000_000 + UInt64(max(0, attoseconds)) / 1_000_000_000_000
+}
 
 /// A value built on first use and shared by a benchmark's iterations.
 final class Lazy<Value>: @unchecked Sendable {
@@ -177,6 +186,52 @@ let benchmarks: @Sendable () -> Void = {
             benchmark.stopMeasurement()
             precondition(failures.load(ordering: .relaxed) == 0, "an append failed")
             benchmark.measurement(eventsPerSecond, rate(events.count, since: started))
+        }
+    }
+
+    // 2. Single-event appends (one `append(_:)` call per event) from 1 and 16 threads, full durability:
+    // group commit combines the calls that queue while a commit runs. Commits per second beside it; each
+    // commit with `full` durability costs LMDB two fsyncs (data pages, then the meta page).
+    for threads in [1, 16] {
+        Benchmark(
+            "2 single-event appenders, \(threads) threads, full",
+            configuration: .init(
+                metrics: [.wallClock, eventsPerSecond, latencyP99, commitsPerSecond], maxIterations: 3)
+        ) { benchmark in
+            let work = Workload(count: 4_000, seed: 93)
+            let path = scratchDirectory("single-\(threads)")
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            let ledger = try Ledger(path: path, options: ledgerOptions(.full, clock: work.end))
+            let events = work.events
+            let failures = Atomic<Int>(0)
+            let latencies = Mutex<[UInt64]>([])
+            let done = DispatchSemaphore(value: 0)
+            let started = ContinuousClock.now
+            benchmark.startMeasurement()
+            for thread in 0..<threads {
+                Thread {
+                    var mine: [UInt64] = []
+                    var index = thread
+                    while index < events.count {
+                        let begin = ContinuousClock.now
+                        do throws(LedgerError) { try ledger.append(events[index]) } catch {
+                            if !error.isRejection { failures.add(1, ordering: .relaxed) }
+                        }
+                        mine.append(microseconds(ContinuousClock.now - begin))
+                        index += threads
+                    }
+                    latencies.withLock { $0 += mine }
+                    done.signal()
+                }.start()
+            }
+            for _ in 0..<threads { done.wait() }
+            benchmark.stopMeasurement()
+            precondition(failures.load(ordering: .relaxed) == 0, "an append failed")
+            let seconds = Double(microseconds(ContinuousClock.now - started)) / 1e6
+            let sorted = latencies.withLock { $0.sorted() }
+            benchmark.measurement(eventsPerSecond, rate(events.count, since: started))
+            benchmark.measurement(latencyP99, Int(sorted[min(sorted.count - 1, sorted.count * 99 / 100)]))
+            benchmark.measurement(commitsPerSecond, Int(Double(ledger.appendCommitCounts.transactions) / seconds))
         }
     }
 

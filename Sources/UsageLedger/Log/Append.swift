@@ -47,6 +47,14 @@ public struct AppendResult: Sendable, Equatable {
     public static func == (lhs: AppendResult, rhs: AppendResult) -> Bool { lhs.outcomes == rhs.outcomes }
 }
 
+/// How group commit combined appends: see `Ledger.appendCommitCounts`.
+public struct AppendCommitCounts: Sendable, Equatable {
+    /// Write transactions that committed appends.
+    public var transactions: Int
+    /// `append(_:)` and `append(contentsOf:)` calls they committed.
+    public var calls: Int
+}
+
 /// The receipt of a single accepted event.
 public struct AppendReceipt: Sendable, Equatable {
     /// The event's place in the log.
@@ -70,22 +78,31 @@ extension Ledger {
         }
     }
 
-    /// Appends a batch in one write transaction: the accepted events commit together, each rejected one
-    /// is reported with its index, and a duplicate is not an error.
+    /// Appends a batch: the accepted events commit together, each rejected one is reported with its index,
+    /// and a duplicate is not an error.
     ///
-    /// - Throws: only failures of the ledger itself (then nothing of the batch was written).
+    /// Concurrent calls from many threads are combined into one write transaction (group commit): while one
+    /// commit runs, the calls that arrive queue up and commit together next, each applied as if appended on
+    /// its own, in arrival order. A call returns once its events are durable; see `GroupCommit`.
+    ///
+    /// - Throws: only failures of the ledger itself (then nothing of the batch was written): `ledger_full`,
+    ///   `storage`, `corrupt`, `read_only`, and `nested_transaction` when called on a thread that has a
+    ///   transaction of this ledger open.
     public func append<C: Collection>(contentsOf events: C) throws(LedgerError) -> AppendResult
     where C.Element == UsageEvent {
+        guard !options.readOnly else { throw .readOnly(path: path) }
+        // A caller waiting inside a transaction would hold up the leader's map growth, and its own write.
+        guard !environment.hasTransactionOnCurrentThread else { throw .nestedTransaction }
         let now = options.clock.now()
-        // Encoding and validation need no transaction: do them before taking the writer lock.
-        let prepared = events.map { prepare($0, now: now) }
+        // Encoding and validation need no transaction: do them before queueing for the writer.
+        let request = GroupCommit.Request(prepared: events.map { prepare($0, now: now) }, recordedAt: now)
         let started = monotonicNanoseconds()
         let result: AppendResult
-        do {
-            result = try write { txn in try self.appendPrepared(prepared, recordedAt: now, in: txn) }
-        } catch {
+        switch groupCommit.submit(request, commit: commitGroup) {
+        case .success(let value): result = value
+        case .failure(let error):
             logger.error(
-                "append of \(prepared.count) events failed; nothing of the batch was written",
+                "append of \(request.prepared.count) events failed; nothing of the batch was written",
                 metadata: ["code": "\(error.code)", "error": "\(error)"])
             throw error
         }
@@ -93,6 +110,28 @@ extension Ledger {
         metrics.recordAppend(result, nanoseconds: monotonicNanoseconds() - started)
         metrics.recordMap(environment.statistics())
         return result
+    }
+
+    /// Appends a group of requests in one write transaction, each as if on its own, in order.
+    private func commitGroup(_ group: [GroupCommit.Request]) -> Result<[AppendResult], LedgerError> {
+        do throws(LedgerError) {
+            let results = try write { txn in
+                try group.map { request in
+                    try self.appendPrepared(request.prepared, recordedAt: request.recordedAt, in: txn)
+                }
+            }
+            metrics.appendCommits.increment()
+            return .success(results)
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// Write transactions that committed appends, and the `append` calls they held, since this `Ledger`
+    /// was opened: the ratio is how many calls group commit combined per commit (and fsync).
+    public var appendCommitCounts: AppendCommitCounts {
+        let counts = groupCommit.counts
+        return AppendCommitCounts(transactions: counts.groups, calls: counts.requests)
     }
 
     /// Validates an event against the rules and the clock, and encodes its payload.

@@ -1,0 +1,114 @@
+import LMDBStorage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Combines concurrent appends into one write transaction: with `full` durability a commit costs two
+/// fsyncs whatever it holds, so appends from many threads, one commit each, ran no faster than from one.
+///
+/// Each caller queues its prepared events and waits. When no commit is under way, one waiting caller
+/// becomes the leader: it takes every queued request (in arrival order, up to `maximumGroupEvents`
+/// events; a larger request goes alone), applies each one's events in one write transaction as if they
+/// had been appended one request after the other, commits, and hands every request its own result. The
+/// requests that arrive while that commit runs form the next group. So a caller waits for at most the
+/// commit under way and its own; it gets its outcomes only once its events are durable; a rejected event
+/// fails only itself. A failure of the ledger (`ledger_full`, `storage`) fails every request of its group,
+/// and nothing of the group is written.
+final class GroupCommit: @unchecked Sendable {
+    // @unchecked: every field is guarded by `mutex`.
+
+    /// The most events one group transaction takes from the queue (a single larger request goes alone).
+    static let maximumGroupEvents = 10_000
+
+    /// One caller's events, and its result once its group committed.
+    final class Request: @unchecked Sendable {
+        // @unchecked: `prepared` and `recordedAt` never change; `result` is guarded by the queue's mutex.
+        let prepared: [Result<(UsageEvent, [UInt8]), LedgerError>]
+        let recordedAt: Timestamp
+        fileprivate var result: Result<AppendResult, LedgerError>?
+
+        init(prepared: [Result<(UsageEvent, [UInt8]), LedgerError>], recordedAt: Timestamp) {
+            self.prepared = prepared
+            self.recordedAt = recordedAt
+        }
+    }
+
+    /// What one group's commit gave each of its requests, in order, or the group's failure.
+    typealias Committer = ([Request]) -> Result<[AppendResult], LedgerError>
+
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private let finished: UnsafeMutablePointer<pthread_cond_t>
+    private var queue: [Request] = []
+    private var committing = false
+    /// Group transactions committed, and the requests they held, over the ledger handle's life.
+    private(set) var groupsCommitted = 0
+    private(set) var requestsCommitted = 0
+
+    init() {
+        mutex = .allocate(capacity: 1)
+        mutex.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(mutex, nil)
+        finished = .allocate(capacity: 1)
+        finished.initialize(to: pthread_cond_t())
+        pthread_cond_init(finished, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(finished)
+        finished.deallocate()
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    /// Queues `request` and returns its result once a group holding it has committed (or failed).
+    /// `commit` runs on whichever caller leads that group.
+    func submit(_ request: Request, commit: Committer) -> Result<AppendResult, LedgerError> {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        queue.append(request)
+        while true {
+            if let result = request.result { return result }
+            if !committing {
+                lead(commit)
+                continue
+            }
+            pthread_cond_wait(finished, mutex)
+        }
+    }
+
+    /// Takes the next group off the queue, commits it with the mutex released, and hands out the results.
+    /// Called with the mutex held; returns with it held.
+    private func lead(_ commit: Committer) {
+        committing = true
+        var taken = 0, events = 0
+        while taken < queue.count,
+            taken == 0 || events + queue[taken].prepared.count <= Self.maximumGroupEvents
+        {
+            events += queue[taken].prepared.count
+            taken += 1
+        }
+        let group = Array(queue.prefix(taken))
+        queue.removeFirst(taken)
+        pthread_mutex_unlock(mutex)
+        let outcome = commit(group)
+        pthread_mutex_lock(mutex)
+        switch outcome {
+        case .success(let results):
+            for (request, result) in zip(group, results) { request.result = .success(result) }
+            groupsCommitted += 1
+            requestsCommitted += group.count
+        case .failure(let error):
+            for request in group { request.result = .failure(error) }
+        }
+        committing = false
+        pthread_cond_broadcast(finished)
+    }
+
+    /// Groups committed and requests they held so far.
+    var counts: (groups: Int, requests: Int) {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return (groupsCommitted, requestsCommitted)
+    }
+}
