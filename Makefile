@@ -12,7 +12,7 @@ test: deps
 
 # The concurrency tests (threads and processes) under ThreadSanitizer, in a build folder of their own.
 test-tsan: deps
-	swift test --sanitize=thread --scratch-path .build-tsan --filter "concurrentThreads|concurrentProcesses|compactionWhileAppending|mixedWorkload"
+	swift test --sanitize=thread --scratch-path .build-tsan --filter "concurrentThreads|concurrentProcesses|compactionWhileAppending|mixedWorkload|concurrentSingleAppends|groupFailure"
 
 # The crash and damage tests at full strength: 100 SIGKILLs each of an appender and a compaction, 25 of
 # a rollup, and 400 data files with random flipped bytes for verify.

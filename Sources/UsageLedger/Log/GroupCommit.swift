@@ -145,7 +145,8 @@ final class GroupCommit: @unchecked Sendable {
             deadline.tv_nsec -= 1_000_000_000
         }
         gathering = true
-        while queue.count < lastConcurrency, pthread_cond_timedwait(arrivals, mutex, &deadline) != ETIMEDOUT {}
+        // 0: an arrival (or a spurious wakeup); anything else (ETIMEDOUT) ends the wait.
+        while queue.count < lastConcurrency, pthread_cond_timedwait(arrivals, mutex, &deadline) == 0 {}
         gathering = false
     }
 
