@@ -32,19 +32,11 @@ final class GroupCommit: @unchecked Sendable {
         /// Signalled when the result is set, or when this request is first in the queue and may lead: a
         /// caller is woken only when there is something for it to do (16 waiting threads on 2 cores spent
         /// more time waking up to a broadcast than committing).
-        fileprivate let wakeup: UnsafeMutablePointer<pthread_cond_t>
+        fileprivate let wakeup = Condition()
 
         init(prepared: [Result<(UsageEvent, [UInt8]), LedgerError>], recordedAt: Timestamp) {
             self.prepared = prepared
             self.recordedAt = recordedAt
-            wakeup = .allocate(capacity: 1)
-            wakeup.initialize(to: pthread_cond_t())
-            pthread_cond_init(wakeup, nil)
-        }
-
-        deinit {
-            pthread_cond_destroy(wakeup)
-            wakeup.deallocate()
         }
     }
 
@@ -56,7 +48,7 @@ final class GroupCommit: @unchecked Sendable {
 
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     /// Signalled on each arrival while a leader is gathering.
-    private let arrivals: UnsafeMutablePointer<pthread_cond_t>
+    private let arrivals = Condition()
     private var gathering = false
     /// The calls that were under way when the last group committed: its own and those queued meanwhile.
     private var lastConcurrency = 0
@@ -70,14 +62,9 @@ final class GroupCommit: @unchecked Sendable {
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
         pthread_mutex_init(mutex, nil)
-        arrivals = .allocate(capacity: 1)
-        arrivals.initialize(to: pthread_cond_t())
-        pthread_cond_init(arrivals, nil)
     }
 
     deinit {
-        pthread_cond_destroy(arrivals)
-        arrivals.deallocate()
         pthread_mutex_destroy(mutex)
         mutex.deallocate()
     }
@@ -88,14 +75,14 @@ final class GroupCommit: @unchecked Sendable {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         queue.append(request)
-        if gathering { pthread_cond_signal(arrivals) }
+        if gathering { arrivals.signal() }
         while true {
             if let result = request.result { return result }
             if !committing {
                 lead(commit)
                 continue
             }
-            pthread_cond_wait(request.wakeup, mutex)
+            request.wakeup.wait(mutex)
         }
     }
 
@@ -126,9 +113,9 @@ final class GroupCommit: @unchecked Sendable {
         }
         committing = false
         lastConcurrency = group.count + queue.count
-        for request in group { pthread_cond_signal(request.wakeup) }
+        for request in group { request.wakeup.signal() }
         // The first of those that queued meanwhile leads the next group.
-        if let next = queue.first { pthread_cond_signal(next.wakeup) }
+        queue.first?.wakeup.signal()
     }
 
     /// Waits, at most `gatheringMicroseconds`, until as many calls are queued as were under way when the
@@ -146,7 +133,7 @@ final class GroupCommit: @unchecked Sendable {
         }
         gathering = true
         // 0: an arrival (or a spurious wakeup); anything else (ETIMEDOUT) ends the wait.
-        while queue.count < lastConcurrency, pthread_cond_timedwait(arrivals, mutex, &deadline) == 0 {}
+        while queue.count < lastConcurrency, arrivals.wait(mutex, until: &deadline) == 0 {}
         gathering = false
     }
 
@@ -156,4 +143,31 @@ final class GroupCommit: @unchecked Sendable {
         defer { pthread_mutex_unlock(mutex) }
         return (groupsCommitted, requestsCommitted)
     }
+}
+
+/// A pthread condition variable (ThreadSanitizer sees pthread calls, see `Locked`), waited on with the
+/// group-commit mutex.
+private final class Condition: @unchecked Sendable {
+    // @unchecked: pthread condition variables are made to be shared between threads.
+    private let condition: UnsafeMutablePointer<pthread_cond_t>
+
+    init() {
+        condition = .allocate(capacity: 1)
+        condition.initialize(to: pthread_cond_t())
+        pthread_cond_init(condition, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(condition)
+        condition.deallocate()
+    }
+
+    func wait(_ mutex: UnsafeMutablePointer<pthread_mutex_t>) { pthread_cond_wait(condition, mutex) }
+
+    /// Waits until signalled or `deadline` (CLOCK_REALTIME); returns 0 when signalled (or woken spuriously).
+    func wait(_ mutex: UnsafeMutablePointer<pthread_mutex_t>, until deadline: inout timespec) -> Int32 {
+        pthread_cond_timedwait(condition, mutex, &deadline)
+    }
+
+    func signal() { pthread_cond_signal(condition) }
 }
