@@ -1,5 +1,6 @@
 # The two fresh-machine commands are `make demo` and `make test`; both install what they need first.
-.PHONY: deps demo test test-tsan test-crash fuzz soak docs format format-check bench bench-large bench-10m import-memory clean
+.PHONY: deps demo test test-tsan test-crash fuzz soak docs format format-check bench bench-large bench-10m \
+	import-memory clean
 
 deps:
 	@bash .ci/install-deps
@@ -11,8 +12,10 @@ test: deps
 	swift test
 
 # The concurrency tests (threads and processes) under ThreadSanitizer, in a build folder of their own.
+TSAN_MIXED = concurrentThreads|concurrentProcesses|compactionWhileAppending|mixedWorkload
+TSAN_TESTS = $(TSAN_MIXED)|concurrentSingleAppends|groupFailure
 test-tsan: deps
-	swift test --sanitize=thread --scratch-path .build-tsan --filter "concurrentThreads|concurrentProcesses|compactionWhileAppending|mixedWorkload|concurrentSingleAppends|groupFailure"
+	swift test --sanitize=thread --scratch-path .build-tsan --filter "$(TSAN_TESTS)"
 
 # The crash and damage tests at full strength: 100 SIGKILLs each of an appender and a compaction, 25 of
 # a rollup, and 400 data files with random flipped bytes for verify.
@@ -34,13 +37,15 @@ docs: deps
 		swift package --disable-sandbox generate-documentation --target $$target --warnings-as-errors || exit 1; \
 	done
 
+SWIFT_SOURCES = Sources Tests Package.swift Benchmarks/Package.swift Benchmarks/Sources Benchmarks/Benchmarks
+
 # Formats every Swift file in place with the toolchain's swift-format and the repository's .swift-format.
 format:
-	swift format format --in-place --recursive --parallel Sources Tests Package.swift Benchmarks/Package.swift Benchmarks/Sources Benchmarks/Benchmarks
+	swift format format --in-place --recursive --parallel $(SWIFT_SOURCES)
 
 # Fails when a file is not formatted or breaks a lint rule (CI runs it).
 format-check:
-	swift format lint --strict --recursive --parallel Sources Tests Package.swift Benchmarks/Package.swift Benchmarks/Sources Benchmarks/Benchmarks
+	swift format lint --strict --recursive --parallel $(SWIFT_SOURCES)
 
 # Benchmarks (a separate package): prints the tables and writes Benchmarks/results.md.
 bench: deps

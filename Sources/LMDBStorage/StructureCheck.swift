@@ -199,7 +199,9 @@ struct PageWalker {
             throw .corrupted(
                 code: nil,
                 detail:
-                    "\(name) claims \(tree.branchPages) branch, \(tree.leafPages) leaf, \(tree.overflowPages) overflow pages and \(tree.entries) entries; its tree has \(counted.branch), \(counted.leaf), \(counted.overflow) and \(counted.entries)"
+                    "\(name) claims \(tree.branchPages) branch, \(tree.leafPages) leaf, \(tree.overflowPages) "
+                    + "overflow pages and \(tree.entries) entries; its tree "
+                    + "has \(counted.branch), \(counted.leaf), \(counted.overflow) and \(counted.entries)"
             )
         }
         report.entries += Int(counted.entries)

@@ -1,5 +1,6 @@
 /// A resource an orchestrator knows to be running, for seeding baselines: one line of the
-/// `seed-baseline --running FILE` input, `{"resource":{"type":..,"id":..,"owner":..},"footprint":{..},"attributes":{..}}`.
+/// `seed-baseline --running FILE` input,
+/// `{"resource":{"type":..,"id":..,"owner":..},"footprint":{..},"attributes":{..}}`.
 public struct RunningResource: Sendable, Hashable {
     /// The resource.
     public var resource: ResourceID

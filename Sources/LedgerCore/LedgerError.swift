@@ -94,7 +94,8 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
         case .overflow(let field, let reason): return "\(field): \(reason)"
         case .tooLate(let at, let horizon):
             return
-                "occurred_at: \(at) is before the compaction horizon \(horizon); the log before it can no longer be refolded"
+                "occurred_at: \(at) is before the compaction horizon \(horizon); the log before it can no longer be "
+                + "refolded"
         case .outsideRetention(let reason): return reason
         case .compactionRunning(let holder): return "another compaction is running (\(holder)); this one did nothing"
         case .compactionRefused(let reason): return reason
@@ -102,7 +103,8 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
             return "the ledger reached its maximum size of \(max) bytes; nothing of the failed batch was written"
         case .formatTooNew(let found, let supported):
             return
-                "the ledger has on-disk format \(found), newer than format \(supported) that this build reads; upgrade usage-ledger"
+                "the ledger has on-disk format \(found), newer than format \(supported) that this build reads; "
+                + "upgrade usage-ledger"
         case .cannotOpen(let path, let reason): return "cannot open ledger at '\(path)': \(reason)"
         case .corrupt(let reason): return "the ledger is corrupt: \(reason)"
         case .storage(_, let reason): return "storage failure: \(reason)"

@@ -112,7 +112,8 @@ package enum FuzzEntryPoints {
                 id: "e-2", kind: .wasRunning, resource: resource, owner: "org-1", occurredAt: at,
                 footprint: ["instances": 1]),
             UsageEvent(
-                id: "e-3", kind: .stopped, resource: resource, owner: "org-1", occurredAt: at, reason: "scaled to zero"),
+                id: "e-3", kind: .stopped, resource: resource, owner: "org-1", occurredAt: at,
+                reason: "scaled to zero"),
             UsageEvent(
                 id: "e-4", kind: .adjustment, resource: resource, owner: "org-1", occurredAt: at,
                 deltas: ["bytes": -42], reason: "refund"),

@@ -85,9 +85,8 @@ public final class Ledger: Sendable {
                     throw .cannotOpen(
                         path: path, reason: "on-disk format \(found) must be upgraded; open it once for writing")
                 }
-                logger.notice(
-                    "upgrading the on-disk format from \(found) to \(StorageFormat.currentVersion) by rebuilding the projections"
-                )
+                let current = StorageFormat.currentVersion
+                logger.notice("upgrading the on-disk format from \(found) to \(current) by rebuilding the projections")
                 _ = try rebuild()
                 try stampFormat(StorageFormat.currentVersion, replacing: true)
             }

@@ -15,7 +15,7 @@ import Glibc
 /// | `usage_ledger_duplicates_total` | counter | submissions of an id already recorded with the same payload |
 /// | `usage_ledger_rejections_total` (dimension `code`) | counter | events refused, by `LedgerError.code` |
 /// | `usage_ledger_append_batch_seconds` | timer | one `append(contentsOf:)`, commit included |
-/// | `usage_ledger_append_commits_total` | counter | write transactions that committed appends (group commit combines concurrent calls) |
+/// | `usage_ledger_append_commits_total` | counter | write transactions that committed appends (one per group) |
 /// | `usage_ledger_rollup_lag_seconds` | gauge | the ledger's clock minus the rollup watermark |
 /// | `usage_ledger_resource_hours_rolled_total` | counter | hourly rows written by rollup |
 /// | `usage_ledger_compaction_pruned_total` | counter | events compaction removed |

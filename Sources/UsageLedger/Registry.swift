@@ -57,7 +57,8 @@ final class EnvironmentRegistry: Sendable {
             throw LedgerError.optionConflict(
                 option: "maximumReaders",
                 reason:
-                    "the ledger at '\(path)' is already open in this process with \(environment.options.maximumReaders) "
+                    "the ledger at '\(path)' is already open in this process "
+                    + "with \(environment.options.maximumReaders) "
                     + "reader slots; reader slots are fixed by the first open (asked: \(options.maximumReaders))")
         }
         if environment.options.readOnly && !options.readOnly {

@@ -29,7 +29,8 @@ struct UsageChart {
         name == "other" ? "#9a9a9a" : palette[index % palette.count]
     }
 
-    /// The amount of `name` in a row, in the units the chart shows (µs-units for time integrals, plain for adjustments).
+    /// The amount of `name` in a row, in the units the chart shows (µs-units for time integrals, plain for
+    /// adjustments).
     static func amount(_ amounts: UsageAmounts, _ name: String) -> Int128 {
         if name == "running" { return amounts.runningMicroseconds }
         return amounts.meterMicroseconds[name] ?? amounts.adjustments[name] ?? 0
@@ -92,7 +93,8 @@ struct UsageChart {
         let slot = max(1, plotWidth / count)
         let barWidth = max(1, plotWidth * 4 / (5 * count))
         var svg = """
-            <svg xmlns="http://www.w3.org/2000/svg" width="\(Self.width)" height="\(Self.height)" viewBox="0 0 \(Self.width) \(Self.height)" font-family="sans-serif" font-size="11">
+            <svg xmlns="http://www.w3.org/2000/svg" width="\(Self.width)" height="\(Self.height)" \
+            viewBox="0 0 \(Self.width) \(Self.height)" font-family="sans-serif" font-size="11">
             <rect width="\(Self.width)" height="\(Self.height)" fill="white"/>
             <text x="\(Self.left)" y="22" font-size="14" font-weight="bold">\(Self.escape(title))</text>
 
@@ -104,14 +106,16 @@ struct UsageChart {
             svg +=
                 "<line x1=\"\(Self.left)\" y1=\"\(y)\" x2=\"\(Self.left + plotWidth)\" y2=\"\(y)\" stroke=\"#ddd\"/>\n"
             svg +=
-                "<text x=\"\(Self.left - 6)\" y=\"\(y + 4)\" text-anchor=\"end\">\(Self.text(value, meter, adjustment: isAdjustment))</text>\n"
+                "<text x=\"\(Self.left - 6)\" y=\"\(y + 4)\" "
+                + "text-anchor=\"end\">\(Self.text(value, meter, adjustment: isAdjustment))</text>\n"
         }
         let yLabel =
             stack == .meter
             ? "seconds (meter × seconds)"
             : isAdjustment ? meter : meter == "running" ? "running_seconds" : "\(meter)_seconds"
         svg +=
-            "<text x=\"14\" y=\"\(Self.top + plotHeight / 2)\" transform=\"rotate(-90 14 \(Self.top + plotHeight / 2))\" text-anchor=\"middle\">\(Self.escape(yLabel))</text>\n"
+            "<text x=\"14\" y=\"\(Self.top + plotHeight / 2)\" transform=\"rotate(-90 "
+            + "14 \(Self.top + plotHeight / 2))\" text-anchor=\"middle\">\(Self.escape(yLabel))</text>\n"
         // Bars.
         // A label needs about 80 pixels; label every n-th period so that none overlap.
         let labelEvery = max(1, (80 + slot - 1) / slot)
@@ -126,7 +130,10 @@ struct UsageChart {
                 let exact = Self.text(value, stack == .meter ? name : meter, adjustment: isAdjustment)
                 let start = Timestamp(microseconds: period)
                 svg +=
-                    "<rect class=\"bar\" x=\"\(x)\" y=\"\(Self.top + plotHeight - y1)\" width=\"\(barWidth)\" height=\"\(max(0, y1 - y0))\" fill=\"\(Self.colour(seriesIndex, name))\" data-period=\"\(start.rfc3339)\" data-series=\"\(Self.escape(name))\" data-value=\"\(exact)\"><title>\(Self.escape(name)) \(start.rfc3339): \(exact)</title></rect>\n"
+                    "<rect class=\"bar\" x=\"\(x)\" y=\"\(Self.top + plotHeight - y1)\" width=\"\(barWidth)\" "
+                    + "height=\"\(max(0, y1 - y0))\" fill=\"\(Self.colour(seriesIndex, name))\" "
+                    + "data-period=\"\(start.rfc3339)\" data-series=\"\(Self.escape(name))\" data-value=\"\(exact)\">"
+                    + "<title>\(Self.escape(name)) \(start.rfc3339): \(exact)</title></rect>\n"
             }
             if index % labelEvery == 0 {
                 let text = Timestamp(microseconds: period).rfc3339
@@ -134,21 +141,25 @@ struct UsageChart {
                     granularity == .hour
                     ? text.dropFirst(5).prefix(5) + " " + text.dropFirst(11).prefix(5) : text.prefix(10)
                 svg +=
-                    "<text x=\"\(x + barWidth / 2)\" y=\"\(Self.top + plotHeight + 16)\" text-anchor=\"middle\">\(label)</text>\n"
+                    "<text x=\"\(x + barWidth / 2)\" y=\"\(Self.top + plotHeight + 16)\" "
+                    + "text-anchor=\"middle\">\(label)</text>\n"
             }
         }
         svg +=
-            "<line x1=\"\(Self.left)\" y1=\"\(Self.top + plotHeight)\" x2=\"\(Self.left + plotWidth)\" y2=\"\(Self.top + plotHeight)\" stroke=\"#333\"/>\n"
+            "<line x1=\"\(Self.left)\" y1=\"\(Self.top + plotHeight)\" x2=\"\(Self.left + plotWidth)\" "
+            + "y2=\"\(Self.top + plotHeight)\" stroke=\"#333\"/>\n"
         // Legend.
         for (index, name) in series.enumerated() {
             let y = Self.top + index * 18
             svg +=
-                "<rect x=\"\(Self.width - Self.right + 16)\" y=\"\(y)\" width=\"12\" height=\"12\" fill=\"\(Self.colour(index, name))\"/>"
+                "<rect x=\"\(Self.width - Self.right + 16)\" y=\"\(y)\" width=\"12\" height=\"12\" "
+                + "fill=\"\(Self.colour(index, name))\"/>"
             svg += "<text x=\"\(Self.width - Self.right + 34)\" y=\"\(y + 10)\">\(Self.escape(name))</text>\n"
         }
         if series.isEmpty {
             svg +=
-                "<text x=\"\(Self.left + plotWidth / 2)\" y=\"\(Self.top + plotHeight / 2)\" text-anchor=\"middle\">no usage in this interval</text>\n"
+                "<text x=\"\(Self.left + plotWidth / 2)\" y=\"\(Self.top + plotHeight / 2)\" "
+                + "text-anchor=\"middle\">no usage in this interval</text>\n"
         }
         svg += "</svg>\n"
         return svg

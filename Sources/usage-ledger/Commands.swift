@@ -129,7 +129,10 @@ struct Events: ParsableCommand {
         printEvents(page.events, format: ledger.output)
         if let pruned = page.pruned {
             printError(
-                "usage-ledger: events_pruned: compaction pruned events up to seq \(pruned.throughSeq) (before \(pruned.horizon)) after cursor \(after); what remains was printed. Rebuild your view from 'usage-ledger current' (and 'usage'), then continue from seq \(max(after, pruned.throughSeq))."
+                "usage-ledger: events_pruned: compaction pruned events up to seq \(pruned.throughSeq) "
+                    + "(before \(pruned.horizon)) after cursor \(after); what remains was printed. Rebuild your view "
+                    + "from 'usage-ledger current' (and 'usage'), then continue from "
+                    + "seq \(max(after, pruned.throughSeq))."
             )
             throw CommandExit(status: .eventsPruned)
         }
@@ -157,7 +160,8 @@ struct History: ParsableCommand {
 struct Stats: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract:
-            "Print counts by kind, duplicates and rejections, rollup lag, the compaction horizon, database sizes, map use and reader slots."
+            "Print counts by kind, duplicates and rejections, rollup lag, the compaction horizon, database sizes, "
+            + "map use and reader slots."
     )
     @OptionGroup var ledger: LedgerArguments
     @Option(help: "The ledger's clock as RFC 3339 (the rollup lag is measured from it).") var now: String?
@@ -214,21 +218,28 @@ struct Stats: ParsableCommand {
             print(writer.text)
         case .table:
             print(
-                "format \(stats.formatVersion), \(total) events, \(stats.resources) resources, next seq \(stats.nextSeq)"
+                "format \(stats.formatVersion), \(total) events, \(stats.resources) resources, next "
+                    + "seq \(stats.nextSeq)"
             )
             let rejected = stats.rejectedByCode.sorted(by: { $0.key < $1.key }).map { "\($0.key) \($0.value)" }.joined(
                 separator: ", ")
             print(
-                "duplicates \(stats.duplicates), rejected \(rejected.isEmpty ? "none" : rejected), unmatched stops \(stats.unmatchedStops), pruned by compaction \(stats.prunedEvents)"
+                "duplicates \(stats.duplicates), rejected \(rejected.isEmpty ? "none" : rejected), unmatched "
+                    + "stops \(stats.unmatchedStops), pruned by compaction \(stats.prunedEvents)"
             )
             let lag =
                 stats.rollupLagMicroseconds.map { " (lag \(ExactDecimal.seconds(fromMicroseconds: Int128($0))) s)" }
                 ?? ""
             print(
-                "rollup watermark \(stats.watermark?.rfc3339 ?? "none")\(lag)\(stats.rollupTarget.map { ", rollup in progress to \($0)" } ?? ""), compaction horizon \(stats.horizon?.rfc3339 ?? "none"), snapshots from \(stats.snapshotsRetainedFrom?.rfc3339 ?? "the start")"
+                "rollup watermark \(stats.watermark?.rfc3339 ?? "none")\(lag)"
+                    + "\(stats.rollupTarget.map { ", rollup in progress to \($0)" } ?? ""), "
+                    + "compaction horizon \(stats.horizon?.rfc3339 ?? "none"), "
+                    + "snapshots from \(stats.snapshotsRetainedFrom?.rfc3339 ?? "the start")"
             )
             print(
-                "map \(stats.environment.usedBytes) of \(stats.environment.mapSize) bytes used (maximum \(stats.environment.maximumMapSize)), readers \(stats.environment.readersInUse) of \(stats.environment.maximumReaders)\n"
+                "map \(stats.environment.usedBytes) of \(stats.environment.mapSize) bytes used "
+                    + "(maximum \(stats.environment.maximumMapSize)), readers \(stats.environment.readersInUse) "
+                    + "of \(stats.environment.maximumReaders)\n"
             )
             var kinds = TextTable("KIND", "EVENTS", rightAligned: [1])
             for kind in EventKind.allCases { kinds.add(kind.rawValue, String(stats.eventsByKind[kind] ?? 0)) }
@@ -241,7 +252,8 @@ struct Stats: ParsableCommand {
             print(dbs.rendered + "\n")
             let env = stats.environment
             print(
-                "map: \(env.usedBytes) of \(env.mapSize) bytes used (grows to \(env.maximumMapSize)); readers: \(env.readersInUse) of \(env.maximumReaders) slots"
+                "map: \(env.usedBytes) of \(env.mapSize) bytes used (grows to \(env.maximumMapSize)); "
+                    + "readers: \(env.readersInUse) of \(env.maximumReaders) slots"
             )
         }
     }

@@ -97,18 +97,22 @@ struct Demo: ParsableCommand {
 
         print("UsageLedger demo: \(simulation.tenants.count) tenants over \(days) simulated days, ledger at \(db)\n")
         print(
-            "recorded \(totals.appended) events (\(totals.duplicates) duplicates, \(totals.rejected) rejected), rolled up every hour"
+            "recorded \(totals.appended) events (\(totals.duplicates) duplicates, \(totals.rejected) rejected), "
+                + "rolled up every hour"
         )
         print(
-            "retried the last batch of \(simulation.lastHourEvents.count) events: \(retry.appendedCount) appended, \(retry.duplicateCount) duplicates"
+            "retried the last batch of \(simulation.lastHourEvents.count) events: \(retry.appendedCount) "
+                + "appended, \(retry.duplicateCount) duplicates"
         )
         let lateSeq = lateResult.outcomes.first?.seq.map(String.init) ?? "none"
         print("a late adjustment of \(late.resource) occurred at \(late.occurredAt), recorded as seq \(lateSeq)")
         print(
-            "re-adopted running resources on day \(days / 2 + 1): \(reseed.alreadyRunning) already running, \(reseed.baselinesAppended) baselines appended, \(reseed.stoppedMissing) stopped as missing"
+            "re-adopted running resources on day \(days / 2 + 1): \(reseed.alreadyRunning) already "
+                + "running, \(reseed.baselinesAppended) baselines appended, \(reseed.stoppedMissing) stopped as missing"
         )
         print(
-            "compacted \(compaction.runs) nights: \(compaction.pruned) events pruned, horizon \(compaction.horizon?.rfc3339 ?? "none"); the opening events of what still runs are kept\n"
+            "compacted \(compaction.runs) nights: \(compaction.pruned) events pruned, "
+                + "horizon \(compaction.horizon?.rfc3339 ?? "none"); the opening events of what still runs are kept\n"
         )
 
         let end = clock.now
@@ -139,19 +143,24 @@ struct Demo: ParsableCommand {
         print(usage.rendered + "\n")
         let lateDay = late.occurredAt.microseconds - late.occurredAt.microseconds % 86_400_000_000
         print(
-            "timeline of \(late.resource) on its last day (the late adjustment sits in occurred_at order, not at the end):"
+            "timeline of \(late.resource) on its last day (the late adjustment sits in occurred_at order, not at the "
+                + "end):"
         )
         printEvents(
             try ledger.history(of: late.resource).filter { $0.event.occurredAt.microseconds >= lateDay }, format: .table
         )
         let stats = try ledger.statistics()
         print(
-            "\nledger: \(stats.eventsByKind.values.reduce(0, +)) events recorded, \(stats.databases["events"]?.entries ?? 0) kept after compaction, \(stats.resources) resources, next seq \(stats.nextSeq), rolled up to \(stats.watermark?.rfc3339 ?? "never"), map \(stats.environment.usedBytes) bytes used"
+            "\nledger: \(stats.eventsByKind.values.reduce(0, +)) events "
+                + "recorded, \(stats.databases["events"]?.entries ?? 0) kept after compaction, \(stats.resources) "
+                + "resources, next seq \(stats.nextSeq), rolled up to \(stats.watermark?.rfc3339 ?? "never"), "
+                + "map \(stats.environment.usedBytes) bytes used"
         )
         let verified = try ledger.verify()
         print(
             verified.isConsistent
-                ? "verify: consistent (\(verified.eventsReplayed) events replayed over \(verified.resourcesChecked) resources)"
+                ? "verify: consistent (\(verified.eventsReplayed) events replayed over \(verified.resourcesChecked) "
+                    + "resources)"
                 : "verify: \(verified.differenceCount) differences: \(verified.differences.joined(separator: "; "))")
         guard verified.isConsistent else { throw CommandExit(status: .differences) }
         print(
@@ -159,10 +168,12 @@ struct Demo: ParsableCommand {
 
             Explore it:
               swift run usage-ledger stats --db \(db) --format table
-              swift run usage-ledger events --db \(db) --after \(max(0, (lateResult.outcomes.first?.seq ?? 10) - 10)) --limit 10 --format table
+              swift run usage-ledger events --db \(db) --after \(max(0, (lateResult.outcomes.first?.seq ?? 10) - 10)) \
+            --limit 10 --format table
               swift run usage-ledger history --db \(db) --resource \(late.resource) --format table
               swift run usage-ledger current --db \(db) --owner org-acme --format table
-              swift run usage-ledger usage --db \(db) --owner org-globex --from \(week) --to \(end) --granularity day --group-by resource --now \(end) --format table
+              swift run usage-ledger usage --db \(db) --owner org-globex --from \(week) --to \(end) \
+            --granularity day --group-by resource --now \(end) --format table
             """)
     }
 }

@@ -59,7 +59,9 @@ struct Compact: ParsableCommand {
             print(writer.text)
         case .table:
             print(
-                "\(summary.dryRun ? "would prune" : "pruned") \(summary.prunedCount) events before \(summary.horizon) (\(summary.eventsExamined) examined, \(summary.resourcesCompacted) resources); kept \(summary.openingEventsKept) opening events"
+                "\(summary.dryRun ? "would prune" : "pruned") \(summary.prunedCount) events "
+                    + "before \(summary.horizon) (\(summary.eventsExamined) examined, \(summary.resourcesCompacted) "
+                    + "resources); kept \(summary.openingEventsKept) opening events"
             )
             var table = TextTable("KIND", "RULE", "EVENTS", rightAligned: [2])
             for kind in EventKind.allCases {
@@ -69,7 +71,9 @@ struct Compact: ParsableCommand {
             }
             print(table.rendered)
             print(
-                "snapshots \(summary.dryRun ? "to drop" : "dropped") before \(summary.snapshotsRetainedFrom): \(summary.snapshotsDropped); took \(summary.durationMicroseconds / 1000) ms"
+                "snapshots \(summary.dryRun ? "to drop" : "dropped") "
+                    + "before \(summary.snapshotsRetainedFrom): \(summary.snapshotsDropped); "
+                    + "took \(summary.durationMicroseconds / 1000) ms"
             )
         }
     }
@@ -103,7 +107,9 @@ func printSeed(_ summary: SeedSummary, format: OutputFormat) {
         print(writer.text)
     case .table:
         print(
-            "\(summary.baselinesAppended) baselines appended, \(summary.alreadyRunning) already running, \(summary.stoppedMissing) missing ones stopped, \(summary.duplicates) duplicates, \(summary.rejected.count) rejected"
+            "\(summary.baselinesAppended) baselines appended, \(summary.alreadyRunning) already "
+                + "running, \(summary.stoppedMissing) missing ones stopped, \(summary.duplicates) "
+                + "duplicates, \(summary.rejected.count) rejected"
         )
     }
 }
@@ -145,7 +151,9 @@ struct PurgeAndReseed: ParsableCommand {
         guard yes else {
             let preview = try opened.purgePreview()
             printError(
-                "purge-and-reseed: refusing without --yes. It would delete \(preview.events) events, \(preview.resources) resources and \(preview.hourlyRows) hourly snapshot rows, then seed \(resources.count) baselines."
+                "purge-and-reseed: refusing without --yes. It would delete \(preview.events) "
+                    + "events, \(preview.resources) resources and \(preview.hourlyRows) hourly snapshot rows, then "
+                    + "seed \(resources.count) baselines."
             )
             throw CommandExit(status: .failure)
         }

@@ -63,7 +63,8 @@ struct Usage: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Exact usage of an owner or a resource over [from, to), capped at now.",
         discussion:
-            "Amounts are exact decimal strings: running_seconds, METER_seconds (footprint meter × seconds), and adjustment sums."
+            "Amounts are exact decimal strings: running_seconds, METER_seconds (footprint meter × seconds), and "
+            + "adjustment sums."
     )
     @OptionGroup var ledger: LedgerArguments
     @Option(help: "Every resource of this owner.") var owner: String?
@@ -79,9 +80,9 @@ struct Usage: ParsableCommand {
     @Option(help: "What the chart stacks: resource (one meter; the default with --group-by resource) or meter.")
     var chartStack: UsageChart.Stack?
     @Option(
-        help:
-            "The meter a chart stacked by resource shows: running (the default), a footprint meter or an adjustment meter."
-    )
+        help: ArgumentHelp(
+            "The meter a chart stacked by resource shows: running (the default), a footprint meter or an adjustment "
+                + "meter."))
     var chartMeter: String = "running"
 
     func run() throws {
@@ -185,7 +186,8 @@ struct Rollup: ParsableCommand {
 struct Reconcile: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract:
-            "Append one adjustment that makes a resource's meter sums equal reported cumulative totals; idempotent by --key."
+            "Append one adjustment that makes a resource's meter sums equal reported cumulative totals; idempotent "
+            + "by --key."
     )
     @OptionGroup var ledger: LedgerArguments
     @Option(help: ArgumentHelp("The resource, as TYPE/ID.", valueName: "TYPE/ID")) var resource: String
@@ -258,7 +260,8 @@ struct Verify: ParsableCommand {
         case .table:
             print(
                 report.isConsistent
-                    ? "consistent: \(report.pagesChecked) pages, \(report.resourcesChecked) resources, \(report.eventsReplayed) events replayed"
+                    ? "consistent: \(report.pagesChecked) pages, \(report.resourcesChecked) "
+                        + "resources, \(report.eventsReplayed) events replayed"
                     : "\(report.differenceCount) differences; the first:\n"
                         + report.differences.map { "  " + $0 }.joined(separator: "\n"))
         }

@@ -60,7 +60,8 @@ struct Latencies {
         let sorted = samples.sorted()
         func p(_ q: Double) -> Int64 { sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))] }
         return
-            "\"\(name)\":{\"count\":\(sorted.count),\"p50_us\":\(p(0.5)),\"p99_us\":\(p(0.99)),\"max_us\":\(sorted.last ?? 0)}"
+            "\"\(name)\":{\"count\":\(sorted.count),\"p50_us\":\(p(0.5)),\"p99_us\":\(p(0.99)),"
+            + "\"max_us\":\(sorted.last ?? 0)}"
     }
 }
 
@@ -112,7 +113,8 @@ func runRole(_ settings: Settings) throws {
         }
         let codes = rejected.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",")
         print(
-            "{\"role\":\"append\",\"appended\":\(appended),\"duplicates\":\(duplicates),\"rejected\":{\(codes)},\(latency.summary("batch_of_103"))}"
+            "{\"role\":\"append\",\"appended\":\(appended),\"duplicates\":\(duplicates),"
+                + "\"rejected\":{\(codes)},\(latency.summary("batch_of_103"))}"
         )
     case "query":
         var current = Latencies(), usage = Latencies(), feed = Latencies()
@@ -131,7 +133,8 @@ func runRole(_ settings: Settings) throws {
             fed += page.events.count
         }
         print(
-            "{\"role\":\"query\",\"feed_events\":\(fed),\(current.summary("current")),\(usage.summary("usage_7d_by_day")),\(feed.summary("feed_page_1000"))}"
+            "{\"role\":\"query\",\"feed_events\":\(fed),\(current.summary("current")),"
+                + "\(usage.summary("usage_7d_by_day")),\(feed.summary("feed_page_1000"))}"
         )
     default:
         var rollup = Latencies(), compaction = Latencies()
@@ -150,7 +153,8 @@ func runRole(_ settings: Settings) throws {
             usleep(500_000)
         }
         print(
-            "{\"role\":\"maintain\",\"compactions\":\(compactions),\"pruned\":\(pruned),\(rollup.summary("rollup")),\(compaction.summary("compaction"))}"
+            "{\"role\":\"maintain\",\"compactions\":\(compactions),"
+                + "\"pruned\":\(pruned),\(rollup.summary("rollup")),\(compaction.summary("compaction"))}"
         )
     }
 }
@@ -174,7 +178,8 @@ func drive(_ settings: Settings) throws {
         children.append((process, out))
     }
     print(
-        "soak: \(settings.appenders) appenders, 2 readers, 1 maintainer on \(settings.db) for \(settings.minutes) min, clock ×\(settings.speed)"
+        "soak: \(settings.appenders) appenders, 2 readers, 1 maintainer on \(settings.db) for \(settings.minutes) "
+            + "min, clock ×\(settings.speed)"
     )
     var appended = 0
     var failed = false
@@ -189,18 +194,22 @@ func drive(_ settings: Settings) throws {
     }
     let seconds = Double(realMicros() - start) / 1_000_000
     print(
-        "appended \(appended) events in \(String(format: "%.0f", seconds)) s: \(String(format: "%.0f", Double(appended) / seconds)) events/s"
+        "appended \(appended) events in \(String(format: "%.0f", seconds)) "
+            + "s: \(String(format: "%.0f", Double(appended) / seconds)) events/s"
     )
     let ledger = try Ledger(path: settings.db)
     let stats = try ledger.statistics()
     print(
-        "events stored \(stats.databases["events"]?.entries ?? 0), resources \(stats.resources), horizon \(stats.horizon?.rfc3339 ?? "none"), file \(stats.environment.usedBytes / 1_048_576) MiB"
+        "events stored \(stats.databases["events"]?.entries ?? 0), resources \(stats.resources), "
+            + "horizon \(stats.horizon?.rfc3339 ?? "none"), file \(stats.environment.usedBytes / 1_048_576) MiB"
     )
     let started = Date()
     let report = try ledger.verify()
-    print(
-        "verify: \(report.isConsistent ? "consistent" : "\(report.differenceCount) differences: \(report.differences.prefix(3))"), \(report.eventsReplayed) events replayed in \(String(format: "%.1f", Date().timeIntervalSince(started))) s"
-    )
+    let verdict =
+        report.isConsistent
+        ? "consistent" : "\(report.differenceCount) differences: \(report.differences.prefix(3))"
+    let verifySeconds = String(format: "%.1f", Date().timeIntervalSince(started))
+    print("verify: \(verdict), \(report.eventsReplayed) events replayed in \(verifySeconds) s")
     if failed || !report.isConsistent { exit(1) }
 }
 

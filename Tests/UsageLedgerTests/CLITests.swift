@@ -15,7 +15,8 @@ struct CLITests {
         #expect(append.status == 0, "\(append.stderr)")
         #expect(
             append.stdout
-                == #"{"lines":4,"appended":4,"duplicates":0,"rejected":0,"unmatched_stops":0,"first_seq":1,"last_seq":4}"#
+                == #"{"lines":4,"appended":4,"duplicates":0,"rejected":0,"unmatched_stops":0,"first_seq":1,"#
+                + #""last_seq":4}"#
                 + "\n")
 
         let events = try runCLI(["events", "--after", "0", "--limit", "10", "--db", db])
@@ -46,9 +47,12 @@ struct CLITests {
     func schemaRejects() throws {
         let dir = try TemporaryDirectory()
         let bad = [
-            #"{"id":"e","kind":"started","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z"}"#,
-            #"{"id":"e","kind":"adjustment","resource":{"type":"App","id":"a","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z","deltas":{"x":1}}"#,
-            #"{"id":"e","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z","colour":"red"}"#,
+            #"{"id":"e","kind":"started","resource":{"type":"app","id":"a","owner":"o"},"#
+                + #""occurred_at":"2026-11-01T10:00:00Z"}"#,
+            #"{"id":"e","kind":"adjustment","resource":{"type":"App","id":"a","owner":"o"},"#
+                + #""occurred_at":"2026-11-01T10:00:00Z","deltas":{"x":1}}"#,
+            #"{"id":"e","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"#
+                + #""occurred_at":"2026-11-01T10:00:00Z","colour":"red"}"#,
         ]
         let file = try dir.file("bad.ndjson", bad.joined(separator: "\n"))
         let validation = try runProcess(
@@ -68,19 +72,24 @@ struct CLITests {
         let lines = [
             "\u{FEFF}" + EventCodecTests.examples[0] + "\r",
             "",
-            #"{"id":"bad-1","kind":"started","resource":{"type":"app","id":"x","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z"}"#,
+            #"{"id":"bad-1","kind":"started","resource":{"type":"app","id":"x","owner":"o"},"#
+                + #""occurred_at":"2026-11-01T10:00:00Z"}"#,
             "{not json",
             EventCodecTests.examples[1],
-            #"{"id":"e-1001","kind":"stopped","resource":{"type":"app","id":"9f3c","owner":"org-7"},"occurred_at":"2026-11-01T10:00:00Z"}"#,
-            #"{"id":"future","kind":"stopped","resource":{"type":"app","id":"9f3c","owner":"org-7"},"occurred_at":"2026-11-24T12:06:00Z"}"#,
-            #"{"id":"owner","kind":"stopped","resource":{"type":"app","id":"9f3c","owner":"org-8"},"occurred_at":"2026-11-01T11:00:00Z"}"#,
+            #"{"id":"e-1001","kind":"stopped","resource":{"type":"app","id":"9f3c","owner":"org-7"},"#
+                + #""occurred_at":"2026-11-01T10:00:00Z"}"#,
+            #"{"id":"future","kind":"stopped","resource":{"type":"app","id":"9f3c","owner":"org-7"},"#
+                + #""occurred_at":"2026-11-24T12:06:00Z"}"#,
+            #"{"id":"owner","kind":"stopped","resource":{"type":"app","id":"9f3c","owner":"org-8"},"#
+                + #""occurred_at":"2026-11-01T11:00:00Z"}"#,
         ]
         let input = try dir.file("mixed.ndjson", lines.joined(separator: "\n"))
         let result = try runCLI(["append", input, "--db", db, "--now", "2026-11-24T12:00:00Z"])
         #expect(result.status == 3)
         #expect(
             result.stdout
-                == #"{"lines":8,"appended":2,"duplicates":0,"rejected":5,"unmatched_stops":0,"first_seq":1,"last_seq":2}"#
+                == #"{"lines":8,"appended":2,"duplicates":0,"rejected":5,"unmatched_stops":0,"first_seq":1,"#
+                + #""last_seq":2}"#
                 + "\n")
         let errors = result.stderr.split(separator: "\n").map(String.init)
         #expect(
@@ -88,7 +97,8 @@ struct CLITests {
                 "line 3: id bad-1: invalid_field: footprint: is required on 'started' events (it may be {})",
                 "line 4: invalid_json: not a JSON object: expected a string key at byte 2",
                 "line 6: id e-1001: id_conflict: id: 'e-1001' was already recorded as seq 1 with a different payload",
-                "line 7: id future: in_future: occurred_at: 2026-11-24T12:06:00Z is more than 300 s after the ledger's clock (2026-11-24T12:00:00Z)",
+                "line 7: id future: in_future: occurred_at: 2026-11-24T12:06:00Z is more than 300 s after the "
+                    + "ledger's clock (2026-11-24T12:00:00Z)",
                 "line 8: id owner: owner_mismatch: resource.owner: app/9f3c belongs to 'org-7', not 'org-8'",
             ])
     }
@@ -103,7 +113,8 @@ struct CLITests {
         #expect(second.status == 0)
         #expect(
             second.stdout
-                == #"{"lines":4,"appended":0,"duplicates":4,"rejected":0,"unmatched_stops":0,"first_seq":null,"last_seq":null}"#
+                == #"{"lines":4,"appended":0,"duplicates":4,"rejected":0,"unmatched_stops":0,"first_seq":null,"#
+                + #""last_seq":null}"#
                 + "\n")
         let stats = try runCLI(["stats", "--db", db])
         #expect(
@@ -118,7 +129,8 @@ struct CLITests {
         #expect(try runCLI(["init", "--db", db]).status == 0)
         func lines(_ range: ClosedRange<Int>) -> String {
             range.map { n in
-                #"{"id":"c-\#(n)","kind":"started","resource":{"type":"task","id":"t-\#(n)","owner":"org-\#(n % 3)"},"occurred_at":"2026-11-01T10:00:00Z","footprint":{"memory_mb":\#(n)}}"#
+                #"{"id":"c-\#(n)","kind":"started","resource":{"type":"task","id":"t-\#(n)","#
+                    + #""owner":"org-\#(n % 3)"},"occurred_at":"2026-11-01T10:00:00Z","footprint":{"memory_mb":\#(n)}}"#
             }.joined(separator: "\n") + "\n"
         }
         let fileA = try dir.file("a.ndjson", lines(1...6000))
@@ -148,9 +160,12 @@ struct CLITests {
         let dir = try TemporaryDirectory()
         let db = dir.child("ledger")
         let input = [
-            #"{"id":"h3","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-11-01T12:00:00Z"}"#,
-            #"{"id":"h1","kind":"started","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z","footprint":{}}"#,
-            #"{"id":"h2","kind":"adjustment","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-11-01T11:00:00Z","deltas":{"bytes":-5}}"#,
+            #"{"id":"h3","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"#
+                + #""occurred_at":"2026-11-01T12:00:00Z"}"#,
+            #"{"id":"h1","kind":"started","resource":{"type":"app","id":"a","owner":"o"},"#
+                + #""occurred_at":"2026-11-01T10:00:00Z","footprint":{}}"#,
+            #"{"id":"h2","kind":"adjustment","resource":{"type":"app","id":"a","owner":"o"},"#
+                + #""occurred_at":"2026-11-01T11:00:00Z","deltas":{"bytes":-5}}"#,
         ].joined(separator: "\n")
         #expect(
             try runCLI(
@@ -220,7 +235,7 @@ struct CLITests {
     }
 
     @Test(
-        "the demo rolls up, compacts and reseeds; a second run starts afresh with the same figures; it keeps to its own directory"
+        "the demo rolls up, compacts and reseeds; a rerun starts afresh with the same figures, in its own directory"
     )
     func demo() throws {
         let dir = try TemporaryDirectory()

@@ -24,7 +24,7 @@ private final class BarCollector: NSObject, XMLParserDelegate {
 @Suite("Charts")
 struct ChartTests {
     @Test(
-        "usage --chart writes a well-formed SVG whose bars carry the exact amounts of the report, stacked by resource or meter"
+        "usage --chart writes a well-formed SVG whose bars carry the report's exact amounts, by resource or meter"
     )
     func chartMatchesReport() throws {
         let dir = try TemporaryDirectory()

@@ -213,7 +213,8 @@ struct CompactionSafetyTests {
         #expect(throws: error) { try ledger.append(event(.stopped, "late", at: "2026-10-01T00:00:00Z")) }
         #expect(
             error.message
-                == "occurred_at: 2026-10-01T00:00:00Z is before the compaction horizon 2026-10-24T12:00:00Z; the log before it can no longer be refolded"
+                == "occurred_at: 2026-10-01T00:00:00Z is before the compaction horizon 2026-10-24T12:00:00Z; the log "
+                + "before it can no longer be refolded"
         )
         // A retry of a kept opening event is still a duplicate, not too_late.
         #expect(try ledger.append(Self.longRunner[0]).isDuplicate)
@@ -423,7 +424,8 @@ struct CompactionProcessTests {
         Process, Pipe, Pipe
     ) {
         let lines = (0..<count).map { n in
-            #"{"id":"\#(owner)-live-\#(n)","kind":"started","resource":{"type":"task","id":"live-\#(n)","owner":"\#(owner)"},"occurred_at":"2026-11-20T10:00:00Z","footprint":{"memory_mb":64}}"#
+            #"{"id":"\#(owner)-live-\#(n)","kind":"started","resource":{"type":"task","id":"live-\#(n)","#
+                + #""owner":"\#(owner)"},"occurred_at":"2026-11-20T10:00:00Z","footprint":{"memory_mb":64}}"#
         }.joined(separator: "\n")
         let file = try dir.file("\(owner)-live.ndjson", lines)
         return try startCLI(["append", file, "--db", db, "--batch-size", "10", "--now", "2026-11-24T12:00:00Z"])
@@ -533,7 +535,9 @@ struct CompactionProcessTests {
         #expect(dry.status == 0, "\(dry.stderr)")
         #expect(
             dry.stdout.contains(
-                #""dry_run":true,"horizon":"2026-10-24T12:00:00Z","events_examined":18,"resources_compacted":3,"pruned":12,"pruned_by_kind":{"started":{"run_over":3,"superseded_baseline":3},"stopped":{"before_horizon":3},"adjustment":{"before_horizon":3}},"opening_events_kept":6"#
+                #""dry_run":true,"horizon":"2026-10-24T12:00:00Z","events_examined":18,"resources_compacted":3,"#
+                    + #""pruned":12,"pruned_by_kind":{"started":{"run_over":3,"superseded_baseline":3},"#
+                    + #""stopped":{"before_horizon":3},"adjustment":{"before_horizon":3}},"opening_events_kept":6"#
             ), "\(dry.stdout)")
         let real = try runCLI(["compact", "--db", db] + now)
         #expect(real.stdout.contains(#""dry_run":false"#) && real.stdout.contains(#""pruned":12"#))
@@ -544,7 +548,8 @@ struct CompactionProcessTests {
         let late = try runCLI(
             ["append", "-", "--db", db] + now,
             stdin:
-                #"{"id":"old","kind":"stopped","resource":{"type":"app","id":"k0","owner":"org-1"},"occurred_at":"2026-10-01T00:00:00Z"}"#
+                #"{"id":"old","kind":"stopped","resource":{"type":"app","id":"k0","owner":"org-1"},"#
+                + #""occurred_at":"2026-10-01T00:00:00Z"}"#
         )
         #expect(late.status == 3)
         #expect(

@@ -17,7 +17,7 @@ func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
 @Suite("Concurrency: appenders, readers, rollup and compaction at once")
 struct ConcurrencyTests {
     @Test(
-        "threads and processes appending, reading, rolling up and compacting at once: no gap, no duplicate, consistent reads"
+        "threads and processes appending, reading, rolling up and compacting: no gap, no duplicate, consistent reads"
     )
     func mixedWorkload() throws {
         let dir = try TemporaryDirectory()

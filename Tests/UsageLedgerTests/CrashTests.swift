@@ -102,7 +102,7 @@ struct CrashTests {
     }
 
     @Test(
-        "an appender killed at random moments loses no acknowledged event, half-applies no batch, and a retry yields duplicates"
+        "an appender killed at random loses no acknowledged event, half-applies no batch; a retry yields duplicates"
     )
     func appenderKilled() throws {
         let dir = try TemporaryDirectory()
@@ -151,7 +151,8 @@ struct CrashTests {
         _ = try Self.checkLedger(db, acknowledged: acknowledged, round: killRounds)
         #expect(acknowledged.count > killRounds, "too few batches were acknowledged to exercise the kills")
         print(
-            "appender kills: \(killRounds), batches acknowledged \(acknowledged.count), committed but unacknowledged at the kill \(killedMidBatch)"
+            "appender kills: \(killRounds), batches acknowledged \(acknowledged.count), committed but unacknowledged "
+                + "at the kill \(killedMidBatch)"
         )
     }
 
@@ -162,7 +163,7 @@ struct CrashTests {
     }
 
     @Test(
-        "a rollup killed at random moments leaves consistent projections, and a rerun gives the rows of an uninterrupted one"
+        "a rollup killed at random leaves consistent projections; a rerun gives the rows of an uninterrupted one"
     )
     func rollupKilled() throws {
         let rounds = max(3, killRounds / 4)

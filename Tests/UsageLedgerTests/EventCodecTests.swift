@@ -5,10 +5,16 @@ import Testing
 @Suite("Wire format v1")
 struct EventCodecTests {
     static let examples = [
-        #"{"id":"e-1001","kind":"started","resource":{"type":"app","id":"9f3c","owner":"org-7"},"occurred_at":"2026-11-01T10:00:00.250Z","footprint":{"instances":2,"memory_mb":512},"attributes":{"process_type":"web"}}"#,
-        #"{"id":"e-1002","kind":"adjustment","resource":{"type":"job","id":"j-88","owner":"org-7"},"occurred_at":"2026-11-01T10:30:00Z","deltas":{"network_bytes":1048576,"storage_bytes":-2048},"reason":"reconcile_final"}"#,
-        #"{"id":"e-1003","kind":"was_running","resource":{"type":"service_instance","id":"db-1","owner":"org-7"},"occurred_at":"2026-11-01T10:00:00Z","footprint":{}}"#,
-        #"{"id":"e-1004","kind":"stopped","resource":{"type":"app","id":"9f3c","owner":"org-7"},"occurred_at":"2026-11-01T12:00:00Z","reason":"absent_at_reseed"}"#,
+        #"{"id":"e-1001","kind":"started","resource":{"type":"app","id":"9f3c","owner":"org-7"},"#
+            + #""occurred_at":"2026-11-01T10:00:00.250Z","footprint":{"instances":2,"memory_mb":512},"#
+            + #""attributes":{"process_type":"web"}}"#,
+        #"{"id":"e-1002","kind":"adjustment","resource":{"type":"job","id":"j-88","owner":"org-7"},"#
+            + #""occurred_at":"2026-11-01T10:30:00Z","deltas":{"network_bytes":1048576,"storage_bytes":-2048},"#
+            + #""reason":"reconcile_final"}"#,
+        #"{"id":"e-1003","kind":"was_running","resource":{"type":"service_instance","id":"db-1","owner":"org-7"},"#
+            + #""occurred_at":"2026-11-01T10:00:00Z","footprint":{}}"#,
+        #"{"id":"e-1004","kind":"stopped","resource":{"type":"app","id":"9f3c","owner":"org-7"},"#
+            + #""occurred_at":"2026-11-01T12:00:00Z","reason":"absent_at_reseed"}"#,
     ]
 
     @Test("every kind decodes and encodes back to the same JSON", arguments: examples)
@@ -21,10 +27,12 @@ struct EventCodecTests {
     @Test("a zero meter stays distinct from an absent one")
     func absentVersusZero() throws {
         let withZero = try EventJSON.decode(
-            #"{"id":"z","kind":"started","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z","footprint":{"gpu":0}}"#
+            #"{"id":"z","kind":"started","resource":{"type":"app","id":"a","owner":"o"},"#
+                + #""occurred_at":"2026-11-01T10:00:00Z","footprint":{"gpu":0}}"#
         )
         let without = try EventJSON.decode(
-            #"{"id":"z","kind":"started","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z","footprint":{}}"#
+            #"{"id":"z","kind":"started","resource":{"type":"app","id":"a","owner":"o"},"#
+                + #""occurred_at":"2026-11-01T10:00:00Z","footprint":{}}"#
         )
         #expect(withZero.footprint?["gpu"] == 0)
         #expect(without.footprint?["gpu"] == nil)
@@ -34,7 +42,8 @@ struct EventCodecTests {
     @Test("seq and recorded_at from the feed are accepted and ignored")
     func ledgerFieldsIgnored() throws {
         let line =
-            #"{"seq":7,"recorded_at":"2026-11-01T10:00:01Z","id":"e","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z"}"#
+            #"{"seq":7,"recorded_at":"2026-11-01T10:00:01Z","id":"e","kind":"stopped","resource":{"type":"app","#
+            + #""id":"a","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z"}"#
         #expect(try EventJSON.decode(line).id == "e")
     }
 
@@ -98,7 +107,8 @@ struct EventCodecTests {
                 "deltas.bytes: -9223372036854775809 does not fit a signed 64-bit integer"
             ),
             (
-                #"{"id":"e","kind":"stopped","resource":{"type":"App","id":"a","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z"}"#,
+                #"{"id":"e","kind":"stopped","resource":{"type":"App","id":"a","owner":"o"},"#
+                    + #""occurred_at":"2026-11-01T10:00:00Z"}"#,
                 "invalid_field", "resource.type: 'App' does not match ^[a-z][a-z0-9_.-]{0,31}$"
             ),
             (
@@ -106,7 +116,8 @@ struct EventCodecTests {
                 "invalid_field", "resource.owner: is required"
             ),
             (
-                #"{"id":"e","kind":"stopped","resource":{"type":"app","id":"a","owner":"o","zone":"z"},"occurred_at":"2026-11-01T10:00:00Z"}"#,
+                #"{"id":"e","kind":"stopped","resource":{"type":"app","id":"a","owner":"o","zone":"z"},"#
+                    + #""occurred_at":"2026-11-01T10:00:00Z"}"#,
                 "invalid_field", "resource.zone: unknown field (a resource has type, id and owner)"
             ),
             (
@@ -114,9 +125,11 @@ struct EventCodecTests {
                 "colour: unknown field (wire format v1 has no such field)"
             ),
             (
-                #"{"id":"e","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-11-01T10:00:00"}"#,
+                #"{"id":"e","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"#
+                    + #""occurred_at":"2026-11-01T10:00:00"}"#,
                 "invalid_field",
-                "occurred_at: '2026-11-01T10:00:00' is not an RFC 3339 timestamp: missing time zone: end with 'Z' or an offset like '+01:00'"
+                "occurred_at: '2026-11-01T10:00:00' is not an RFC 3339 timestamp: missing time zone: end with 'Z' or "
+                    + "an offset like '+01:00'"
             ),
             (
                 #"{"id":"e","kind":"started",\#(base),"footprint":{},"reason":"x"}"#, "invalid_field",

@@ -62,27 +62,47 @@ struct FastDecoderTests {
     @Test(
         "agrees with the general parser on the edges of the format",
         arguments: [
-            #"{"id":"e","kind":"started","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-01-01T00:00:00Z","footprint":{"m":-0}}"#,
-            #"{"id":"e","kind":"started","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-01-01T00:00:00Z","footprint":{"m":9223372036854775807}}"#,
-            #"{"id":"e","kind":"adjustment","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-01-01T00:00:00Z","deltas":{"m":-9223372036854775808}}"#,
-            #"{"id":"e","kind":"adjustment","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-01-01T00:00:00Z","deltas":{"m":-9223372036854775809}}"#,
-            #"{"id":"e","kind":"started","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-01-01T00:00:00Z","footprint":{"m":18446744073709551616}}"#,
-            #"{"id":"e","kind":"started","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-01-01T00:00:00Z","footprint":{"m":1e3}}"#,
-            #"{"id":"e","kind":"started","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-01-01T00:00:00Z","footprint":{"m":1,"m":2}}"#,
-            #"{"id":"e","kind":"started","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-01-01T00:00:00Z","footprint":{}}"#,
-            #"{"id":"e","id":"f","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-01-01T00:00:00Z"}"#,
-            #"{"seq":3,"recorded_at":"x","id":"e","kind":"stopped","resource":{"owner":"o","id":"a","type":"app"},"occurred_at":"2026-01-01T00:00:00Z"}"#,
-            #"{"seq":3.5,"id":"e","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-01-01T00:00:00Z"}"#,
-            #" { "id" : "e" , "kind" : "stopped" , "resource" : { "type" : "app" , "id" : "a" , "owner" : "o" } , "occurred_at" : "2026-01-01T00:00:00Z" } "#,
-            #"{"id":"e","kind":"stopped","resource":{"type":"app","id":"a","owner":"o","owner":"p"},"occurred_at":"2026-01-01T00:00:00Z"}"#,
+            #"{"id":"e","kind":"started","resource":{"type":"app","id":"a","owner":"o"},"#
+                + #""occurred_at":"2026-01-01T00:00:00Z","footprint":{"m":-0}}"#,
+            #"{"id":"e","kind":"started","resource":{"type":"app","id":"a","owner":"o"},"#
+                + #""occurred_at":"2026-01-01T00:00:00Z","footprint":{"m":9223372036854775807}}"#,
+            #"{"id":"e","kind":"adjustment","resource":{"type":"app","id":"a","owner":"o"},"#
+                + #""occurred_at":"2026-01-01T00:00:00Z","deltas":{"m":-9223372036854775808}}"#,
+            #"{"id":"e","kind":"adjustment","resource":{"type":"app","id":"a","owner":"o"},"#
+                + #""occurred_at":"2026-01-01T00:00:00Z","deltas":{"m":-9223372036854775809}}"#,
+            #"{"id":"e","kind":"started","resource":{"type":"app","id":"a","owner":"o"},"#
+                + #""occurred_at":"2026-01-01T00:00:00Z","footprint":{"m":18446744073709551616}}"#,
+            #"{"id":"e","kind":"started","resource":{"type":"app","id":"a","owner":"o"},"#
+                + #""occurred_at":"2026-01-01T00:00:00Z","footprint":{"m":1e3}}"#,
+            #"{"id":"e","kind":"started","resource":{"type":"app","id":"a","owner":"o"},"#
+                + #""occurred_at":"2026-01-01T00:00:00Z","footprint":{"m":1,"m":2}}"#,
+            #"{"id":"e","kind":"started","resource":{"type":"app","id":"a","owner":"o"},"#
+                + #""occurred_at":"2026-01-01T00:00:00Z","footprint":{}}"#,
+            #"{"id":"e","id":"f","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"#
+                + #""occurred_at":"2026-01-01T00:00:00Z"}"#,
+            #"{"seq":3,"recorded_at":"x","id":"e","kind":"stopped","resource":{"owner":"o","id":"a","type":"app"},"#
+                + #""occurred_at":"2026-01-01T00:00:00Z"}"#,
+            #"{"seq":3.5,"id":"e","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"#
+                + #""occurred_at":"2026-01-01T00:00:00Z"}"#,
+            #" { "id" : "e" , "kind" : "stopped" , "resource" : { "type" : "app" , "id" : "a" , "owner" : "o" } , "#
+                + #""occurred_at" : "2026-01-01T00:00:00Z" } "#,
+            #"{"id":"e","kind":"stopped","resource":{"type":"app","id":"a","owner":"o","owner":"p"},"#
+                + #""occurred_at":"2026-01-01T00:00:00Z"}"#,
             #"{"id":"e","kind":"stopped","resource":{"type":"app","id":"a"},"occurred_at":"2026-01-01T00:00:00Z"}"#,
-            #"{"id":"e","kind":"halted","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-01-01T00:00:00Z"}"#,
-            #"{"id":"e","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-01-01 00:00:00"}"#,
-            #"{"id":"e","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-01-01T00:00:00Z","extra":1}"#,
-            #"{"id":"e","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-01-01T00:00:00Z"} x"#,
-            #"{"id":"e","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-01-01T00:00:00Z","attributes":{"k":"v","k":"w"}}"#,
-            #"{"id":"e\u0041","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-01-01T00:00:00Z"}"#,
-            #"{"id":"é","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-01-01T00:00:00Z"}"#,
+            #"{"id":"e","kind":"halted","resource":{"type":"app","id":"a","owner":"o"},"#
+                + #""occurred_at":"2026-01-01T00:00:00Z"}"#,
+            #"{"id":"e","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-01-01 "#
+                + #"00:00:00"}"#,
+            #"{"id":"e","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"#
+                + #""occurred_at":"2026-01-01T00:00:00Z","extra":1}"#,
+            #"{"id":"e","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"#
+                + #""occurred_at":"2026-01-01T00:00:00Z"} x"#,
+            #"{"id":"e","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"#
+                + #""occurred_at":"2026-01-01T00:00:00Z","attributes":{"k":"v","k":"w"}}"#,
+            #"{"id":"e\u0041","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"#
+                + #""occurred_at":"2026-01-01T00:00:00Z"}"#,
+            #"{"id":"é","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"#
+                + #""occurred_at":"2026-01-01T00:00:00Z"}"#,
             #"[1]"#,
             #""#,
         ])
@@ -96,7 +116,8 @@ struct FastDecoderTests {
     func attributeLimit() {
         let pairs = (0..<33).map { #""k\#($0)":"v""# }.joined(separator: ",")
         let line =
-            #"{"id":"e","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-01-01T00:00:00Z","attributes":{\#(pairs)}}"#
+            #"{"id":"e","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"#
+            + #""occurred_at":"2026-01-01T00:00:00Z","attributes":{\#(pairs)}}"#
         #expect(Self.fast(line) == nil)
         #expect(
             Self.outcomes(line).importPath

@@ -51,7 +51,7 @@ struct FileFaultTests {
     }
 
     @Test(
-        "random flipped bytes in the data file: verify reports corrupt or a difference, or passes; it never crashes or hangs"
+        "random flipped bytes in the data file: verify reports corrupt or a difference, or passes; never crashes"
     )
     func flippedBytes() throws {
         let trials = ProcessInfo.processInfo.environment["USAGE_LEDGER_FLIP_TRIALS"].flatMap(Int.init) ?? 40

@@ -6,7 +6,7 @@ import Testing
 @Suite("Group commit: concurrent appends share write transactions")
 struct GroupCommitTests {
     @Test(
-        "16 threads appending single events: each gets its own outcome, once durable; duplicates and rejections stay theirs"
+        "16 threads appending single events: each gets its own outcome, once durable, duplicates and rejections"
     )
     func concurrentSingleAppends() throws {
         let dir = try TemporaryDirectory()

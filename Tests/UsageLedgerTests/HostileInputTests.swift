@@ -48,7 +48,8 @@ struct HostileInputTests {
             rejections: [(1, "in_future", "occurred_at: 9999-12-31T23:59:59.999999Z is more than 300 s after")],
             appended: 1),
         HostileCase(
-            file: "leap-second", rejections: [(1, "invalid_field", "leap seconds (:60) are not accepted")], appended: 1),
+            file: "leap-second", rejections: [(1, "invalid_field", "leap seconds (:60) are not accepted")],
+            appended: 1),
         HostileCase(file: "odd-offsets", rejections: [(3, "invalid_field", "offset out of range")], appended: 3),
         HostileCase(
             file: "many-attributes",
@@ -89,7 +90,8 @@ struct HostileInputTests {
             #"{"id":"huge","kind":"stopped","resource":{"type":"app","id":""# + String(repeating: "x", count: 10 << 20)
             + #"","owner":"o"}}"#
         let good =
-            #"{"id":"after","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z"}"#
+            #"{"id":"after","kind":"stopped","resource":{"type":"app","id":"a","owner":"o"},"#
+            + #""occurred_at":"2026-11-01T10:00:00Z"}"#
         let path = try dir.file("huge.ndjson", huge + "\n" + good + "\n")
         let (summary, rejections, _, _) = try ingest(path)
         #expect(rejections.map(\.line) == [1])

@@ -5,13 +5,14 @@ import Testing
 @Suite("Streaming NDJSON ingest")
 struct IngestTests {
     @Test(
-        "an over-long line is rejected without being held whole; BOM, CRLF and blank lines are handled; the rest commits"
+        "an over-long line is rejected without being held whole; BOM, CRLF and blank lines handled; the rest commits"
     )
     func longLinesAndLineEnds() throws {
         let dir = try TemporaryDirectory()
         let ledger = try openLedger(dir)
         let good = { (n: Int) in
-            #"{"id":"i\#(n)","kind":"started","resource":{"type":"app","id":"a\#(n)","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z","footprint":{}}"#
+            #"{"id":"i\#(n)","kind":"started","resource":{"type":"app","id":"a\#(n)","owner":"o"},"#
+                + #""occurred_at":"2026-11-01T10:00:00Z","footprint":{}}"#
         }
         let huge =
             #"{"id":"huge","kind":"stopped","resource":{"type":"app","id":""# + String(repeating: "x", count: 3_000_000)
@@ -43,11 +44,13 @@ struct IngestTests {
             case 0: lines.append("{broken \(n)")
             case 1:
                 lines.append(
-                    #"{"id":"v\#(n)","kind":"started","resource":{"type":"app","id":"a\#(n)","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z"}"#
+                    #"{"id":"v\#(n)","kind":"started","resource":{"type":"app","id":"a\#(n)","owner":"o"},"#
+                        + #""occurred_at":"2026-11-01T10:00:00Z"}"#
                 )
             default:
                 lines.append(
-                    #"{"id":"ok\#(n)","kind":"stopped","resource":{"type":"app","id":"a\#(n)","owner":"o"},"occurred_at":"2026-11-01T10:00:00Z"}"#
+                    #"{"id":"ok\#(n)","kind":"stopped","resource":{"type":"app","id":"a\#(n)","owner":"o"},"#
+                        + #""occurred_at":"2026-11-01T10:00:00Z"}"#
                 )
             }
         }

@@ -88,7 +88,8 @@ struct LedgerTests {
         #expect(throws: expected) { try ledger.append(started("late", "app/b", at: "2026-11-24T12:05:00.000001Z")) }
         #expect(
             expected.message
-                == "occurred_at: 2026-11-24T12:05:00.000001Z is more than 300 s after the ledger's clock (2026-11-24T12:00:00Z)"
+                == "occurred_at: 2026-11-24T12:05:00.000001Z is more than 300 s after the ledger's clock "
+                + "(2026-11-24T12:00:00Z)"
         )
     }
 

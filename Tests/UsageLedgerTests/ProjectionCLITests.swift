@@ -5,11 +5,16 @@ import Testing
 @Suite("Projection commands, as real processes")
 struct ProjectionCLITests {
     static let scaleUp = [
-        #"{"id":"s1","kind":"started","resource":{"type":"app","id":"a","owner":"org-1"},"occurred_at":"2026-11-01T10:00:00Z","footprint":{"instances":1,"memory_mb":512}}"#,
-        #"{"id":"s2","kind":"started","resource":{"type":"app","id":"a","owner":"org-1"},"occurred_at":"2026-11-01T10:30:00Z","footprint":{"instances":2,"memory_mb":1024}}"#,
-        #"{"id":"s3","kind":"started","resource":{"type":"task","id":"t","owner":"org-1"},"occurred_at":"2026-11-01T10:00:00.5Z","footprint":{"memory_mb":256}}"#,
-        #"{"id":"s4","kind":"stopped","resource":{"type":"task","id":"t","owner":"org-1"},"occurred_at":"2026-11-01T10:00:01Z"}"#,
-        #"{"id":"s5","kind":"stopped","resource":{"type":"task","id":"never","owner":"org-1"},"occurred_at":"2026-11-01T10:00:01Z"}"#,
+        #"{"id":"s1","kind":"started","resource":{"type":"app","id":"a","owner":"org-1"},"#
+            + #""occurred_at":"2026-11-01T10:00:00Z","footprint":{"instances":1,"memory_mb":512}}"#,
+        #"{"id":"s2","kind":"started","resource":{"type":"app","id":"a","owner":"org-1"},"#
+            + #""occurred_at":"2026-11-01T10:30:00Z","footprint":{"instances":2,"memory_mb":1024}}"#,
+        #"{"id":"s3","kind":"started","resource":{"type":"task","id":"t","owner":"org-1"},"#
+            + #""occurred_at":"2026-11-01T10:00:00.5Z","footprint":{"memory_mb":256}}"#,
+        #"{"id":"s4","kind":"stopped","resource":{"type":"task","id":"t","owner":"org-1"},"#
+            + #""occurred_at":"2026-11-01T10:00:01Z"}"#,
+        #"{"id":"s5","kind":"stopped","resource":{"type":"task","id":"never","owner":"org-1"},"#
+            + #""occurred_at":"2026-11-01T10:00:01Z"}"#,
     ].joined(separator: "\n")
 
     @Test("current, usage, rollup, verify and rebuild print exact figures")
@@ -24,7 +29,10 @@ struct ProjectionCLITests {
         let current = try runCLI(["current", "--db", db, "--owner", "org-1"])
         #expect(
             current.stdout
-                == #"{"running":1,"totals":{"instances":"2","memory_mb":"1024"},"resources":[{"type":"app","id":"a","owner":"org-1","running":true,"run_started_at":"2026-11-01T10:00:00Z","footprint_since":"2026-11-01T10:30:00Z","footprint":{"instances":2,"memory_mb":1024},"attributes":{}}]}"#
+                == #"{"running":1,"totals":{"instances":"2","memory_mb":"1024"},"resources":[{"type":"app","id":"a","#
+                + #""owner":"org-1","running":true,"run_started_at":"2026-11-01T10:00:00Z","#
+                + #""footprint_since":"2026-11-01T10:30:00Z","footprint":{"instances":2,"memory_mb":1024},"#
+                + #""attributes":{}}]}"#
                 + "\n")
 
         let usage = try runCLI(
@@ -36,7 +44,12 @@ struct ProjectionCLITests {
         #expect(usage.status == 0, "\(usage.stderr)")
         #expect(
             usage.stdout
-                == #"{"from":"2026-11-01T10:00:00Z","to":"2026-11-01T11:00:00Z","granularity":"total","rows":[{"period_start":"2026-11-01T10:00:00Z","period_end":"2026-11-01T11:00:00Z","resource":"app/a","running_seconds":"3600","usage":{"instances_seconds":"5400","memory_mb_seconds":"2764800"},"adjustments":{}},{"period_start":"2026-11-01T10:00:00Z","period_end":"2026-11-01T11:00:00Z","resource":"task/t","running_seconds":"0.5","usage":{"memory_mb_seconds":"128"},"adjustments":{}}]}"#
+                == #"{"from":"2026-11-01T10:00:00Z","to":"2026-11-01T11:00:00Z","granularity":"total","#
+                + #""rows":[{"period_start":"2026-11-01T10:00:00Z","period_end":"2026-11-01T11:00:00Z","#
+                + #""resource":"app/a","running_seconds":"3600","usage":{"instances_seconds":"5400","#
+                + #""memory_mb_seconds":"2764800"},"adjustments":{}},{"period_start":"2026-11-01T10:00:00Z","#
+                + #""period_end":"2026-11-01T11:00:00Z","resource":"task/t","running_seconds":"0.5","#
+                + #""usage":{"memory_mb_seconds":"128"},"adjustments":{}}]}"#
                 + "\n")
 
         // Capped at the clock: asking until tomorrow at 10:45 gives 45 minutes.
@@ -60,7 +73,9 @@ struct ProjectionCLITests {
         let stats = try runCLI(["stats", "--db", db, "--now", "2026-11-01T12:00:00Z"])
         #expect(
             stats.stdout.contains(
-                #""unmatched_stops":1,"duplicates":0,"rejected":{},"pruned_events":0,"watermark":"2026-11-01T11:00:00Z","rollup_lag_seconds":3600,"rollup_in_progress_to":null,"horizon":null"#
+                #""unmatched_stops":1,"duplicates":0,"rejected":{},"pruned_events":0,"#
+                    + #""watermark":"2026-11-01T11:00:00Z","rollup_lag_seconds":3600,"rollup_in_progress_to":null,"#
+                    + #""horizon":null"#
             ), "\(stats.stdout)")
 
         // Tamper with a projection: verify fails with status 1 and says where; rebuild repairs it.

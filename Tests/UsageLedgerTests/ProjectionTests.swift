@@ -259,7 +259,7 @@ struct ProjectionPropertyTests {
     }
 
     @Test(
-        "appending a timeline in any order, with rollups in between, gives the same projections as in order, also rebuilt"
+        "a timeline appended in any order, with rollups between, gives the projections of in order, also rebuilt"
     )
     func outOfOrderEqualsInOrder() async {
         await propertyCheck(count: 25, input: Gen.uint64(in: 0...UInt64.max)) { seed in
@@ -550,7 +550,7 @@ struct ProjectionMaintenanceTests {
     }
 
     @Test(
-        "a format-3 ledger without owner_hourly is refused read-only with the way out, and upgraded when opened for writing"
+        "a format-3 ledger without owner_hourly is refused read-only with the way out, upgraded when opened to write"
     )
     func readOnlyOldFormat() throws {
         let dir = try TemporaryDirectory()

@@ -103,7 +103,8 @@ extension Ledger {
         guard options.cutoffAgeDays >= 0, options.snapshotRetentionDays >= options.cutoffAgeDays else {
             throw .invalidArgument(
                 reason:
-                    "snapshot retention (\(options.snapshotRetentionDays) days) must be at least the cutoff age (\(options.cutoffAgeDays) days)"
+                    "snapshot retention (\(options.snapshotRetentionDays) days) must be at least the cutoff age "
+                    + "(\(options.cutoffAgeDays) days)"
             )
         }
         guard options.batchSize > 0 else { throw .invalidArgument(reason: "batch size must be positive") }
@@ -161,7 +162,8 @@ extension Ledger {
             guard let watermark, watermark >= horizon else {
                 throw LedgerError.compactionRefused(
                     reason:
-                        "hourly snapshots cover hours before \(watermark?.rfc3339 ?? "none (never rolled up)") only; compaction to \(horizon) needs them up to the horizon: run 'usage-ledger rollup' first"
+                        "hourly snapshots cover hours before \(watermark?.rfc3339 ?? "none (never rolled up)") only; "
+                        + "compaction to \(horizon) needs them up to the horizon: run 'usage-ledger rollup' first"
                 )
             }
             let previous = try txn.get(Meta.horizon, in: meta) ?? .earliest

@@ -63,7 +63,8 @@ public struct NDJSONIngest: Sendable {
         guard Self.batchSizes.contains(batchSize) else {
             throw .invalidArgument(
                 reason:
-                    "the batch size must be \(Self.batchSizes.lowerBound) to \(Self.batchSizes.upperBound) events (got \(batchSize))"
+                    "the batch size must be \(Self.batchSizes.lowerBound) to \(Self.batchSizes.upperBound) events "
+                    + "(got \(batchSize))"
             )
         }
         var summary = IngestSummary()

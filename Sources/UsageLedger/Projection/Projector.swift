@@ -7,7 +7,7 @@ struct ProjectionContext {
     var unmatchedStopsDelta: Int64 = 0
     /// The compaction horizon: events before it can no longer be folded (`too_late`).
     var horizon: Timestamp?
-    /// `owner_totals` entries read or changed in this transaction, written once by `write(to:meta:totals:ownerHourly:)`:
+    /// `owner_totals` entries read or changed in this transaction, written once by `write(to:schema:)`:
     /// a batch of events for one owner would otherwise decode and encode the same entry per event.
     var ownerTotals: [OwnerType: ProjectionFormat.OwnerTotals] = [:]
     /// Changes to `owner_hourly` from rows that late events rewrote, applied by `write`.

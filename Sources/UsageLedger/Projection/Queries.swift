@@ -225,7 +225,8 @@ extension Ledger {
         {
             throw LedgerError.outsideRetention(
                 reason:
-                    "before the compaction horizon \(horizon) usage is kept per whole hour only; \(edge.0) to \(edge.1) is part of an hour: align from and to to whole hours there"
+                    "before the compaction horizon \(horizon) usage is kept per whole hour only; \(edge.0) "
+                    + "to \(edge.1) is part of an hour: align from and to to whole hours there"
             )
         }
     }

@@ -61,7 +61,8 @@ extension Ledger {
         guard (0...Self.maximumRollupGraceMicroseconds).contains(graceMicroseconds) else {
             throw .invalidArgument(
                 reason:
-                    "the rollup grace must be 0 to \(Self.maximumRollupGraceMicroseconds / 1_000_000) seconds (got \(graceMicroseconds / 1_000_000))"
+                    "the rollup grace must be 0 to \(Self.maximumRollupGraceMicroseconds / 1_000_000) seconds "
+                    + "(got \(graceMicroseconds / 1_000_000))"
             )
         }
         let clock = now ?? options.clock.now()

@@ -91,14 +91,16 @@ extension Ledger {
                 let stored = try storedIndex(schema.running, in: txn)
                 if stored != expected.running {
                     differ(
-                        "running index: \(stored.count) entries stored, the log gives \(expected.running.count) (or they name other resources)"
+                        "running index: \(stored.count) entries stored, the log gives \(expected.running.count) (or "
+                            + "they name other resources)"
                     )
                 }
             case Schema.pending:
                 let stored = try storedIndex(schema.pending, in: txn)
                 if stored != expected.pending {
                     differ(
-                        "pending index: \(stored.count) entries stored, the log gives \(expected.pending.count) (or they name other resources)"
+                        "pending index: \(stored.count) entries stored, the log gives \(expected.pending.count) (or "
+                            + "they name other resources)"
                     )
                 }
             case Schema.ownerTotals:
@@ -139,7 +141,8 @@ extension Ledger {
             // only writers of a checkpoint; one beyond them is damage, and replaying to it could take forever.
             guard stored.accruedUntil <= bounds.checkpointLimit else {
                 report.differ(
-                    "\(resource): its checkpoint \(stored.accruedUntil) lies beyond the rollup watermark \(bounds.checkpointLimit)",
+                    "\(resource): its checkpoint \(stored.accruedUntil) lies beyond the rollup "
+                        + "watermark \(bounds.checkpointLimit)",
                     limit: limit)
                 continue
             }
@@ -183,7 +186,8 @@ extension Ledger {
             let found = try stored.map { try UsageAmountsCodec.decode($0) }
             if found != amounts {
                 report.differ(
-                    "\(state.resource) hour \(Timestamp(microseconds: hour)): stored \(found.map(describe) ?? "nothing"), the log gives \(describe(amounts))",
+                    "\(state.resource) hour \(Timestamp(microseconds: hour)): "
+                        + "stored \(found.map(describe) ?? "nothing"), the log gives \(describe(amounts))",
                     limit: limit)
             }
         }
@@ -220,7 +224,8 @@ extension Ledger {
             if expectedHours[parts.resource]?.contains(parts.hour) != true {
                 located += 1
                 report.differ(
-                    "\(parts.resource) hour \(Timestamp(microseconds: parts.hour)): a row is stored that the log does not give",
+                    "\(parts.resource) hour \(Timestamp(microseconds: parts.hour)): a row is stored that the log "
+                        + "does not give",
                     limit: limit)
             }
             row = try rows.rawNext()
@@ -291,7 +296,8 @@ extension Ledger {
         let timeline = try txn.count(schema.timeline.id)
         if timeline != count || timelineEntries != count {
             differ(
-                "the timelines hold \(timeline) entries (\(timelineEntries) reachable from registered resources) for \(count) events"
+                "the timelines hold \(timeline) entries (\(timelineEntries) reachable from registered resources) "
+                    + "for \(count) events"
             )
         }
     }
@@ -325,13 +331,16 @@ extension Ledger {
                 let found = try owners.value(of: current)
                 if found != expected.row {
                     differ(
-                        "owner_hourly \(OwnerRow.describe(key: expected.key)): stored \(describe(found.amounts)) over \(found.rows) rows, the rows give \(describe(expected.row.amounts)) over \(expected.row.rows)"
+                        "owner_hourly \(OwnerRow.describe(key: expected.key)): stored \(describe(found.amounts)) "
+                            + "over \(found.rows) rows, the rows give \(describe(expected.row.amounts)) "
+                            + "over \(expected.row.rows)"
                     )
                 }
                 stored = try owners.rawNext()
             } else {
                 differ(
-                    "owner_hourly \(OwnerRow.describe(key: expected.key)): missing, the rows give \(describe(expected.row.amounts))"
+                    "owner_hourly \(OwnerRow.describe(key: expected.key)): missing, the rows "
+                        + "give \(describe(expected.row.amounts))"
                 )
             }
         }
@@ -362,7 +371,8 @@ extension Ledger {
         let running =
             state.running ? "running since \(state.runStartedAt.map(\.rfc3339) ?? "?") with \(meters)" : "stopped"
         return
-            "(\(running), unmatched stops \(state.unmatchedStops), rows to \(state.accruedUntil) where it \(state.checkpointRunning ? "ran" : "did not run"))"
+            "(\(running), unmatched stops \(state.unmatchedStops), rows to \(state.accruedUntil) where "
+            + "it \(state.checkpointRunning ? "ran" : "did not run"))"
     }
 
     private func describe(_ amounts: UsageAmounts) -> String {
