@@ -150,11 +150,12 @@ public final class Environment: @unchecked Sendable {
     /// Whether this process may open the environment at `path` for writing: its directory and any
     /// `data.mdb` and `lock.mdb` in it are writable. A reader uses this to share a writable environment.
     public static func isWritable(path: String) -> Bool {
-        for candidate in [path, "\(path)/lock.mdb", "\(path)/data.mdb"]
-        where access(candidate, F_OK) == 0 && access(candidate, W_OK) != 0 {
-            return false
-        }
-        return access("\(path)/data.mdb", F_OK) == 0
+        unwritableFiles(path).isEmpty && access("\(path)/data.mdb", F_OK) == 0
+    }
+
+    /// The directory, `lock.mdb` and `data.mdb` of `path` that exist and this user cannot write.
+    private static func unwritableFiles(_ path: String) -> [String] {
+        [path, "\(path)/lock.mdb", "\(path)/data.mdb"].filter { access($0, F_OK) == 0 && access($0, W_OK) != 0 }
     }
 
     /// Says which file LMDB could not open for writing: readers too register in `lock.mdb`, so a ledger
@@ -164,8 +165,7 @@ public final class Environment: @unchecked Sendable {
             return "the file system is read-only, and LMDB writes lock.mdb even to read "
                 + "(copy the ledger somewhere writable)"
         }
-        let candidates: [String] = [path, "\(path)/lock.mdb", "\(path)/data.mdb"]
-        let refused = candidates.filter { access($0, F_OK) == 0 && access($0, W_OK) != 0 }
+        let refused = unwritableFiles(path)
         let names = refused.isEmpty ? "a file in it" : refused.map { "'\($0)'" }.joined(separator: ", ")
         let verb = refused.count > 1 ? "are" : "is"
         return "permission denied: \(names) \(verb) not writable by this user; "

@@ -31,6 +31,10 @@ public struct EncodedKey<Codec: StorageCodec>: Sendable {
     /// Encodes `key`.
     @inlinable
     public init(_ key: Codec.Item) { bytes = Codec.encodedBytes(key) }
+
+    /// Wraps bytes that `Codec` encoded (package code that builds or reads keys as bytes on hot paths).
+    @inlinable
+    package init(encodedBytes: [UInt8]) { bytes = encodedBytes }
 }
 
 /// A codec whose encoding is built as a byte array: it only needs `encode`.

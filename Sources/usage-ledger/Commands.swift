@@ -12,18 +12,15 @@ struct Init: ParsableCommand {
     func run() throws {
         let opened = try ledger.open(create: true)
         let stats = try opened.statistics()
-        switch ledger.output {
-        case .json:
-            var writer = JSONWriter()
-            writer.object { o in
+        ledger.printResult(
+            json: { o in
                 o.member("path", opened.path)
                 o.member("format_version", stats.formatVersion)
                 o.member("next_seq", stats.nextSeq)
-            }
-            print(writer.text)
-        case .table:
-            print("ledger ready at \(opened.path) (format \(stats.formatVersion), next seq \(stats.nextSeq))")
-        }
+            },
+            table: {
+                print("ledger ready at \(opened.path) (format \(stats.formatVersion), next seq \(stats.nextSeq))")
+            })
     }
 }
 
@@ -64,10 +61,8 @@ struct Append: ParsableCommand {
                 writeError("\r\(progress.lines) lines, \(progress.appended) appended, \(progress.rejected) rejected")
             })
         if showProgress { writeError("\r\u{1B}[K") }
-        switch ledger.output {
-        case .json:
-            var writer = JSONWriter()
-            writer.object { o in
+        ledger.printResult(
+            json: { o in
                 o.member("lines", summary.lines)
                 o.member("appended", summary.appended)
                 o.member("duplicates", summary.duplicates)
@@ -75,14 +70,15 @@ struct Append: ParsableCommand {
                 o.member("unmatched_stops", summary.unmatchedStops)
                 o.member("first_seq", summary.firstSeq)
                 o.member("last_seq", summary.lastSeq)
-            }
-            print(writer.text)
-        case .table:
-            let range = summary.firstSeq.map { " (seq \($0) to \(summary.lastSeq ?? $0))" } ?? ""
-            print(
-                "\(summary.appended) appended\(range), \(summary.duplicates) duplicates, "
-                    + "\(summary.rejected) rejected, \(summary.unmatchedStops) unmatched stops, \(summary.lines) lines")
-        }
+            },
+            table: {
+                let range = summary.firstSeq.map { " (seq \($0) to \(summary.lastSeq ?? $0))" } ?? ""
+                print(
+                    "\(summary.appended) appended\(range), \(summary.duplicates) duplicates, "
+                        + "\(summary.rejected) rejected, \(summary.unmatchedStops) unmatched stops, \(summary.lines) "
+                        + "lines"
+                )
+            })
         if summary.rejected > 0 { throw CommandExit(status: .someRejected) }
     }
 }
@@ -170,10 +166,8 @@ struct Stats: ParsableCommand {
         let stats = try ledger.open(readOnly: true, now: try parseNow(now)).statistics()
         let names = stats.databases.keys.sorted()
         let total = stats.eventsByKind.values.reduce(0, +)
-        switch ledger.output {
-        case .json:
-            var writer = JSONWriter()
-            writer.object { o in
+        ledger.printResult(
+            json: { o in
                 o.member("format_version", stats.formatVersion)
                 o.member("events", total)
                 o.member("events_by_kind") { k in
@@ -214,48 +208,48 @@ struct Stats: ParsableCommand {
                     r.member("in_use", stats.environment.readersInUse)
                     r.member("maximum", stats.environment.maximumReaders)
                 }
-            }
-            print(writer.text)
-        case .table:
-            print(
-                "format \(stats.formatVersion), \(total) events, \(stats.resources) resources, next "
-                    + "seq \(stats.nextSeq)"
-            )
-            let rejected = stats.rejectedByCode.sorted(by: { $0.key < $1.key }).map { "\($0.key) \($0.value)" }.joined(
-                separator: ", ")
-            print(
-                "duplicates \(stats.duplicates), rejected \(rejected.isEmpty ? "none" : rejected), unmatched "
-                    + "stops \(stats.unmatchedStops), pruned by compaction \(stats.prunedEvents)"
-            )
-            let lag =
-                stats.rollupLagMicroseconds.map { " (lag \(ExactDecimal.seconds(fromMicroseconds: Int128($0))) s)" }
-                ?? ""
-            print(
-                "rollup watermark \(stats.watermark?.rfc3339 ?? "none")\(lag)"
-                    + "\(stats.rollupTarget.map { ", rollup in progress to \($0)" } ?? ""), "
-                    + "compaction horizon \(stats.horizon?.rfc3339 ?? "none"), "
-                    + "snapshots from \(stats.snapshotsRetainedFrom?.rfc3339 ?? "the start")"
-            )
-            print(
-                "map \(stats.environment.usedBytes) of \(stats.environment.mapSize) bytes used "
-                    + "(maximum \(stats.environment.maximumMapSize)), readers \(stats.environment.readersInUse) "
-                    + "of \(stats.environment.maximumReaders)\n"
-            )
-            var kinds = TextTable("KIND", "EVENTS", rightAligned: [1])
-            for kind in EventKind.allCases { kinds.add(kind.rawValue, String(stats.eventsByKind[kind] ?? 0)) }
-            print(kinds.rendered + "\n")
-            var dbs = TextTable("DATABASE", "ENTRIES", "BYTES", "DEPTH", rightAligned: [1, 2, 3])
-            for name in names {
-                guard let db = stats.databases[name] else { continue }
-                dbs.add(name, String(db.entries), String(db.bytes), String(db.depth))
-            }
-            print(dbs.rendered + "\n")
-            let env = stats.environment
-            print(
-                "map: \(env.usedBytes) of \(env.mapSize) bytes used (grows to \(env.maximumMapSize)); "
-                    + "readers: \(env.readersInUse) of \(env.maximumReaders) slots"
-            )
-        }
+            },
+            table: {
+                print(
+                    "format \(stats.formatVersion), \(total) events, \(stats.resources) resources, next "
+                        + "seq \(stats.nextSeq)"
+                )
+                let rejected = stats.rejectedByCode.sorted(by: { $0.key < $1.key }).map { "\($0.key) \($0.value)" }
+                    .joined(
+                        separator: ", ")
+                print(
+                    "duplicates \(stats.duplicates), rejected \(rejected.isEmpty ? "none" : rejected), unmatched "
+                        + "stops \(stats.unmatchedStops), pruned by compaction \(stats.prunedEvents)"
+                )
+                let lag =
+                    stats.rollupLagMicroseconds.map { " (lag \(ExactDecimal.seconds(fromMicroseconds: Int128($0))) s)" }
+                    ?? ""
+                print(
+                    "rollup watermark \(stats.watermark?.rfc3339 ?? "none")\(lag)"
+                        + "\(stats.rollupTarget.map { ", rollup in progress to \($0)" } ?? ""), "
+                        + "compaction horizon \(stats.horizon?.rfc3339 ?? "none"), "
+                        + "snapshots from \(stats.snapshotsRetainedFrom?.rfc3339 ?? "the start")"
+                )
+                print(
+                    "map \(stats.environment.usedBytes) of \(stats.environment.mapSize) bytes used "
+                        + "(maximum \(stats.environment.maximumMapSize)), readers \(stats.environment.readersInUse) "
+                        + "of \(stats.environment.maximumReaders)\n"
+                )
+                var kinds = TextTable("KIND", "EVENTS", rightAligned: [1])
+                for kind in EventKind.allCases { kinds.add(kind.rawValue, String(stats.eventsByKind[kind] ?? 0)) }
+                print(kinds.rendered + "\n")
+                var dbs = TextTable("DATABASE", "ENTRIES", "BYTES", "DEPTH", rightAligned: [1, 2, 3])
+                for name in names {
+                    guard let db = stats.databases[name] else { continue }
+                    dbs.add(name, String(db.entries), String(db.bytes), String(db.depth))
+                }
+                print(dbs.rendered + "\n")
+                let env = stats.environment
+                print(
+                    "map: \(env.usedBytes) of \(env.mapSize) bytes used (grows to \(env.maximumMapSize)); "
+                        + "readers: \(env.readersInUse) of \(env.maximumReaders) slots"
+                )
+            })
     }
 }
 
@@ -277,16 +271,13 @@ struct Backup: ParsableCommand {
         }
         try source.backup(to: to, compacting: compact)
         if showProgress { writeError("\r\u{1B}[K") }
-        switch ledger.output {
-        case .json:
-            var writer = JSONWriter()
-            writer.object { o in
+        ledger.printResult(
+            json: { o in
                 o.member("backup", to)
                 o.member("compacted", compact)
-            }
-            print(writer.text)
-        case .table:
-            print("backup written to \(to)")
-        }
+            },
+            table: {
+                print("backup written to \(to)")
+            })
     }
 }

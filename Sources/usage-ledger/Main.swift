@@ -134,6 +134,19 @@ struct LedgerArguments: ParsableArguments {
     /// The output format, defaulting on whether standard output is a terminal.
     var output: OutputFormat { format ?? (isatty(STDOUT_FILENO) == 1 ? .table : .json) }
 
+    /// Prints a command's result in the chosen format: one JSON object that `json` writes, or what `table`
+    /// prints.
+    func printResult(json: (inout JSONWriter.ObjectWriter) -> Void, table: () -> Void) {
+        switch output {
+        case .json:
+            var writer = JSONWriter()
+            writer.object(json)
+            print(writer.text)
+        case .table:
+            table()
+        }
+    }
+
     /// Opens the ledger with the given clock.
     func open(
         create: Bool = false, readOnly: Bool = false, now: Timestamp? = nil,

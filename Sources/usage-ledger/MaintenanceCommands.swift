@@ -34,10 +34,8 @@ struct Compact: ParsableCommand {
                     + "\(progress.eventsPruned) events pruned")
         }
         if showProgress { writeError("\r\u{1B}[K") }
-        switch ledger.output {
-        case .json:
-            var writer = JSONWriter()
-            writer.object { o in
+        ledger.printResult(
+            json: { o in
                 o.member("dry_run", summary.dryRun)
                 o.member("horizon", summary.horizon.rfc3339)
                 o.member("events_examined", summary.eventsExamined)
@@ -55,27 +53,27 @@ struct Compact: ParsableCommand {
                 o.member("snapshots_dropped", summary.snapshotsDropped)
                 o.member("snapshots_retained_from", summary.snapshotsRetainedFrom.rfc3339)
                 o.member("duration_ms", summary.durationMicroseconds / 1000)
-            }
-            print(writer.text)
-        case .table:
-            print(
-                "\(summary.dryRun ? "would prune" : "pruned") \(summary.prunedCount) events "
-                    + "before \(summary.horizon) (\(summary.eventsExamined) examined, \(summary.resourcesCompacted) "
-                    + "resources); kept \(summary.openingEventsKept) opening events"
-            )
-            var table = TextTable("KIND", "RULE", "EVENTS", rightAligned: [2])
-            for kind in EventKind.allCases {
-                for rule in PruneRule.allCases {
-                    if let n = summary.pruned[kind]?[rule] { table.add(kind.rawValue, rule.rawValue, String(n)) }
+            },
+            table: {
+                print(
+                    "\(summary.dryRun ? "would prune" : "pruned") \(summary.prunedCount) events "
+                        + "before \(summary.horizon) (\(summary.eventsExamined) examined,"
+                        + " \(summary.resourcesCompacted) "
+                        + "resources); kept \(summary.openingEventsKept) opening events"
+                )
+                var table = TextTable("KIND", "RULE", "EVENTS", rightAligned: [2])
+                for kind in EventKind.allCases {
+                    for rule in PruneRule.allCases {
+                        if let n = summary.pruned[kind]?[rule] { table.add(kind.rawValue, rule.rawValue, String(n)) }
+                    }
                 }
-            }
-            print(table.rendered)
-            print(
-                "snapshots \(summary.dryRun ? "to drop" : "dropped") "
-                    + "before \(summary.snapshotsRetainedFrom): \(summary.snapshotsDropped); "
-                    + "took \(summary.durationMicroseconds / 1000) ms"
-            )
-        }
+                print(table.rendered)
+                print(
+                    "snapshots \(summary.dryRun ? "to drop" : "dropped") "
+                        + "before \(summary.snapshotsRetainedFrom): \(summary.snapshotsDropped); "
+                        + "took \(summary.durationMicroseconds / 1000) ms"
+                )
+            })
     }
 }
 

@@ -19,10 +19,8 @@ struct Current: ParsableCommand {
 
     func run() throws {
         let current = try ledger.open(readOnly: true).currentUsage(owner: owner, type: type)
-        switch ledger.output {
-        case .json:
-            var writer = JSONWriter()
-            writer.object { o in
+        ledger.printResult(
+            json: { o in
                 o.member("running", current.runningCount)
                 o.member("totals") { t in
                     for name in current.totals.keys.sorted() { t.member(name, String(current.totals[name] ?? 0)) }
@@ -30,20 +28,20 @@ struct Current: ParsableCommand {
                 o.arrayMember("resources") { a in
                     for status in current.resources { a.element { writeStatus(status, into: &$0) } }
                 }
-            }
-            print(writer.text)
-        case .table:
-            var table = TextTable("RESOURCE", "OWNER", "RUN_STARTED_AT", "FOOTPRINT_SINCE", "FOOTPRINT")
-            for status in current.resources {
-                table.add(
-                    status.resource.description, status.owner, status.runStartedAt?.rfc3339 ?? "",
-                    status.footprintSince?.rfc3339 ?? "",
-                    status.footprint.map { "\($0.name)=\($0.value)" }.joined(separator: " "))
-            }
-            print(table.rendered)
-            let totals = current.totals.keys.sorted().map { "\($0)=\(current.totals[$0] ?? 0)" }.joined(separator: " ")
-            print("\n\(current.runningCount) running" + (totals.isEmpty ? "" : "; totals: \(totals)"))
-        }
+            },
+            table: {
+                var table = TextTable("RESOURCE", "OWNER", "RUN_STARTED_AT", "FOOTPRINT_SINCE", "FOOTPRINT")
+                for status in current.resources {
+                    table.add(
+                        status.resource.description, status.owner, status.runStartedAt?.rfc3339 ?? "",
+                        status.footprintSince?.rfc3339 ?? "",
+                        status.footprint.map { "\($0.name)=\($0.value)" }.joined(separator: " "))
+                }
+                print(table.rendered)
+                let totals = current.totals.keys.sorted().map { "\($0)=\(current.totals[$0] ?? 0)" }.joined(
+                    separator: " ")
+                print("\n\(current.runningCount) running" + (totals.isEmpty ? "" : "; totals: \(totals)"))
+            })
     }
 }
 
@@ -103,32 +101,31 @@ struct Usage: ParsableCommand {
             try UsageChart(report: report, granularity: granularity, stack: stack, meter: chartMeter, title: title)
                 .write(to: chart)
         }
-        switch ledger.output {
-        case .json:
-            var writer = JSONWriter()
-            writer.object { o in
+        ledger.printResult(
+            json: { o in
                 o.member("from", report.from.rfc3339)
                 o.member("to", report.to.rfc3339)
                 o.member("granularity", granularity.rawValue)
                 o.arrayMember("rows") { a in for row in report.rows { a.element { writeUsageRow(row, into: &$0) } } }
-            }
-            print(writer.text)
-        case .table:
-            var table = TextTable(
-                "PERIOD_START", "PERIOD_END", "RESOURCE", "RUNNING_SECONDS", "USAGE", "ADJUSTMENTS", rightAligned: [3])
-            for row in report.rows {
-                let usage = row.amounts.meterMicroseconds.keys.sorted().map {
-                    "\($0)_seconds=\(ExactDecimal.seconds(fromMicroseconds: row.amounts.meterMicroseconds[$0] ?? 0))"
-                }.joined(separator: " ")
-                let adjustments = row.amounts.adjustments.keys.sorted().map {
-                    "\($0)=\(row.amounts.adjustments[$0] ?? 0)"
-                }.joined(separator: " ")
-                table.add(
-                    row.periodStart.rfc3339, row.periodEnd.rfc3339, row.resource?.description ?? "",
-                    ExactDecimal.seconds(fromMicroseconds: row.amounts.runningMicroseconds), usage, adjustments)
-            }
-            print(table.rendered)
-        }
+            },
+            table: {
+                var table = TextTable(
+                    "PERIOD_START", "PERIOD_END", "RESOURCE", "RUNNING_SECONDS", "USAGE", "ADJUSTMENTS",
+                    rightAligned: [3])
+                for row in report.rows {
+                    let meters = row.amounts.meterMicroseconds
+                    let usage = meters.keys.sorted().map {
+                        "\($0)_seconds=\(ExactDecimal.seconds(fromMicroseconds: meters[$0] ?? 0))"
+                    }.joined(separator: " ")
+                    let adjustments = row.amounts.adjustments.keys.sorted().map {
+                        "\($0)=\(row.amounts.adjustments[$0] ?? 0)"
+                    }.joined(separator: " ")
+                    table.add(
+                        row.periodStart.rfc3339, row.periodEnd.rfc3339, row.resource?.description ?? "",
+                        ExactDecimal.seconds(fromMicroseconds: row.amounts.runningMicroseconds), usage, adjustments)
+                }
+                print(table.rendered)
+            })
     }
 }
 
@@ -165,21 +162,18 @@ struct Rollup: ParsableCommand {
         }
         let summary = try ledger.open(now: try parseNow(now))
             .rollUp(graceMicroseconds: graceSeconds * Timestamp.microsecondsPerSecond, batchSize: batchSize)
-        switch ledger.output {
-        case .json:
-            var writer = JSONWriter()
-            writer.object { o in
+        ledger.printResult(
+            json: { o in
                 o.member("watermark", summary.watermark.rfc3339)
                 o.member("previous_watermark", summary.previousWatermark?.rfc3339)
                 o.member("resources_rolled", summary.resourcesRolled)
                 o.member("resource_hours", summary.resourceHours)
-            }
-            print(writer.text)
-        case .table:
-            print(
-                "watermark \(summary.watermark) (was \(summary.previousWatermark?.rfc3339 ?? "none")): "
-                    + "\(summary.resourcesRolled) running resources, \(summary.resourceHours) resource-hours")
-        }
+            },
+            table: {
+                print(
+                    "watermark \(summary.watermark) (was \(summary.previousWatermark?.rfc3339 ?? "none")): "
+                        + "\(summary.resourcesRolled) running resources, \(summary.resourceHours) resource-hours")
+            })
     }
 }
 
@@ -243,10 +237,8 @@ struct Verify: ParsableCommand {
     func run() throws {
         // The structure is checked before any database is opened: a damaged file must not be read.
         let report = try ledger.open(readOnly: true, checkingStructure: true).verify()
-        switch ledger.output {
-        case .json:
-            var writer = JSONWriter()
-            writer.object { o in
+        ledger.printResult(
+            json: { o in
                 o.member("consistent", report.isConsistent)
                 o.member("pages_checked", report.pagesChecked)
                 o.member("resources_checked", report.resourcesChecked)
@@ -255,16 +247,15 @@ struct Verify: ParsableCommand {
                 o.arrayMember("first_differences") { a in
                     for difference in report.differences { a.element(difference) }
                 }
-            }
-            print(writer.text)
-        case .table:
-            print(
-                report.isConsistent
-                    ? "consistent: \(report.pagesChecked) pages, \(report.resourcesChecked) "
-                        + "resources, \(report.eventsReplayed) events replayed"
-                    : "\(report.differenceCount) differences; the first:\n"
-                        + report.differences.map { "  " + $0 }.joined(separator: "\n"))
-        }
+            },
+            table: {
+                print(
+                    report.isConsistent
+                        ? "consistent: \(report.pagesChecked) pages, \(report.resourcesChecked) "
+                            + "resources, \(report.eventsReplayed) events replayed"
+                        : "\(report.differenceCount) differences; the first:\n"
+                            + report.differences.map { "  " + $0 }.joined(separator: "\n"))
+            })
         if !report.isConsistent {
             for difference in report.differences { printError("verify: \(difference)") }
             throw CommandExit(status: .differences)
@@ -282,19 +273,16 @@ struct Rebuild: ParsableCommand {
         if showProgress { writeError("\rrebuilding the projections from the log") }
         let summary = try ledger.open().rebuild()
         if showProgress { writeError("\r\u{1B}[K") }
-        switch ledger.output {
-        case .json:
-            var writer = JSONWriter()
-            writer.object { o in
+        ledger.printResult(
+            json: { o in
                 o.member("resources", summary.resources)
                 o.member("events", summary.events)
                 o.member("hourly_rows", summary.hourlyRows)
-            }
-            print(writer.text)
-        case .table:
-            print(
-                "rebuilt: \(summary.resources) resources, \(summary.events) events, "
-                    + "\(summary.hourlyRows) hourly rows")
-        }
+            },
+            table: {
+                print(
+                    "rebuilt: \(summary.resources) resources, \(summary.events) events, "
+                        + "\(summary.hourlyRows) hourly rows")
+            })
     }
 }

@@ -55,8 +55,8 @@ final class GroupCommit: @unchecked Sendable {
     private var queue: [Request] = []
     private var committing = false
     /// Group transactions committed, and the requests they held, over the ledger handle's life.
-    private(set) var groupsCommitted = 0
-    private(set) var requestsCommitted = 0
+    private var groupsCommitted = 0
+    private var requestsCommitted = 0
 
     init() {
         mutex = .allocate(capacity: 1)
@@ -135,6 +135,13 @@ final class GroupCommit: @unchecked Sendable {
         // 0: an arrival (or a spurious wakeup); anything else (ETIMEDOUT) ends the wait.
         while queue.count < lastConcurrency, arrivals.wait(mutex, until: &deadline) == 0 {}
         gathering = false
+    }
+
+    /// Calls queued and not yet taken by a leader.
+    var queuedCount: Int {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return queue.count
     }
 
     /// Groups committed and requests they held so far.

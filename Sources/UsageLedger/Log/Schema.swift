@@ -227,12 +227,8 @@ enum HourlyKeyCodec: ByteArrayCodec {
     }
 
     static func decode(_ bytes: UnsafeRawBufferPointer) throws(StorageError) -> HourlyKey {
-        do throws(LedgerError) {
-            let parts = try ProjectionFormat.decodeHourlyKey(bytes)
-            return HourlyKey(hour: parts.hour, owner: parts.owner, resource: parts.resource)
-        } catch {
-            throw .malformedRecord(table: "", reason: error.corruptionReason)
-        }
+        let parts = try decodingRecord { () throws(LedgerError) in try ProjectionFormat.decodeHourlyKey(bytes) }
+        return HourlyKey(hour: parts.hour, owner: parts.owner, resource: parts.resource)
     }
 }
 
@@ -392,20 +388,6 @@ extension WriteTransaction {
                 try rawPut(meta.id, keyBytes: key, valueBytes: bytes, mode: mode)
             }
         }
-    }
-
-    /// Stores a key and value already encoded by the table's codecs (keys kept as bytes on hot paths).
-    func putRaw<K, V>(_ table: Table<K, V>, _ key: [UInt8], _ value: [UInt8]) throws(StorageError) {
-        try lendBytes(of: key) { (keyBytes) throws(StorageError) in
-            try lendBytes(of: value) { (valueBytes) throws(StorageError) in
-                _ = try rawPut(table.id, keyBytes: keyBytes, valueBytes: valueBytes)
-            }
-        }
-    }
-
-    /// Deletes a key already encoded by the table's key codec.
-    func deleteRaw<K, V>(_ table: Table<K, V>, _ key: [UInt8]) throws(StorageError) {
-        try lendBytes(of: key) { (keyBytes) throws(StorageError) in _ = try rawDelete(table.id, keyBytes: keyBytes) }
     }
 
     /// Removes a `meta` entry.

@@ -191,19 +191,17 @@ struct OwnerRowChanges {
     /// (Keys stay bytes here: they are built once per change and compared as the B-tree compares them.)
     func apply(to txn: borrowing WriteTransaction, table: Table<OwnerHourKeyCodec, OwnerRowCodec>) throws {
         for (key, change) in changes.sorted(by: { $0.key.bytes.lexicographicallyPrecedes($1.key.bytes) }) {
-            var row =
-                try key.bytes.withUnsafeBytes { bytes throws in
-                    try txn.rawGet(table.id, keyBytes: bytes).map { try OwnerRow(decoding: $0) }
-                } ?? OwnerRow()
+            let encoded = EncodedKey<OwnerHourKeyCodec>(encodedBytes: key.bytes)
+            var row = try txn.get(table, encoded: encoded) ?? OwnerRow()
             try row.add(change)
             if row.rows == 0 {
-                try txn.deleteRaw(table, key.bytes)
+                try txn.delete(table, encoded: encoded)
             } else {
                 guard row.isWellFormed else {
                     throw LedgerError.corrupt(
                         reason: "owner_hourly does not match the hourly rows it sums (run 'usage-ledger verify')")
                 }
-                try txn.putRaw(table, key.bytes, row.encoded())
+                try txn.put(table, encoded: encoded, row)
             }
         }
     }
@@ -250,10 +248,12 @@ extension Ledger {
         var entry = try rows.rawSeek(atLeastBytes: start.bytes)
         while let current = entry {
             if let (key, row) = try sums.add(key: current.key, value: current.value) {
-                try txn.putRaw(schema.ownerHourly, key, row.encoded())
+                try txn.put(schema.ownerHourly, encoded: EncodedKey(encodedBytes: key), row)
             }
             entry = try rows.rawNext()
         }
-        if let (key, row) = sums.finish() { try txn.putRaw(schema.ownerHourly, key, row.encoded()) }
+        if let (key, row) = sums.finish() {
+            try txn.put(schema.ownerHourly, encoded: EncodedKey(encodedBytes: key), row)
+        }
     }
 }

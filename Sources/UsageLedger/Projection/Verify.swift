@@ -88,21 +88,9 @@ extension Ledger {
             case Schema.hourly:
                 try verifyRows(expected, bounds, into: &report, limit: limit, in: txn)
             case Schema.running:
-                let stored = try storedIndex(schema.running, in: txn)
-                if stored != expected.running {
-                    differ(
-                        "running index: \(stored.count) entries stored, the log gives \(expected.running.count) (or "
-                            + "they name other resources)"
-                    )
-                }
+                try verifyIndex(schema.running, "running", expected.running, in: txn, differ: differ)
             case Schema.pending:
-                let stored = try storedIndex(schema.pending, in: txn)
-                if stored != expected.pending {
-                    differ(
-                        "pending index: \(stored.count) entries stored, the log gives \(expected.pending.count) (or "
-                            + "they name other resources)"
-                    )
-                }
+                try verifyIndex(schema.pending, "pending", expected.pending, in: txn, differ: differ)
             case Schema.ownerTotals:
                 if try storedTotals(in: txn) != expected.totals {
                     differ("owner totals: stored totals differ from the sums of running resources' footprints")
@@ -231,6 +219,19 @@ extension Ledger {
             row = try rows.rawNext()
         }
         report.differenceCount += extra - located
+    }
+
+    /// Compares the entries of `running` or `pending` with what the replay gave.
+    private func verifyIndex(
+        _ table: Table<OwnedResourceKeyCodec, BigEndianUInt64>, _ name: String, _ expected: [OwnedResource: UInt64],
+        in txn: borrowing ReadTransaction, differ: (String) -> Void
+    ) throws {
+        let stored = try storedIndex(table, in: txn)
+        if stored != expected {
+            differ(
+                "\(name) index: \(stored.count) entries stored, the log gives \(expected.count) (or they name "
+                    + "other resources)")
+        }
     }
 
     /// The entries of `running` or `pending`.
