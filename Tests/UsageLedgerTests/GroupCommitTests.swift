@@ -94,4 +94,50 @@ struct GroupCommitTests {
         #expect(try tight.statistics().nextSeq == UInt64(successes.withLock { $0 }) + 1)
         #expect(try tight.verify().isConsistent)
     }
+
+    @Test("a group takes the queued calls in order up to 10,000 events, and each call gets its own result")
+    func groupBound() {
+        let groupCommit = GroupCommit()
+        let held = DispatchSemaphore(value: 0)
+        let groups = Locked<[[Int]]>([])
+        // A commit that records each group's call sizes; the first one waits until the others have queued.
+        let commit: @Sendable ([GroupCommit.Request]) -> Result<[AppendResult], LedgerError> = { group in
+            let sizes = group.map(\.prepared.count)
+            let first = groups.withLock { all -> Bool in
+                all.append(sizes)
+                return all.count == 1
+            }
+            if first { held.wait() }
+            return .success(
+                group.map { request in
+                    AppendResult(outcomes: request.prepared.map { _ in .appended(seq: UInt64(request.prepared.count)) })
+                })
+        }
+        @Sendable func request(_ events: Int) -> GroupCommit.Request {
+            let event = started("e")
+            return GroupCommit.Request(
+                prepared: Array(repeating: .success((event, [])), count: events), recordedAt: testNow)
+        }
+        let sizes = [1, 4_000, 4_000, 4_000, 4_000, 15_000]
+        let results = Locked<[Int: Int]>([:])
+        let done = DispatchSemaphore(value: 0)
+        for (index, size) in sizes.enumerated() {
+            Thread {
+                let outcome = groupCommit.submit(request(size), commit: commit)
+                let seq = (try? outcome.get())?.outcomes.first?.seq.map(Int.init) ?? -1
+                let count = (try? outcome.get())?.outcomes.count ?? -1
+                results.withLock { $0[index] = count == size && seq == size ? size : -1 }
+                done.signal()
+            }.start()
+            // Queue them in this order: the first leads and waits in its commit.
+            while index > 0 && groupCommit.queuedCount < index { usleep(100) }
+            if index == 0 { while groups.withLock({ $0.count }) == 0 { usleep(100) } }
+        }
+        held.signal()
+        for _ in sizes { done.wait() }
+        // Two calls of 4,000 fit in a group, a third does not; the call of 15,000 goes alone.
+        #expect(groups.withLock { $0 } == [[1], [4_000, 4_000], [4_000, 4_000], [15_000]])
+        #expect(results.withLock { $0 } == Dictionary(uniqueKeysWithValues: sizes.enumerated().map { ($0, $1) }))
+        #expect(groupCommit.counts == (groups: 4, requests: 6))
+    }
 }

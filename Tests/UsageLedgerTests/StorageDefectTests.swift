@@ -265,3 +265,39 @@ struct RebuildThenVerifyTests {
                 groupByResource: true) == before)
     }
 }
+
+@Suite("Storage layer: transactions")
+struct TransactionTests {
+    struct BodyFailure: Error {}
+
+    @Test("a body's failure and the environment's are told apart, and neither writes anything")
+    func failuresToldApart() throws {
+        let dir = try TemporaryDirectory()
+        let environment = try Environment(path: dir.child("environment"))
+        let table = try Table<BigEndianUInt64, RawBytes>("t", in: environment.openTables(["t"]))
+        do {
+            try environment.write { txn in
+                try txn.put(table, 1, [1])
+                throw BodyFailure()
+            }
+            Issue.record("the body's failure was not thrown")
+        } catch {
+            guard case .body(let failure) = error else { throw error }
+            #expect(failure is BodyFailure)
+        }
+        var nested: TransactionError<StorageError>?
+        try environment.read { (_) throws(StorageError) in
+            do throws(TransactionError<StorageError>) {
+                _ = try environment.write { (txn) throws(StorageError) in try txn.put(table, 2, [2]) }
+            } catch {
+                nested = error
+            }
+        }
+        guard case .storage(.nestedTransaction)? = nested else {
+            Issue.record("a write inside a read was not refused as nested: \(String(describing: nested))")
+            return
+        }
+        #expect(try environment.read { (txn) throws(StorageError) in try txn.get(table, 1) } == nil)
+        #expect(try environment.read { (txn) throws(StorageError) in try txn.get(table, 2) } == nil)
+    }
+}
