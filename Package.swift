@@ -53,7 +53,8 @@ let package = Package(
         ),
         // A child process for the crash tests: appends batches and acknowledges each after commit.
         .executableTarget(
-            name: "ledger-crash-worker", dependencies: ["UsageLedger", "LedgerCore"], path: "Tests/CrashWorker",
+            name: "ledger-crash-worker", dependencies: ["UsageLedger", "LMDBStorage", "LedgerCore"],
+            path: "Tests/CrashWorker",
             swiftSettings: strict),
         // Fuzz targets for the event decoder and the stored-record decoders (`make fuzz`); built normally
         // they replay a corpus, which the tests do with the seeds under Tests/Fuzz/Corpus.

@@ -79,16 +79,11 @@ public final class Ledger: Sendable {
                 throw .formatTooNew(found: found, supported: StorageFormat.currentVersion)
             }
             if found < StorageFormat.currentVersion {
-                // Format 1 had the log only; 2 materialized rows on append; 3 in rollup; 4 adds owner_hourly.
-                // Projections are derived from the log (and owner_hourly from the rows), so a rebuild upgrades them.
                 guard !options.readOnly else {
                     throw .cannotOpen(
                         path: path, reason: "on-disk format \(found) must be upgraded; open it once for writing")
                 }
-                let current = StorageFormat.currentVersion
-                logger.notice("upgrading the on-disk format from \(found) to \(current) by rebuilding the projections")
-                _ = try rebuild()
-                try stampFormat(StorageFormat.currentVersion, replacing: true)
+                try upgrade(from: found)
             }
             return
         }

@@ -4,9 +4,11 @@
 //
 //   ledger-crash-worker append DB FIRST COUNT SIZE   appends batches FIRST..<FIRST+COUNT, "ack B SEQ,SEQ,..." each
 //   ledger-crash-worker retry  DB FIRST COUNT SIZE   appends them again, "retry B APPENDED DUPLICATES" each
+//   ledger-crash-worker hold-read DB                 says "reading" inside a read transaction and waits to be killed
 #if canImport(Glibc)
 import Glibc
 #endif
+import LMDBStorage
 import LedgerCore
 import UsageLedger
 
@@ -46,6 +48,21 @@ func say(_ line: String) {
 }
 
 let arguments = CommandLine.arguments
+if arguments.count == 3, arguments[1] == "hold-read" {
+    // A reader that a kill leaves behind in the lock file, whatever the size of the ledger.
+    do {
+        var options = EnvironmentOptions()
+        options.readOnly = true
+        let environment = try Environment(path: arguments[2], options: options)
+        try environment.read { (_) throws(StorageError) in
+            say("reading")
+            while true { pause() }
+        }
+    } catch {
+        say("error \(error)")
+        exit(1)
+    }
+}
 guard arguments.count == 6, let first = Int(arguments[3]), let count = Int(arguments[4]), let size = Int(arguments[5])
 else {
     say("usage: ledger-crash-worker append|retry DB FIRST COUNT SIZE")

@@ -7,7 +7,7 @@ import LMDBStorage
 private var killRounds: Int { ProcessInfo.processInfo.environment["USAGE_LEDGER_KILL_ROUNDS"].flatMap(Int.init) ?? 12 }
 
 /// The crash worker built beside the test bundle (`Tests/CrashWorker`).
-private var workerPath: String {
+var workerPath: String {
     URL(fileURLWithPath: cliPath).deletingLastPathComponent().appendingPathComponent("ledger-crash-worker").path
 }
 

@@ -45,7 +45,7 @@ public struct CompactionSummary: Sendable, Equatable {
     public var pruned: [EventKind: [PruneRule: Int]] = [:]
     /// Beginning events before the horizon kept because their resource still runs.
     public var openingEventsKept = 0
-    /// Hourly snapshot rows dropped by snapshot retention.
+    /// Resource-hours of snapshots dropped by snapshot retention (rows, and steady hours of spans).
     public var snapshotsDropped = 0
     /// Snapshots before this instant are dropped.
     public var snapshotsRetainedFrom: Timestamp
@@ -285,6 +285,16 @@ extension Ledger {
                     count += 1
                     entry = try cursor.rawNext()
                 }
+                let spans = try txn.cursor(schema.steady)
+                var span = try spans.first()
+                while let current = span {
+                    let end = current.key.start + current.value.hours * Timestamp.microsecondsPerHour
+                    if current.key.start < before.microseconds {
+                        count += Int(
+                            (min(end, before.microseconds) - current.key.start) / Timestamp.microsecondsPerHour)
+                    }
+                    span = try spans.next()
+                }
                 return count
             }
         }
@@ -303,8 +313,38 @@ extension Ledger {
                 return (rows, owners)
             }
             total += dropped
-            if dropped < 10_000 && ownersDropped < 10_000 { return total }
+            if dropped < 10_000 && ownersDropped < 10_000 { break }
         }
+        return total + (try write { txn in try self.cutSpans(before: before, in: txn) })
+    }
+
+    /// Drops the steady hours before `before`: spans that end by then go, spans that cross it keep the part
+    /// from it on. Spans are keyed by resource, so this walks them (one entry per steady stretch, not per
+    /// hour) and rewrites only those that start before `before`. Returns the steady hours dropped.
+    private func cutSpans(before: Timestamp, in txn: borrowing WriteTransaction) throws -> Int {
+        var dropped = 0
+        var kept: [(SteadySpanKey, Int64, Meters)] = []
+        let cursor = try txn.writeCursor(schema.steady)
+        var entry = try cursor.reading.rawFirst()
+        while let current = entry {
+            let key = try cursor.reading.key(of: current)
+            guard key.start < before.microseconds else {
+                entry = try cursor.reading.rawNext()
+                continue
+            }
+            let value = try cursor.reading.value(of: current)
+            let end = key.start + value.hours * Timestamp.microsecondsPerHour
+            dropped += Int((min(end, before.microseconds) - key.start) / Timestamp.microsecondsPerHour)
+            if end > before.microseconds {
+                var moved = key
+                moved.start = before.microseconds
+                kept.append((moved, (end - before.microseconds) / Timestamp.microsecondsPerHour, value.footprint))
+            }
+            try cursor.deleteCurrent()
+            entry = try cursor.reading.rawSeek(atLeast: key)
+        }
+        for (key, hours, footprint) in kept { try txn.put(schema.steady, key, (hours, footprint)) }
+        return dropped
     }
 
     /// Deletes a table's first entries while `isOld` holds for their key, at most `limit`; returns how many.

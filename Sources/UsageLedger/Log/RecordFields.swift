@@ -57,4 +57,52 @@ enum RecordFields {
         let high = try reader.readBigEndianUInt64(), low = try reader.readBigEndianUInt64()
         return Int128(bitPattern: UInt128(high) << 64 | UInt128(low))
     }
+
+    /// A signed 128-bit integer in its smallest exact encoding: zigzag, then LEB128 (1 byte up to ±63, 5
+    /// bytes for an hour of microseconds, 19 at most).
+    static func writeCompact128(_ value: Int128, into writer: inout ByteWriter) {
+        var bits = UInt128(bitPattern: (value << 1) ^ (value >> 127))
+        while bits >= 0x80 {
+            writer.write(UInt8(truncatingIfNeeded: bits) | 0x80)
+            bits >>= 7
+        }
+        writer.write(UInt8(bits))
+    }
+
+    /// Reads what `writeCompact128` wrote; refuses an encoding longer than 128 bits.
+    static func readCompact128(_ reader: inout ByteReader) throws(ByteReader.Malformed) -> Int128 {
+        var bits: UInt128 = 0
+        var shift: UInt128 = 0
+        while true {
+            let offset = reader.offset
+            let byte = try reader.readByte()
+            guard shift < 128, shift < 126 || byte & 0x7F <= 0x03 else {
+                throw ByteReader.Malformed(offset: offset, expected: "a 128-bit varint")
+            }
+            bits |= UInt128(byte & 0x7F) << shift
+            if byte & 0x80 == 0 { break }
+            shift += 7
+        }
+        return Int128(bitPattern: bits >> 1) ^ (0 - Int128(bitPattern: bits & 1))
+    }
+
+    /// Named sums as `varint n, n × (str name, compact128)`, names sorted (rows and owner sums, format 5).
+    static func writeCompactAmounts(_ amounts: [String: Int128], into writer: inout ByteWriter) {
+        writer.writeVarint(UInt64(amounts.count))
+        for name in amounts.keys.sorted() {
+            writer.writeString(name)
+            writeCompact128(amounts[name] ?? 0, into: &writer)
+        }
+    }
+
+    /// Reads what `writeCompactAmounts` wrote.
+    static func readCompactAmounts(_ reader: inout ByteReader) throws(ByteReader.Malformed) -> [String: Int128] {
+        let count = try reader.readVarint()
+        guard count <= UInt64(reader.remaining) else {
+            throw ByteReader.Malformed(offset: reader.offset, expected: "amounts")
+        }
+        var amounts: [String: Int128] = [:]
+        for _ in 0..<count { amounts[try reader.readString()] = try readCompact128(&reader) }
+        return amounts
+    }
 }

@@ -21,7 +21,9 @@ enum RebuildRule: Sendable {
     /// Entries of hours at or after the compaction horizon are replaced; earlier hours are sealed (their
     /// events are gone, the rows are what survives compaction).
     case refillFromHorizon
-    /// Recomputed from the `hourly` rows once they are rebuilt.
+    /// Spans are cut at the compaction horizon: the part before it is sealed, the rest is refilled.
+    case cutAtHorizon
+    /// Recomputed from the `hourly` rows and `steady` spans once they are rebuilt.
     case recomputeFromRows
 }
 
@@ -57,11 +59,14 @@ struct Schema: Sendable {
     static let pending = TableDeclaration(name: "pending", role: .projection, recordVersion: nil, rebuild: .refill)
     static let ownerHourly = TableDeclaration(
         name: "owner_hourly", role: .projection, recordVersion: OwnerRow.version, rebuild: .recomputeFromRows)
+    /// Steady hours (a whole hour running with one footprint, no event): spans instead of rows (format 5).
+    static let steady = TableDeclaration(
+        name: "steady", role: .projection, recordVersion: SteadySpan.version, rebuild: .cutAtHorizon)
 
     /// Every table, in the order `docs/format.md` lists them.
     static let declarations = [
         meta, events, eventIDs, resources, timeline, resourceState, running, ownerTotals, hourly, compactionBase,
-        pending, ownerHourly,
+        pending, ownerHourly, steady,
     ]
 
     let meta: Table<UTF8Text, RawBytes>
@@ -76,6 +81,7 @@ struct Schema: Sendable {
     let compactionBase: Table<BigEndianUInt64, CompactionBaseCodec>
     let pending: Table<OwnedResourceKeyCodec, BigEndianUInt64>
     let ownerHourly: Table<OwnerHourKeyCodec, OwnerRowCodec>
+    let steady: Table<SteadySpanKeyCodec, SteadySpanValueCodec>
     /// Every table's identity, by declaration.
     let identities: [TableDeclaration: TableID]
 
@@ -93,6 +99,7 @@ struct Schema: Sendable {
         compactionBase = try Table(Self.compactionBase.name, in: opened)
         pending = try Table(Self.pending.name, in: opened)
         ownerHourly = try Table(Self.ownerHourly.name, in: opened)
+        steady = try Table(Self.steady.name, in: opened)
         var identities: [TableDeclaration: TableID] = [:]
         for declaration in Self.declarations {
             guard let id = opened[declaration.name] else { throw .tableMissing(declaration.name) }
@@ -302,7 +309,7 @@ enum OwnerTotalsCodec: ByteArrayCodec {
     }
 }
 
-/// An `hourly` value: one resource-hour's usage (row version 1).
+/// An `hourly` value: one resource-hour's usage (row version 2; version 1 is read during an upgrade).
 enum UsageAmountsCodec: ByteArrayCodec {
     static func encode(_ amounts: UsageAmounts) -> [UInt8] { ProjectionFormat.encode(amounts) }
     static func decode(_ bytes: UnsafeRawBufferPointer) throws(StorageError) -> UsageAmounts {
@@ -318,7 +325,7 @@ enum CompactionBaseCodec: ByteArrayCodec {
     }
 }
 
-/// An `owner_hourly` value (owner row version 1).
+/// An `owner_hourly` value (owner row version 2; version 1 is read during an upgrade).
 enum OwnerRowCodec: ByteArrayCodec {
     static func encode(_ row: OwnerRow) -> [UInt8] { row.encoded() }
     static func decode(_ bytes: UnsafeRawBufferPointer) throws(StorageError) -> OwnerRow {

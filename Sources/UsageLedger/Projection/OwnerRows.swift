@@ -18,7 +18,15 @@ struct OwnerRow: Equatable {
         var sum: Int128
     }
 
-    static let version: UInt8 = 1
+    static let version: UInt8 = 2
+
+    /// One steady hour of a resource with `footprint` (`sign` -1: its removal): one row's worth, derived
+    /// from the span.
+    static func steadyHour(_ footprint: Meters, sign: Int64 = 1) throws(LedgerError) -> OwnerRow {
+        var row = OwnerRow()
+        try row.add(try SteadySpan.hourAmounts(footprint), sign: sign)
+        return row
+    }
 
     /// Adds (`sign` 1) or removes (`sign` -1) one `hourly` row.
     mutating func add(_ row: UsageAmounts, sign: Int64) throws(LedgerError) {
@@ -94,10 +102,13 @@ struct OwnerRow: Equatable {
     // MARK: Encoding
 
     /// `owner_hourly` key: hour start (8, ordered), then the owner's UTF-8 (which holds no NUL).
-    static func key(hour: Int64, owner: String) -> [UInt8] {
-        var writer = ByteWriter(capacity: 8 + owner.utf8.count)
+    static func key(hour: Int64, owner: String) -> [UInt8] { key(hourBytes: hour, ownerBytes: Array(owner.utf8)) }
+
+    /// `owner_hourly` key of an owner given as its UTF-8 bytes.
+    static func key(hourBytes hour: Int64, ownerBytes owner: [UInt8]) -> [UInt8] {
+        var writer = ByteWriter(capacity: 8 + owner.count)
         writer.writeOrdered(hour)
-        writer.write(contentsOf: owner.utf8)
+        writer.write(contentsOf: owner)
         return writer.bytes
     }
 
@@ -117,20 +128,20 @@ struct OwnerRow: Equatable {
         return "\(decoded.owner) hour \(Timestamp(microseconds: decoded.hour))"
     }
 
-    /// `u8 version, varint rows, i128 running, meters, adjustments`, each set as `varint n, n × (str name,
-    /// varint count, i128 sum)`, names sorted.
+    /// `u8 version = 2, varint rows, compact128 running, meters, adjustments`, each set as `varint n,
+    /// n × (str name, varint count, compact128 sum)`, names sorted.
     func encoded() -> [UInt8] {
-        var writer = ByteWriter(capacity: 64)
+        var writer = ByteWriter(capacity: 48)
         writer.write(Self.version)
         writer.writeVarint(UInt64(max(0, rows)))
-        RecordFields.writeSigned128(running, into: &writer)
+        RecordFields.writeCompact128(running, into: &writer)
         for entries in [meters, adjustments] {
             writer.writeVarint(UInt64(entries.count))
             for name in entries.keys.sorted() {
                 guard let entry = entries[name] else { continue }
                 writer.writeString(name)
                 writer.writeVarint(UInt64(max(0, entry.count)))
-                RecordFields.writeSigned128(entry.sum, into: &writer)
+                RecordFields.writeCompact128(entry.sum, into: &writer)
             }
         }
         return writer.bytes
@@ -138,14 +149,19 @@ struct OwnerRow: Equatable {
 
     init() {}
 
+    /// Decodes version 2, or version 1 (format 4: sums as 16-byte big-endian integers) during an upgrade.
     init(decoding bytes: UnsafeRawBufferPointer) throws(LedgerError) {
         var reader = ByteReader(bytes)
         do throws(ByteReader.Malformed) {
-            guard try reader.readByte() == Self.version else {
+            let version = try reader.readByte()
+            guard version == Self.version || version == 1 else {
                 throw ByteReader.Malformed(offset: 0, expected: "owner row version \(Self.version)")
             }
+            func sum(_ reader: inout ByteReader) throws(ByteReader.Malformed) -> Int128 {
+                version == 1 ? try RecordFields.readSigned128(&reader) : try RecordFields.readCompact128(&reader)
+            }
             rows = Int64(clamping: try reader.readVarint())
-            running = try RecordFields.readSigned128(&reader)
+            running = try sum(&reader)
             for set in 0..<2 {
                 let count = try reader.readVarint()
                 guard count <= UInt64(reader.remaining) else {
@@ -155,7 +171,7 @@ struct OwnerRow: Equatable {
                 for _ in 0..<count {
                     let name = try reader.readString()
                     let carried = Int64(clamping: try reader.readVarint())
-                    entries[name] = Entry(count: carried, sum: try RecordFields.readSigned128(&reader))
+                    entries[name] = Entry(count: carried, sum: try sum(&reader))
                 }
                 if set == 0 { meters = entries } else { adjustments = entries }
             }
@@ -171,9 +187,14 @@ struct OwnerRow: Equatable {
 }
 
 /// Changes to `owner_hourly` gathered in one write transaction and applied once per entry at its end: a
-/// rollup writes thousands of rows of the same few owners and hours.
+/// rollup writes thousands of rows and spans of the same few owners and hours.
 struct OwnerRowChanges {
     private var changes: [ByteKey: OwnerRow] = [:]
+    /// Per owner (its UTF-8), changes of the steady rate by hour: a span adds its hour's row at its start
+    /// and removes it at its end, so a month-long span costs two entries here, not 720.
+    private var rateChanges: [ByteKey: [Int64: OwnerRow]] = [:]
+    /// Per footprint, one steady hour's sum (spans repeat a few footprints).
+    private var steadyHours: [Meters: OwnerRow] = [:]
 
     /// Records that the `hourly` row of `owner` in `hour` went from `old` to `new` (nil: absent).
     mutating func record(hour: Int64, owner: String, from old: UsageAmounts?, to new: UsageAmounts?) throws(LedgerError)
@@ -186,11 +207,49 @@ struct OwnerRowChanges {
         changes[key] = change
     }
 
+    /// Records that a span's hours were added (`sign` 1) or removed (`sign` -1) for a resource of `owner`.
+    mutating func record(span: SteadySpan, owner: String, sign: Int64) throws(LedgerError) {
+        guard span.start < span.end else { return }
+        let steady: OwnerRow
+        if let known = steadyHours[span.footprint] {
+            steady = known
+        } else {
+            steady = try OwnerRow.steadyHour(span.footprint)
+            steadyHours[span.footprint] = steady
+        }
+        var rate = OwnerRow(), stop = OwnerRow()
+        try rate.add(steady, times: sign)
+        try stop.add(steady, times: -sign)
+        let ownerKey = ByteKey(Array(owner.utf8))
+        try rateChanges[ownerKey, default: [:]][span.start, default: OwnerRow()].add(rate)
+        try rateChanges[ownerKey, default: [:]][span.end, default: OwnerRow()].add(stop)
+    }
+
+    /// Turns the rate changes into changes of each owner-hour they cover.
+    private func allChanges() throws(LedgerError) -> [ByteKey: OwnerRow] {
+        var all = changes
+        for (owner, points) in rateChanges {
+            let hours = points.keys.sorted()
+            guard var hour = hours.first, let last = hours.last else { continue }
+            var rate = OwnerRow()
+            let name = String(decoding: owner.bytes, as: UTF8.self)
+            while hour < last {
+                if let change = points[hour] { try rate.add(change) }
+                if rate != OwnerRow() {
+                    try all[ByteKey(OwnerRow.key(hour: hour, owner: name)), default: OwnerRow()].add(rate)
+                }
+                hour += Timestamp.microsecondsPerHour
+            }
+        }
+        return all
+    }
+
     /// Applies the changes to the stored entries, in key order: B-tree pages then fill in order, and the
     /// file's layout does not depend on a dictionary's per-process order.
     /// (Keys stay bytes here: they are built once per change and compared as the B-tree compares them.)
     func apply(to txn: borrowing WriteTransaction, table: Table<OwnerHourKeyCodec, OwnerRowCodec>) throws {
-        for (key, change) in changes.sorted(by: { $0.key.bytes.lexicographicallyPrecedes($1.key.bytes) }) {
+        for (key, change) in try allChanges().sorted(by: { $0.key.bytes.lexicographicallyPrecedes($1.key.bytes) }) {
+            if change == OwnerRow() { continue }
             let encoded = EncodedKey<OwnerHourKeyCodec>(encodedBytes: key.bytes)
             var row = try txn.get(table, encoded: encoded) ?? OwnerRow()
             try row.add(change)
@@ -207,52 +266,133 @@ struct OwnerRowChanges {
     }
 }
 
-/// Sums `hourly` rows, fed in key order, into one `OwnerRow` per owner-hour (an owner's rows of one hour
-/// are adjacent in `hourly`).
-struct OwnerRowSums {
-    private var current: (key: [UInt8], row: OwnerRow)?
-
-    /// Adds one `hourly` entry; returns the previous owner-hour's sum when this entry begins another.
-    mutating func add(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws(LedgerError) -> (
-        key: [UInt8], row: OwnerRow
-    )? {
-        let ownerKey = try OwnerRow.key(ofHourlyKey: key)
-        var finished: (key: [UInt8], row: OwnerRow)?
-        if let current, current.key != ownerKey {
-            finished = current
-            self.current = nil
+extension OwnerRow {
+    /// Adds `other` `times` times (1 or -1 in use).
+    mutating func add(_ other: OwnerRow, times: Int64) throws(LedgerError) {
+        guard times != 0 else { return }
+        if times > 0 {
+            for _ in 0..<times { try add(other) }
+            return
         }
-        var sum = current ?? (ownerKey, OwnerRow())
-        current = nil
-        try sum.row.add(try ProjectionFormat.decodeRow(value), sign: 1)
-        current = sum
-        return finished
+        // A removal: subtract each part, checked (a damaged sum could be the one value without a negation).
+        var removal = OwnerRow()
+        removal.rows = 0 - other.rows
+        removal.running = try Self.negate(other.running)
+        for (name, entry) in other.meters {
+            removal.meters[name] = Entry(count: 0 - entry.count, sum: try Self.negate(entry.sum))
+        }
+        for (name, entry) in other.adjustments {
+            removal.adjustments[name] = Entry(count: 0 - entry.count, sum: try Self.negate(entry.sum))
+        }
+        for _ in 0..<(0 - times) { try add(removal) }
     }
 
-    /// The last owner-hour's sum, once every row has been added.
-    mutating func finish() -> (key: [UInt8], row: OwnerRow)? {
-        defer { current = nil }
-        return current
+    private static func negate(_ value: Int128) throws(LedgerError) -> Int128 {
+        let (negated, overflow) = Int128(0).subtractingReportingOverflow(value)
+        guard !overflow else {
+            throw LedgerError.overflow(field: "running_seconds", reason: "the sum exceeds 128 bits")
+        }
+        return negated
+    }
+}
+
+/// Every owner-hour's sum of the stored rows and spans, in `owner_hourly` key order (hour, then owner):
+/// rows are read in key order, spans become rate changes swept hour by hour, so memory holds the spans'
+/// start and end points and one hour's owners, never every owner-hour.
+struct StoredOwnerRows {
+    private var points: [(hour: Int64, owner: Int32, rate: Int32, sign: Int8)] = []
+    private var owners: [[UInt8]] = []
+    private var rates: [OwnerRow] = []
+    private let from: Int64
+
+    /// Reads every span of `steady` (clipped to hours at or after `from`).
+    init(from: Int64, ledger: Ledger, in txn: borrowing some ReadableTransaction & ~Copyable) throws {
+        self.from = from
+        var ownerNumbers: [ByteKey: Int32] = [:]
+        var rateNumbers: [Meters: Int32] = [:]
+        let cursor = try txn.cursor(ledger.schema.steady)
+        var entry = try cursor.rawFirst()
+        while let current = entry {
+            let key = try cursor.key(of: current)
+            let value = try cursor.value(of: current)
+            let span = SteadySpan(
+                start: key.start, end: key.start + value.hours * Timestamp.microsecondsPerHour,
+                footprint: value.footprint)
+            entry = try cursor.rawNext()
+            guard let clipped = span.clipped(from: from, until: Int64.max) else { continue }
+            let ownerBytes = ByteKey(Array(key.owner.utf8))
+            let owner = ownerNumbers[ownerBytes] ?? Int32(owners.count)
+            if owner == Int32(owners.count) {
+                owners.append(ownerBytes.bytes)
+                ownerNumbers[ownerBytes] = owner
+            }
+            let rate = rateNumbers[span.footprint] ?? Int32(rates.count)
+            if rate == Int32(rates.count) {
+                rates.append(try OwnerRow.steadyHour(span.footprint))
+                rateNumbers[span.footprint] = rate
+            }
+            points.append((clipped.start, owner, rate, 1))
+            points.append((clipped.end, owner, rate, -1))
+        }
+        points.sort { $0.hour < $1.hour }
+    }
+
+    /// Calls `visit` with every owner-hour's key and sum, in key order.
+    func forEach(
+        ledger: Ledger, in txn: borrowing some ReadableTransaction & ~Copyable,
+        _ visit: ([UInt8], OwnerRow) throws -> Void
+    ) throws {
+        var start = ByteWriter(capacity: 8)
+        start.writeOrdered(from)
+        let rows = try txn.cursor(ledger.schema.hourly)
+        var row = try rows.rawSeek(atLeastBytes: start.bytes)
+        var steady: [Int32: OwnerRow] = [:]
+        var next = 0
+        var hour = Int64.min
+        while true {
+            // The next hour with something in it: a row, a rate change, or any hour while spans run.
+            let rowHour = try row.map { current throws(LedgerError) -> Int64 in
+                guard let hour = ProjectionFormat.hour(ofHourlyKey: current.key) else {
+                    throw .corrupt(reason: "an hourly key is too short")
+                }
+                return hour
+            }
+            var candidates = [rowHour, next < points.count ? points[next].hour : nil].compactMap { $0 }
+            if !steady.isEmpty { candidates.append(hour + Timestamp.microsecondsPerHour) }
+            guard let nextHour = candidates.min() else { return }
+            hour = nextHour
+            while next < points.count, points[next].hour <= hour {
+                let point = points[next]
+                try steady[point.owner, default: OwnerRow()].add(rates[Int(point.rate)], times: Int64(point.sign))
+                if steady[point.owner] == OwnerRow() { steady[point.owner] = nil }
+                next += 1
+            }
+            var sums: [ByteKey: OwnerRow] = [:]
+            for (owner, rate) in steady {
+                sums[ByteKey(OwnerRow.key(hourBytes: hour, ownerBytes: owners[Int(owner)]))] = rate
+            }
+            while let current = row, ProjectionFormat.hour(ofHourlyKey: current.key) == hour {
+                let key = try OwnerRow.key(ofHourlyKey: current.key)
+                try sums[ByteKey(key), default: OwnerRow()].add(try ProjectionFormat.decodeRow(current.value), sign: 1)
+                row = try rows.rawNext()
+            }
+            for (key, sum) in sums.sorted(by: { $0.key.bytes.lexicographicallyPrecedes($1.key.bytes) }) {
+                try visit(key.bytes, sum)
+            }
+        }
     }
 }
 
 extension Ledger {
-    /// Rewrites `owner_hourly` from the stored `hourly` rows at or after `from` (rebuild, and with it upgrades).
+    /// Rewrites `owner_hourly` from the stored `hourly` rows and `steady` spans at or after `from` (rebuild,
+    /// and with it upgrades).
     func rewriteOwnerRows(from: Timestamp, in txn: borrowing WriteTransaction) throws {
         var start = ByteWriter(capacity: 8)
         start.writeOrdered(from.microseconds)
         let stale = try txn.writeCursor(schema.ownerHourly)
         while try stale.reading.rawSeek(atLeastBytes: start.bytes) != nil { try stale.deleteCurrent() }
-        var sums = OwnerRowSums()
-        let rows = try txn.cursor(schema.hourly)
-        var entry = try rows.rawSeek(atLeastBytes: start.bytes)
-        while let current = entry {
-            if let (key, row) = try sums.add(key: current.key, value: current.value) {
-                try txn.put(schema.ownerHourly, encoded: EncodedKey(encodedBytes: key), row)
-            }
-            entry = try rows.rawNext()
-        }
-        if let (key, row) = sums.finish() {
+        let stored = try StoredOwnerRows(from: from.microseconds, ledger: self, in: txn)
+        try stored.forEach(ledger: self, in: txn) { key, row in
             try txn.put(schema.ownerHourly, encoded: EncodedKey(encodedBytes: key), row)
         }
     }

@@ -165,27 +165,36 @@ enum ProjectionFormat {
 
     // MARK: - Hourly rows
 
-    static let rowVersion: UInt8 = 1
+    /// Row version 2 (format 5): sums in their smallest exact encoding. Version 1 (format 4) held 16-byte
+    /// sums; it is read only while an upgrade rewrites it.
+    static let rowVersion: UInt8 = 2
 
     static func encode(_ amounts: UsageAmounts) -> [UInt8] {
-        var writer = ByteWriter(capacity: 64)
+        var writer = ByteWriter(capacity: 32)
         writer.write(rowVersion)
-        RecordFields.writeSigned128(amounts.runningMicroseconds, into: &writer)
-        RecordFields.writeAmounts(amounts.meterMicroseconds, into: &writer)
-        RecordFields.writeAmounts(amounts.adjustments, into: &writer)
+        RecordFields.writeCompact128(amounts.runningMicroseconds, into: &writer)
+        RecordFields.writeCompactAmounts(amounts.meterMicroseconds, into: &writer)
+        RecordFields.writeCompactAmounts(amounts.adjustments, into: &writer)
         return writer.bytes
     }
 
     static func decodeRow(_ bytes: UnsafeRawBufferPointer) throws(LedgerError) -> UsageAmounts {
         var reader = ByteReader(bytes)
         do throws(ByteReader.Malformed) {
-            guard try reader.readByte() == rowVersion else {
+            let version = try reader.readByte()
+            var amounts = UsageAmounts()
+            switch version {
+            case rowVersion:
+                amounts.runningMicroseconds = try RecordFields.readCompact128(&reader)
+                amounts.meterMicroseconds = try RecordFields.readCompactAmounts(&reader)
+                amounts.adjustments = try RecordFields.readCompactAmounts(&reader)
+            case 1:
+                amounts.runningMicroseconds = try RecordFields.readSigned128(&reader)
+                amounts.meterMicroseconds = try RecordFields.readAmounts(&reader)
+                amounts.adjustments = try RecordFields.readAmounts(&reader)
+            default:
                 throw ByteReader.Malformed(offset: 0, expected: "row version \(rowVersion)")
             }
-            var amounts = UsageAmounts()
-            amounts.runningMicroseconds = try RecordFields.readSigned128(&reader)
-            amounts.meterMicroseconds = try RecordFields.readAmounts(&reader)
-            amounts.adjustments = try RecordFields.readAmounts(&reader)
             guard reader.remaining == 0 else {
                 throw ByteReader.Malformed(offset: reader.offset, expected: "the end of the row")
             }

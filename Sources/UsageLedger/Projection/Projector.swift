@@ -94,9 +94,9 @@ extension Ledger {
         return event.kind == .stopped && unmatched > 0
     }
 
-    /// An event before the checkpoint: rewrite the resource's rows from the event's hour up to the
-    /// checkpoint, from the timeline with and without it. Returns the new state, checkpoint unchanged in
-    /// time but with the run state the new timeline gives there.
+    /// An event before the checkpoint: rewrite the resource's rows and spans from the event's hour up to
+    /// the checkpoint, from the timeline with it. Returns the new state, checkpoint unchanged in time but
+    /// with the run state the new timeline gives there.
     private func rewriteMaterialized(
         resourceNumber: UInt64, before: ResourceState, insertedAt t: Timestamp, excludingSeq seq: UInt64,
         ownerRows: inout OwnerRowChanges, in txn: borrowing WriteTransaction
@@ -104,22 +104,27 @@ extension Ledger {
         let entries = try timeline(resourceNumber: resourceNumber, in: txn)
         let base = try compactionBase(resourceNumber: resourceNumber, in: txn)
         var state = before
-        let old = try Fold.replay(
-            entries.filter { $0.seq != seq }, resource: state.resource, owner: state.owner, base: base)
         let new = try Fold.replay(entries, resource: state.resource, owner: state.owner, base: base)
         let from = t.hourFloor, until = state.accruedUntil
-        let newRows = try Fold.hourly(new, from: from, until: until)
-        for hour in try Fold.hourly(old, from: from, until: until).keys where newRows[hour] == nil {
+        // Rows exist only in hours with an event, and the old timeline's events are all in the new one.
+        let eventHours = FoldResult.eventHours(entries, from: from, until: until)
+        let rewritten = try Materialization(new, eventHours: eventHours, from: from, until: until)
+        for hour in eventHours.sorted() {
             let key = EncodedKey<HourlyKeyCodec>(HourlyKey(hour: hour, owner: state.owner, resource: state.resource))
             let stored = try txn.get(schema.hourly, encoded: key)
-            try txn.delete(schema.hourly, encoded: key)
-            try ownerRows.record(hour: hour, owner: state.owner, from: stored, to: nil)
+            let row = rewritten.rows[hour]
+            if let row {
+                try txn.put(schema.hourly, encoded: key, row)
+            } else if stored != nil {
+                try txn.delete(schema.hourly, encoded: key)
+            }
+            try ownerRows.record(hour: hour, owner: state.owner, from: stored, to: row)
         }
-        for (hour, amounts) in newRows {
-            let key = EncodedKey<HourlyKeyCodec>(HourlyKey(hour: hour, owner: state.owner, resource: state.resource))
-            let stored = try txn.get(schema.hourly, encoded: key)
-            try txn.put(schema.hourly, encoded: key, amounts)
-            try ownerRows.record(hour: hour, owner: state.owner, from: stored, to: amounts)
+        try removeSpans(
+            owner: state.owner, resource: state.resource, from: from.microseconds, until: until.microseconds,
+            ownerRows: &ownerRows, in: txn)
+        for span in rewritten.spans {
+            try putSpan(span, owner: state.owner, resource: state.resource, ownerRows: &ownerRows, in: txn)
         }
         state = new.state
         state.accruedUntil = until
@@ -127,28 +132,28 @@ extension Ledger {
         return state
     }
 
-    /// Writes a resource's hourly rows from its checkpoint up to `target` and moves the checkpoint there;
-    /// keeps it in `pending` while it has events at or after `target`. Returns the resource-hours written.
+    /// Writes a resource's hourly rows and steady spans from its checkpoint up to `target` and moves the
+    /// checkpoint there; keeps it in `pending` while it has events at or after `target`. Returns the records
+    /// written and the resource-hours they cover.
     func materialize(
         resourceNumber: UInt64, state: inout ResourceState, until target: Timestamp,
         ownerRows: inout OwnerRowChanges, in txn: borrowing WriteTransaction
-    ) throws -> Int {
-        guard state.accruedUntil < target else { return 0 }
+    ) throws -> (records: Int, resourceHours: Int) {
+        guard state.accruedUntil < target else { return (0, 0) }
         let from = state.accruedUntil
         let entries = try timeline(resourceNumber: resourceNumber, from: from, in: txn)
         let fold = Fold.continuing(
             from: from, running: state.checkpointRunning, footprint: state.checkpointFootprint, entries: entries)
-        let rows = try Fold.hourly(fold, from: from, until: target)
-        for (hour, amounts) in rows {
-            try addToRow(
-                hour: hour, owner: state.owner, resource: state.resource, amounts, ownerRows: &ownerRows, in: txn)
-        }
+        let materialization = try Materialization(
+            fold, eventHours: FoldResult.eventHours(entries, from: from, until: target), from: from, until: target)
+        let written = try store(
+            materialization, owner: state.owner, resource: state.resource, ownerRows: &ownerRows, in: txn)
         state.accruedUntil = target
         (state.checkpointRunning, state.checkpointFootprint) = Fold.checkpoint(fold, at: target)
         if !entries.contains(where: { $0.occurredAt >= target }) {
             try txn.delete(schema.pending, OwnedResource(owner: state.owner, resource: state.resource))
         }
-        return rows.count
+        return written
     }
 
     /// Adds `amounts` to one hourly row, creating it when missing.

@@ -171,11 +171,18 @@ extension Ledger {
         guard let (owner, unmaterialized) = try unmaterializedResources(query, span, in: txn) else { return [:] }
         try checkRetention(query, span, in: txn)
         var buckets: [BucketKey: UsageAmounts] = [:]
+        // Steady spans of the subject, needed unless owner_hourly answers (an owner's ungrouped whole hours).
+        let ungroupedOwner = {
+            if case .owner = query.subject { return !query.groupByResource } else { return false }
+        }()
+        let steady = ungroupedOwner && span.edges.isEmpty ? [] : try subjectSpans(query.subject, owner: owner, in: txn)
         if span.firstWhole <= span.lastWhole {
             try addWholeHours(query, span, owner: owner, to: &buckets, in: txn)
+            if !ungroupedOwner { try addSteadyHours(steady, query, span, to: &buckets) }
             try addUnmaterialized(unmaterialized, query, span, to: &buckets, in: txn)
         }
-        try addPartialHours(query, span, owner: owner, unmaterialized: unmaterialized, to: &buckets, in: txn)
+        try addPartialHours(
+            query, span, owner: owner, unmaterialized: unmaterialized, steady: steady, to: &buckets, in: txn)
         return buckets
     }
 
@@ -252,6 +259,39 @@ extension Ledger {
         }
     }
 
+    /// The stored spans of the subject: one resource's, or every resource's of the owner.
+    private func subjectSpans(_ subject: UsageSubject, owner: String, in txn: borrowing ReadTransaction) throws
+        -> [(resource: ResourceID, span: SteadySpan)]
+    {
+        switch subject {
+        case .owner: return try storedSpans(prefix: ProjectionFormat.ownerKey(owner), in: txn)
+        case .resource(let resource):
+            return try storedSpans(prefix: SteadySpanKeyCodec.prefix(owner: owner, resource: resource), in: txn)
+        }
+    }
+
+    /// Adds the steady hours inside the whole hours of the range: each hour is one row's worth, derived from
+    /// its span, and hours that fall into one bucket are added at once.
+    private func addSteadyHours(
+        _ spans: [(resource: ResourceID, span: SteadySpan)], _ query: UsageQuery, _ range: UsageSpan,
+        to buckets: inout [BucketKey: UsageAmounts]
+    ) throws {
+        for (resource, stored) in spans {
+            guard let span = stored.clipped(from: range.firstWhole, until: range.lastWhole) else { continue }
+            let hourAmounts = try SteadySpan.hourAmounts(span.footprint)
+            var hour = span.start
+            while hour < span.end {
+                let bucket = query.bucket(hour, resource)
+                var count: Int64 = 0
+                while hour < span.end, query.bucket(hour, resource) == bucket {
+                    count += 1
+                    hour += Timestamp.microsecondsPerHour
+                }
+                try buckets[bucket, default: .init()].add(try hourAmounts.times(count))
+            }
+        }
+    }
+
     /// Adds the usage not yet in rows: folded from each such resource's checkpoint to the last whole hour.
     private func addUnmaterialized(
         _ unmaterialized: [UInt64: ResourceState], _ query: UsageQuery, _ span: UsageSpan,
@@ -275,12 +315,17 @@ extension Ledger {
     /// running now.
     private func addPartialHours(
         _ query: UsageQuery, _ span: UsageSpan, owner: String, unmaterialized: [UInt64: ResourceState],
-        to buckets: inout [BucketKey: UsageAmounts], in txn: borrowing ReadTransaction
+        steady: [(resource: ResourceID, span: SteadySpan)], to buckets: inout [BucketKey: UsageAmounts],
+        in txn: borrowing ReadTransaction
     ) throws {
         var folds: [ResourceID: FoldResult] = [:]
         for (start, stop) in span.edges {
             var candidates: [ResourceID: UInt64?] = [:]
-            try rows(of: query.subject, owner: owner, hour: start.hourFloor.microseconds, in: txn) { resource, _ in
+            let hour = start.hourFloor.microseconds
+            try rows(of: query.subject, owner: owner, hour: hour, in: txn) { resource, _ in
+                candidates[resource] = .some(nil)
+            }
+            for (resource, stored) in steady where stored.start <= hour && hour < stored.end {
                 candidates[resource] = .some(nil)
             }
             for (number, state) in unmaterialized { candidates[state.resource] = number }

@@ -9,6 +9,8 @@ public struct RebuildSummary: Sendable, Equatable {
     public var events: Int
     /// Hourly rows written.
     public var hourlyRows: Int
+    /// Steady spans written (merged into a sealed span where they continue it).
+    public var steadySpans: Int = 0
 }
 
 extension Ledger {
@@ -25,7 +27,7 @@ extension Ledger {
         return summary
     }
 
-    private func rebuildProjections(in txn: borrowing WriteTransaction) throws -> RebuildSummary {
+    func rebuildProjections(in txn: borrowing WriteTransaction) throws -> RebuildSummary {
         let meta = schema.meta
         let watermark = try txn.get(Meta.watermark, in: meta)
         let target = try txn.get(Meta.rollupTarget, in: meta)
@@ -39,11 +41,15 @@ extension Ledger {
         for (number, resource, owner) in try allResources(in: txn) {
             let entries = try timeline(resourceNumber: number, in: txn)
             let base = try compactionBase(resourceNumber: number, in: txn)
-            let (state, rows) = try expectedProjection(
+            let (state, materialized) = try expectedProjection(
                 entries, resource: resource, owner: owner, base: base,
                 materializeUntil: materializeUntil, rowsFrom: horizon)
-            for (hour, amounts) in rows {
+            for (hour, amounts) in materialized.rows {
                 try txn.put(schema.hourly, HourlyKey(hour: hour, owner: state.owner, resource: state.resource), amounts)
+            }
+            var ignored = OwnerRowChanges()  // owner_hourly is recomputed from rows and spans below
+            for span in materialized.spans {
+                try putSpan(span, owner: owner, resource: resource, ownerRows: &ignored, in: txn)
             }
             try txn.put(schema.resourceState, number, state)
             try updateCurrent(from: nil, to: state, resourceNumber: number, context: &context, in: txn)
@@ -53,7 +59,8 @@ extension Ledger {
             unmatched += state.unmatchedStops
             summary.resources += 1
             summary.events += entries.count
-            summary.hourlyRows += rows.count
+            summary.hourlyRows += materialized.rows.count
+            summary.steadySpans += materialized.spans.count
         }
         context.unmatchedStopsDelta = 0
         try context.write(to: txn, schema: schema)
@@ -73,6 +80,7 @@ extension Ledger {
             switch declaration.rebuild {
             case .refill?: try txn.clear(table)
             case .refillFromHorizon?: try deleteRows(from: horizon, in: txn)
+            case .cutAtHorizon?: try cutSpans(at: horizon, in: txn)
             case .recomputeFromRows?: break  // rewritten from the rows at the end
             case nil:
                 throw LedgerError.corrupt(reason: "the projection table '\(declaration.name)' has no rebuild rule")
@@ -92,17 +100,42 @@ extension Ledger {
         }
     }
 
-    /// The state and hourly rows that a timeline gives when running usage is materialized to `materializeUntil`.
+    /// Cuts every steady span at `horizon`: the part before it stays (sealed), the rest goes.
+    func cutSpans(at horizon: Timestamp, in txn: borrowing WriteTransaction) throws {
+        var cut: [(SteadySpanKey, Int64, Meters)] = []
+        let cursor = try txn.writeCursor(schema.steady)
+        var entry = try cursor.reading.rawFirst()
+        while let current = entry {
+            let key = try cursor.reading.key(of: current)
+            let value = try cursor.reading.value(of: current)
+            if key.start + value.hours * Timestamp.microsecondsPerHour > horizon.microseconds {
+                if key.start < horizon.microseconds {
+                    cut.append(
+                        (key, (horizon.microseconds - key.start) / Timestamp.microsecondsPerHour, value.footprint))
+                }
+                try cursor.deleteCurrent()
+                entry = try cursor.reading.rawSeek(atLeast: key)
+            } else {
+                entry = try cursor.reading.rawNext()
+            }
+        }
+        for (key, hours, footprint) in cut { try txn.put(schema.steady, key, (hours, footprint)) }
+    }
+
+    /// The state, and the rows and spans, that a timeline gives when running usage is materialized from
+    /// `rowsFrom` to `materializeUntil`.
     func expectedProjection(
         _ entries: [TimelineEntry], resource: ResourceID, owner: String, base: CompactionBase,
         materializeUntil: Timestamp, rowsFrom: Timestamp
-    ) throws -> (ResourceState, [Int64: UsageAmounts]) {
+    ) throws -> (ResourceState, Materialization) {
         let fold = try Fold.replay(entries, resource: resource, owner: owner, base: base)
         var state = fold.state
         state.accruedUntil = materializeUntil
         (state.checkpointRunning, state.checkpointFootprint) = Fold.checkpoint(fold, at: materializeUntil)
-        let rows = try Fold.hourly(fold, from: rowsFrom, until: materializeUntil)
-        return (state, rows)
+        let materialized = try Materialization(
+            fold, eventHours: FoldResult.eventHours(entries, from: rowsFrom, until: materializeUntil),
+            from: rowsFrom, until: materializeUntil)
+        return (state, materialized)
     }
 
     /// Every resource the ledger has seen: its number, identity and owner.

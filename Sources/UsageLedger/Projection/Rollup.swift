@@ -9,8 +9,10 @@ public struct RollupSummary: Sendable, Equatable {
     public var previousWatermark: Timestamp?
     /// Running resources whose open run was materialized.
     public var resourcesRolled: Int
-    /// Resource-hours written.
+    /// Resource-hours materialized (as rows, or inside steady spans).
     public var resourceHours: Int
+    /// Records written: hourly rows and steady spans (format 5 writes a span, not a row, per steady stretch).
+    public var recordsWritten: Int = 0
 }
 
 /// What one rollup transaction did: where the next one resumes (nil when the index is done), resources
@@ -19,6 +21,7 @@ struct RollupBatch: Sendable {
     var lastKey: [UInt8]?
     var resourcesRolled = 0
     var resourceHours = 0
+    var records = 0
 }
 
 extension Ledger {
@@ -49,8 +52,8 @@ extension Ledger {
         return summary
     }
 
-    /// Hourly rows one rollup transaction writes before it commits and lets appenders in (it finishes
-    /// the resource it is on, so one resource with more rows than this is still one transaction).
+    /// Records (rows and spans) one rollup transaction writes before it commits and lets appenders in (it
+    /// finishes the resource it is on, so one resource with more than this is still one transaction).
     static let rollupRowsPerTransaction = 20_000
 
     /// `rollUp`, optionally stopping after some batches as a crash would (for tests).
@@ -82,6 +85,7 @@ extension Ledger {
                 yieldToWaitingWriters()
                 summary.resourcesRolled += batch.resourcesRolled
                 summary.resourceHours += batch.resourceHours
+                summary.recordsWritten += batch.records
                 guard let lastKey = batch.lastKey else { break }
                 resumeAfter = lastKey
             }
@@ -126,7 +130,7 @@ extension Ledger {
             var ownerRows = OwnerRowChanges()
             for (key, number) in resources {
                 // Bound the transaction by work, not only by resources: appenders wait for it.
-                if batch.resourceHours >= Self.rollupRowsPerTransaction { break }
+                if batch.records >= Self.rollupRowsPerTransaction { break }
                 batch.lastKey = key
                 guard var state = try txn.get(self.schema.resourceState, number) else {
                     throw LedgerError.corrupt(reason: "indexed resource \(number) has no state")
@@ -136,8 +140,9 @@ extension Ledger {
                     resourceNumber: number, state: &state, until: target,
                     ownerRows: &ownerRows, in: txn)
                 if state.accruedUntil != checkpoint { try txn.put(self.schema.resourceState, number, state) }
-                if written > 0 { batch.resourcesRolled += 1 }
-                batch.resourceHours += written
+                if written.records > 0 { batch.resourcesRolled += 1 }
+                batch.resourceHours += written.resourceHours
+                batch.records += written.records
             }
             try ownerRows.apply(to: txn, table: self.schema.ownerHourly)
             return batch

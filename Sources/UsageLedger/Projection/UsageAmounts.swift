@@ -39,6 +39,20 @@ public struct UsageAmounts: Sendable, Equatable {
         }
     }
 
+    /// This amount `count` times (the usage of `count` equal hours), overflow-checked.
+    func times(_ count: Int64) throws(LedgerError) -> UsageAmounts {
+        func scaled(_ value: Int128, _ field: @autoclosure () -> String) throws(LedgerError) -> Int128 {
+            let (product, overflow) = value.multipliedReportingOverflow(by: Int128(count))
+            guard !overflow else { throw LedgerError.overflow(field: field(), reason: "the sum exceeds 128 bits") }
+            return product
+        }
+        var result = UsageAmounts()
+        result.runningMicroseconds = try scaled(runningMicroseconds, "running_seconds")
+        for (name, value) in meterMicroseconds { result.meterMicroseconds[name] = try scaled(value, "\(name)_seconds") }
+        for (name, value) in adjustments { result.adjustments[name] = try scaled(value, name) }
+        return result
+    }
+
     /// Adds another amount.
     public mutating func add(_ other: UsageAmounts) throws(LedgerError) {
         runningMicroseconds = try checkedAdd(runningMicroseconds, other.runningMicroseconds, "running_seconds")

@@ -31,6 +31,8 @@ private struct ReplayExpectations {
     var unmatchedStops: UInt64 = 0
     /// Stored `hourly` rows (at or after the horizon) that the replay also gave.
     var matchedRows = 0
+    /// Stored `steady` spans (reaching past the horizon) of registered resources: each was compared.
+    var comparedSpans = 0
 }
 
 /// The instants that bound what verify replays.
@@ -46,7 +48,7 @@ extension Ledger {
     private static let verificationOrder = [
         Schema.resourceState, Schema.compactionBase, Schema.resources, Schema.hourly, Schema.ownerHourly,
         Schema.running, Schema.pending, Schema.ownerTotals, Schema.meta, Schema.events, Schema.eventIDs,
-        Schema.timeline,
+        Schema.timeline, Schema.steady,
     ]
 
     /// Checks the data file's structure page by page, then replays every resource's timeline and compares
@@ -85,6 +87,8 @@ extension Ledger {
             case Schema.resourceState, Schema.compactionBase, Schema.resources, Schema.ownerHourly,
                 Schema.eventIDs, Schema.timeline:
                 break  // compared in the replay, with the rows, or with the events
+            case Schema.steady:
+                try verifySpanCount(expected, bounds, in: txn, differ: differ)
             case Schema.hourly:
                 try verifyRows(expected, bounds, into: &report, limit: limit, in: txn)
             case Schema.running:
@@ -135,7 +139,7 @@ extension Ledger {
                 continue
             }
             // Rows must hold exactly the log's usage before the resource's own checkpoint.
-            let (state, rows) = try expectedProjection(
+            let (state, materialized) = try expectedProjection(
                 entries, resource: resource, owner: owner,
                 base: try compactionBase(resourceNumber: number, in: txn),
                 materializeUntil: stored.accruedUntil, rowsFrom: bounds.horizon)
@@ -147,7 +151,9 @@ extension Ledger {
             if entries.contains(where: { $0.occurredAt >= stored.accruedUntil }) {
                 expected.pending[OwnedResource(owner: owner, resource: resource)] = number
             }
-            expected.matchedRows += try compareRows(rows, of: state, into: &report, limit: limit, in: txn)
+            expected.matchedRows += try compareRows(materialized.rows, of: state, into: &report, limit: limit, in: txn)
+            expected.comparedSpans += try compareSpans(
+                materialized.spans, of: state, from: bounds.horizon, into: &report, limit: limit, in: txn)
             if state.running {
                 expected.running[OwnedResource(owner: state.owner, resource: state.resource)] = number
                 try expected.totals[OwnerType(owner: state.owner, type: state.resource.type), default: .init()]
@@ -182,6 +188,48 @@ extension Ledger {
         return matched
     }
 
+    /// Compares one resource's expected spans with the stored ones (the parts at or after the horizon:
+    /// before it, hours are sealed); returns how many stored spans reach past the horizon.
+    private func compareSpans(
+        _ spans: [SteadySpan], of state: ResourceState, from horizon: Timestamp, into report: inout VerifyReport,
+        limit: Int, in txn: borrowing ReadTransaction
+    ) throws -> Int {
+        let stored = try storedSpans(owner: state.owner, resource: state.resource, in: txn).compactMap {
+            $0.clipped(from: horizon.microseconds, until: Int64.max)
+        }
+        guard stored != spans else { return stored.count }
+        func text(_ spans: [SteadySpan]) -> String {
+            spans.isEmpty
+                ? "none"
+                : spans.map { "\(Timestamp(microseconds: $0.start)) to \(Timestamp(microseconds: $0.end))" }
+                    .joined(separator: ", ")
+        }
+        report.differ(
+            "\(state.resource) steady hours: stored \(text(stored)), the log gives \(text(spans))", limit: limit)
+        return stored.count
+    }
+
+    /// Checks that every stored span reaching past the horizon belongs to a resource the replay compared.
+    private func verifySpanCount(
+        _ expected: ReplayExpectations, _ bounds: VerifyBounds, in txn: borrowing ReadTransaction,
+        differ: (String) -> Void
+    ) throws {
+        var count = 0
+        let cursor = try txn.cursor(schema.steady)
+        var entry = try cursor.rawFirst()
+        while let current = entry {
+            let key = try cursor.key(of: current)
+            let value = try cursor.value(of: current)
+            if key.start + value.hours * Timestamp.microsecondsPerHour > bounds.horizon.microseconds { count += 1 }
+            entry = try cursor.rawNext()
+        }
+        if count != expected.comparedSpans {
+            differ(
+                "steady: \(count) spans are stored after the horizon, \(expected.comparedSpans) belong to "
+                    + "registered resources")
+        }
+    }
+
     /// Checks that every stored row (of an hour at or after the horizon; earlier hours are sealed) is one the
     /// replay gave, and `owner_hourly` against the rows. Counts them in the pass that checks owner_hourly;
     /// only if there are more than the replay matched, finds the extra ones.
@@ -193,8 +241,13 @@ extension Ledger {
         horizonKey.writeOrdered(bounds.horizon.microseconds)
         var ownerDifferences = VerifyReport(
             pagesChecked: 0, resourcesChecked: 0, eventsReplayed: 0, differenceCount: 0, differences: [])
-        let storedCount = try verifyOwnerRows(countingFrom: horizonKey.bytes, in: txn) {
-            ownerDifferences.differ($0, limit: limit)
+        try verifyOwnerRows(in: txn) { ownerDifferences.differ($0, limit: limit) }
+        var storedCount = 0
+        let counter = try txn.cursor(schema.hourly)
+        var counted = try counter.rawSeek(atLeastBytes: horizonKey.bytes)
+        while counted != nil {
+            storedCount += 1
+            counted = try counter.rawNext()
         }
         for text in ownerDifferences.differences { report.differ(text, limit: limit) }
         report.differenceCount += ownerDifferences.differenceCount - ownerDifferences.differences.count
@@ -304,52 +357,36 @@ extension Ledger {
     }
 
     /// Checks that `owner_hourly` holds, for every owner-hour (sealed hours included), exactly the sum of the
-    /// stored `hourly` rows: one merge of two scans in the same key order. Returns how many rows have keys
-    /// at or after `countingFrom`.
-    private func verifyOwnerRows(countingFrom: [UInt8], in txn: borrowing ReadTransaction, differ: (String) -> Void)
-        throws -> Int
-    {
-        let rows = try txn.cursor(schema.hourly)
-        var row = try rows.rawFirst()
+    /// stored `hourly` rows and `steady` spans: one merge of two streams in the same key order.
+    private func verifyOwnerRows(in txn: borrowing ReadTransaction, differ: (String) -> Void) throws {
         let owners = try txn.cursor(schema.ownerHourly)
         var stored = try owners.rawFirst()
-        var sums = OwnerRowSums()
-        var counted = 0
-        while true {
-            var expected: (key: [UInt8], row: OwnerRow)?
-            while expected == nil, let current = row {
-                if counted > 0 || !current.key.lexicographicallyPrecedes(countingFrom) { counted += 1 }
-                expected = try sums.add(key: current.key, value: current.value)
-                row = try rows.rawNext()
-            }
-            guard let expected = expected ?? sums.finish() else { break }
-            while let current = stored, current.key.lexicographicallyPrecedes(expected.key) {
+        let expectedRows = try StoredOwnerRows(from: Int64.min, ledger: self, in: txn)
+        try expectedRows.forEach(ledger: self, in: txn) { key, expected in
+            while let current = stored, current.key.lexicographicallyPrecedes(key) {
                 differ(
                     "owner_hourly \(OwnerRow.describe(key: current.key)): an entry is stored that no hourly rows give")
                 stored = try owners.rawNext()
             }
-            if let current = stored, current.key.elementsEqual(expected.key) {
+            if let current = stored, current.key.elementsEqual(key) {
                 let found = try owners.value(of: current)
-                if found != expected.row {
+                if found != expected {
                     differ(
-                        "owner_hourly \(OwnerRow.describe(key: expected.key)): stored \(describe(found.amounts)) "
-                            + "over \(found.rows) rows, the rows give \(describe(expected.row.amounts)) "
-                            + "over \(expected.row.rows)"
+                        "owner_hourly \(OwnerRow.describe(key: key)): stored \(describe(found.amounts)) "
+                            + "over \(found.rows) rows, the rows give \(describe(expected.amounts)) "
+                            + "over \(expected.rows)"
                     )
                 }
                 stored = try owners.rawNext()
             } else {
                 differ(
-                    "owner_hourly \(OwnerRow.describe(key: expected.key)): missing, the rows "
-                        + "give \(describe(expected.row.amounts))"
-                )
+                    "owner_hourly \(OwnerRow.describe(key: key)): missing, the rows give \(describe(expected.amounts))")
             }
         }
         while let current = stored {
             differ("owner_hourly \(OwnerRow.describe(key: current.key)): an entry is stored that no hourly rows give")
             stored = try owners.rawNext()
         }
-        return counted
     }
 
     /// The hours for which the log gives `resource` a row (used only to locate unexpected stored rows).
@@ -361,10 +398,10 @@ extension Ledger {
         let base = try compactionBase(resourceNumber: entry.number, in: txn)
         let stored = try txn.get(schema.resourceState, entry.number)
         let until = min(stored?.accruedUntil ?? .earliest, bounds.checkpointLimit)
-        let (_, rows) = try expectedProjection(
+        let (_, materialized) = try expectedProjection(
             entries, resource: resource, owner: entry.owner, base: base,
             materializeUntil: until, rowsFrom: bounds.horizon)
-        return Set(rows.keys)
+        return Set(materialized.rows.keys)
     }
 
     private func describe(_ state: ResourceState) -> String {
