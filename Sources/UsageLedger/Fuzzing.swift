@@ -25,12 +25,12 @@ package enum FuzzEntryPoints {
 
     /// Decodes `bytes` as a stored value. The first byte picks the decoder: an event record (its CRC-32
     /// recomputed first, so that the fuzzer reaches the parser behind it), an event record as given, a
-    /// resource state, an hourly row, owner totals, a compaction base, an hourly key, a resource entry or an
-    /// owner-hour sum.
+    /// resource state, an hourly row, owner totals, a compaction base, an hourly key, a resource entry, an
+    /// owner-hour sum, a steady-span key or a steady-span value.
     package static func storedRecord(_ bytes: UnsafeRawBufferPointer) {
         guard let selector = bytes.first else { return }
         let rest = UnsafeRawBufferPointer(rebasing: bytes.dropFirst())
-        switch selector % 9 {
+        switch selector % 11 {
         case 0:
             var record = Array(rest)
             var checksum = ByteWriter(capacity: 4)
@@ -59,6 +59,14 @@ package enum FuzzEntryPoints {
             precondition(again == base, "a compaction base did not round-trip")
         case 6: _ = try? ProjectionFormat.decodeHourlyKey(rest)
         case 7: _ = try? ResourceEntryCodec.decode(rest)
+        case 9:
+            guard let key = try? SteadySpanKeyCodec.decode(rest) else { return }
+            let again = SteadySpanKeyCodec.encode(key).withUnsafeBytes { try? SteadySpanKeyCodec.decode($0) }
+            precondition(again == key, "a steady-span key did not round-trip")
+        case 10:
+            guard let span = try? SteadySpanValueCodec.decode(rest) else { return }
+            let again = SteadySpanValueCodec.encode(span).withUnsafeBytes { try? SteadySpanValueCodec.decode($0) }
+            precondition(again?.hours == span.hours && again?.footprint == span.footprint, "a span did not round-trip")
         default:
             guard let row = try? OwnerRow(decoding: rest) else { return }
             let again = row.encoded().withUnsafeBytes { try? OwnerRow(decoding: $0) }
@@ -157,6 +165,9 @@ package enum FuzzEntryPoints {
         try? ownerRow.add(row, sign: 1)
         try? ownerRow.add(row, sign: 1)
         seeds.append(("owner-hour", [8] + ownerRow.encoded()))
+        let spanKey = SteadySpanKey(owner: "org-1", resource: resource, start: at.hourFloor.microseconds)
+        seeds.append(("steady-key", [9] + SteadySpanKeyCodec.encode(spanKey)))
+        seeds.append(("steady-value", [10] + SteadySpanValueCodec.encode((720, ["instances": 2, "memory_mb": 0]))))
         return seeds
     }
 
