@@ -168,11 +168,16 @@ struct Rollup: ParsableCommand {
                 o.member("previous_watermark", summary.previousWatermark?.rfc3339)
                 o.member("resources_rolled", summary.resourcesRolled)
                 o.member("resource_hours", summary.resourceHours)
+                o.member("rows_written", summary.rowsWritten)
+                o.member("spans_begun", summary.spansBegun)
+                o.member("spans_extended", summary.spansExtended)
             },
             table: {
                 print(
                     "watermark \(summary.watermark) (was \(summary.previousWatermark?.rfc3339 ?? "none")): "
-                        + "\(summary.resourcesRolled) running resources, \(summary.resourceHours) resource-hours")
+                        + "\(summary.resourcesRolled) resources, \(summary.resourceHours) resource-hours in "
+                        + "\(summary.rowsWritten) rows, \(summary.spansBegun) spans begun, \(summary.spansExtended) extended"
+                )
             })
     }
 }

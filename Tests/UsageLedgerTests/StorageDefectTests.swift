@@ -92,9 +92,9 @@ struct StorageDefectTests {
         let rollup = try rolling.rollUp(now: testNow, batchSize: 50)
         let rolled = try rolling.statistics()
         #expect(rolled.environment.mapSize > rollupMap)
-        // A first rollup merges no span into a stored one: every record written is a new entry.
+        // Every row written and every span begun is a new entry (a first rollup rewrites no row).
         #expect(
-            rollup.recordsWritten
+            rollup.rowsWritten + rollup.spansBegun
                 == (rolled.databases["hourly"]?.entries ?? 0) + (rolled.databases["steady"]?.entries ?? 0))
         #expect(
             try metrics.expectCounter("usage_ledger_resource_hours_rolled_total", tag).totalValue

@@ -124,7 +124,8 @@ extension Ledger {
             owner: state.owner, resource: state.resource, from: from.microseconds, until: until.microseconds,
             ownerRows: &ownerRows, in: txn)
         for span in rewritten.spans {
-            try putSpan(span, owner: state.owner, resource: state.resource, ownerRows: &ownerRows, in: txn)
+            try ownerRows.record(span: span, owner: state.owner, sign: 1)
+            try putSpan(span, owner: state.owner, resource: state.resource, in: txn)
         }
         state = new.state
         state.accruedUntil = until
@@ -133,15 +134,16 @@ extension Ledger {
     }
 
     /// Writes a resource's hourly rows and steady spans from its checkpoint up to `target` and moves the
-    /// checkpoint there; keeps it in `pending` while it has events at or after `target`. Returns the records
-    /// written and the resource-hours they cover.
+    /// checkpoint there; keeps it in `pending` while it has events at or after `target`. Returns what it
+    /// wrote.
     func materialize(
         resourceNumber: UInt64, state: inout ResourceState, until target: Timestamp,
         ownerRows: inout OwnerRowChanges, in txn: borrowing WriteTransaction
-    ) throws -> (records: Int, resourceHours: Int) {
-        guard state.accruedUntil < target else { return (0, 0) }
+    ) throws -> MaterializedCounts {
+        guard state.accruedUntil < target else { return MaterializedCounts() }
         let from = state.accruedUntil
-        let entries = try timeline(resourceNumber: resourceNumber, from: from, in: txn)
+        // Only the events before the target matter here (and whether any comes after it).
+        let entries = try timeline(resourceNumber: resourceNumber, from: from, until: target, in: txn)
         let fold = Fold.continuing(
             from: from, running: state.checkpointRunning, footprint: state.checkpointFootprint, entries: entries)
         let materialization = try Materialization(
@@ -150,7 +152,7 @@ extension Ledger {
             materialization, owner: state.owner, resource: state.resource, ownerRows: &ownerRows, in: txn)
         state.accruedUntil = target
         (state.checkpointRunning, state.checkpointFootprint) = Fold.checkpoint(fold, at: target)
-        if !entries.contains(where: { $0.occurredAt >= target }) {
+        if try !hasTimelineEntry(resourceNumber: resourceNumber, atOrAfter: target, in: txn) {
             try txn.delete(schema.pending, OwnedResource(owner: state.owner, resource: state.resource))
         }
         return written
@@ -198,20 +200,30 @@ extension Ledger {
         try txn.get(schema.compactionBase, resourceNumber) ?? CompactionBase()
     }
 
-    /// A resource's events in timeline order (those at or after `from`), as the fold needs them.
+    /// A resource's events in timeline order (those in `[from, until)`), as the fold needs them.
     func timeline(
-        resourceNumber: UInt64, from: Timestamp = .earliest,
+        resourceNumber: UInt64, from: Timestamp = .earliest, until: Timestamp? = nil,
         in txn: borrowing some ReadableTransaction & ~Copyable
     ) throws -> [TimelineEntry] {
-        try recordedTimeline(resourceNumber: resourceNumber, from: from, in: txn).map {
+        try recordedTimeline(resourceNumber: resourceNumber, from: from, until: until, in: txn).map {
             TimelineEntry(seq: $0.seq, event: $0.event)
         }
+    }
+
+    /// Whether a resource has an event at or after `instant` (one seek, nothing decoded).
+    func hasTimelineEntry(
+        resourceNumber: UInt64, atOrAfter instant: Timestamp, in txn: borrowing some ReadableTransaction & ~Copyable
+    ) throws -> Bool {
+        let prefix = TimelineKeyCodec.prefix(resource: resourceNumber)
+        let cursor = try txn.cursor(schema.timeline)
+        let entry = try cursor.rawSeek(atLeast: TimelineKey(resource: resourceNumber, occurredAt: instant, seq: 0))
+        return entry.map { $0.key.hasPrefix(prefix) } ?? false
     }
 
     /// A resource's recorded events in timeline order from `from` on: a range scan of `timeline`, each event
     /// read by `seq`.
     func recordedTimeline(
-        resourceNumber: UInt64, from: Timestamp = .earliest,
+        resourceNumber: UInt64, from: Timestamp = .earliest, until: Timestamp? = nil,
         in txn: borrowing some ReadableTransaction & ~Copyable
     ) throws -> [RecordedEvent] {
         let prefix = TimelineKeyCodec.prefix(resource: resourceNumber)
@@ -222,7 +234,9 @@ extension Ledger {
             ? try cursor.rawSeek(atLeastBytes: prefix)
             : try cursor.rawSeek(atLeast: TimelineKey(resource: resourceNumber, occurredAt: from, seq: 0))
         while let current = entry, current.key.hasPrefix(prefix) {
-            let seq = try cursor.key(of: current).seq
+            let key = try cursor.key(of: current)
+            if let until, key.occurredAt >= until { break }
+            let seq = key.seq
             guard let record = try txn.rawGet(schema.events, seq) else {
                 throw LedgerError.corrupt(
                     reason: "the timeline of resource \(resourceNumber) names seq \(seq), which is missing")

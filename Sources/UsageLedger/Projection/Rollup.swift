@@ -11,17 +11,21 @@ public struct RollupSummary: Sendable, Equatable {
     public var resourcesRolled: Int
     /// Resource-hours materialized (as rows, or inside steady spans).
     public var resourceHours: Int
-    /// Records written: hourly rows and steady spans (format 5 writes a span, not a row, per steady stretch).
-    public var recordsWritten: Int = 0
+    /// Hourly rows written (hours with an event).
+    public var rowsWritten = 0
+    /// Steady spans begun; a span that continues a stored one extends it instead.
+    public var spansBegun = 0
+    /// Stored steady spans extended.
+    public var spansExtended = 0
 }
 
 /// What one rollup transaction did: where the next one resumes (nil when the index is done), resources
 /// rolled and rows written.
 struct RollupBatch: Sendable {
     var lastKey: [UInt8]?
-    var resourcesRolled = 0
-    var resourceHours = 0
-    var records = 0
+    /// Resources of the batch that had something to materialize.
+    var rolled: [UInt64] = []
+    var written = MaterializedCounts()
 }
 
 extension Ledger {
@@ -74,22 +78,31 @@ extension Ledger {
         var summary = RollupSummary(
             watermark: target, previousWatermark: previous, resourcesRolled: 0, resourceHours: 0)
         guard target > (previous ?? .earliest) else { return summary }
-        // Every resource whose rows may lag: running ones and those with events after their checkpoint.
+        // Every resource whose rows may lag: running ones and those with events after their checkpoint. Both
+        // indexes begin with the owner, so a batch covers few owners and each owner-hour sum is written about
+        // once per rollup.
+        var rolled = Set<UInt64>()
         var batches = 0
         for index in [schema.running, schema.pending] {
             var resumeAfter: [UInt8]? = nil
             while true {
-                if let stopAfterBatches, batches >= stopAfterBatches { return summary }
+                if let stopAfterBatches, batches >= stopAfterBatches {
+                    summary.resourcesRolled = rolled.count
+                    return summary
+                }
                 let batch = try rollUpBatch(of: index, after: resumeAfter, to: target, batchSize: batchSize)
                 batches += 1
                 yieldToWaitingWriters()
-                summary.resourcesRolled += batch.resourcesRolled
-                summary.resourceHours += batch.resourceHours
-                summary.recordsWritten += batch.records
+                rolled.formUnion(batch.rolled)
+                summary.resourceHours += batch.written.resourceHours
+                summary.rowsWritten += batch.written.rows
+                summary.spansBegun += batch.written.spansBegun
+                summary.spansExtended += batch.written.spansExtended
                 guard let lastKey = batch.lastKey else { break }
                 resumeAfter = lastKey
             }
         }
+        summary.resourcesRolled = rolled.count
         let meta = schema.meta
         try write { txn in
             try txn.put(Meta.watermark, target, in: meta)
@@ -130,7 +143,7 @@ extension Ledger {
             var ownerRows = OwnerRowChanges()
             for (key, number) in resources {
                 // Bound the transaction by work, not only by resources: appenders wait for it.
-                if batch.records >= Self.rollupRowsPerTransaction { break }
+                if batch.written.records >= Self.rollupRowsPerTransaction { break }
                 batch.lastKey = key
                 guard var state = try txn.get(self.schema.resourceState, number) else {
                     throw LedgerError.corrupt(reason: "indexed resource \(number) has no state")
@@ -140,9 +153,8 @@ extension Ledger {
                     resourceNumber: number, state: &state, until: target,
                     ownerRows: &ownerRows, in: txn)
                 if state.accruedUntil != checkpoint { try txn.put(self.schema.resourceState, number, state) }
-                if written.records > 0 { batch.resourcesRolled += 1 }
-                batch.resourceHours += written.resourceHours
-                batch.records += written.records
+                if written.records > 0 { batch.rolled.append(number) }
+                batch.written += written
             }
             try ownerRows.apply(to: txn, table: self.schema.ownerHourly)
             return batch

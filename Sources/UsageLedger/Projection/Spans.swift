@@ -30,29 +30,42 @@ extension Ledger {
     }
 
     /// Stores a span of a resource, merged with the stored one it continues (same footprint, ending where
-    /// it starts), so that spans stay maximal: one per steady stretch, however many rollups wrote it.
-    func putSpan(
-        _ span: SteadySpan, owner: String, resource: ResourceID, ownerRows: inout OwnerRowChanges,
-        in txn: borrowing WriteTransaction
-    ) throws {
-        guard span.start < span.end else { return }
-        try ownerRows.record(span: span, owner: owner, sign: 1)
+    /// it starts), so that spans stay maximal: one per steady stretch, however many rollups wrote it. The
+    /// caller records its hours in the owner sums (rebuild recomputes them instead).
+    /// Returns whether it extended a stored span (rather than begin one).
+    @discardableResult
+    func putSpan(_ span: SteadySpan, owner: String, resource: ResourceID, in txn: borrowing WriteTransaction) throws
+        -> Bool
+    {
+        guard span.start < span.end else { return false }
         let prefix = SteadySpanKeyCodec.prefix(owner: owner, resource: resource)
         var merged = span
         let cursor = try txn.cursor(schema.steady)
         let after = try cursor.rawSeek(atLeast: SteadySpanKey(owner: owner, resource: resource, start: span.start))
         if let previous = after == nil ? try cursor.rawLast() : try cursor.rawPrevious(), previous.key.hasPrefix(prefix)
         {
-            let key = try cursor.key(of: previous)
-            let value = try cursor.value(of: previous)
-            if key.start + value.hours * Timestamp.microsecondsPerHour == span.start, value.footprint == span.footprint
-            {
-                merged.start = key.start
+            // Compared as bytes: meters are encoded canonically, and decoding them is most of the cost here.
+            var footprint = ByteWriter(capacity: 24)
+            RecordFields.writeMeters(span.footprint, into: &footprint)
+            let start = try cursor.key(of: previous).start
+            var reader = ByteReader(previous.value)
+            do throws(ByteReader.Malformed) {
+                _ = try reader.readByte()
+                let hours = Int64(clamping: try reader.readVarint())
+                let storedFootprint = UnsafeRawBufferPointer(rebasing: previous.value[reader.offset...])
+                if start + hours * Timestamp.microsecondsPerHour == span.start,
+                    storedFootprint.elementsEqual(footprint.bytes)
+                {
+                    merged.start = start
+                }
+            } catch {
+                throw LedgerError.corrupt(reason: "a steady span is malformed at byte \(error.offset)")
             }
         }
         try txn.put(
             schema.steady, SteadySpanKey(owner: owner, resource: resource, start: merged.start),
             (merged.hours, merged.footprint))
+        return merged.start != span.start
     }
 
     /// Removes a resource's steady hours in `[from, until)`: spans inside are deleted, spans crossing an
@@ -80,19 +93,43 @@ extension Ledger {
     }
 
     /// Writes what a stretch of a resource materializes to: rows added to the stored ones, spans merged.
-    /// Returns the records written (rows and spans) and the resource-hours they cover.
     func store(
         _ materialization: Materialization, owner: String, resource: ResourceID,
         ownerRows: inout OwnerRowChanges, in txn: borrowing WriteTransaction
-    ) throws -> (records: Int, resourceHours: Int) {
+    ) throws -> MaterializedCounts {
+        var counts = MaterializedCounts()
         for (hour, amounts) in materialization.rows.sorted(by: { $0.key < $1.key }) {
             try addToRow(hour: hour, owner: owner, resource: resource, amounts, ownerRows: &ownerRows, in: txn)
         }
-        var hours = materialization.rows.count
+        counts.rows = materialization.rows.count
+        counts.resourceHours = materialization.rows.count
         for span in materialization.spans {
-            try putSpan(span, owner: owner, resource: resource, ownerRows: &ownerRows, in: txn)
-            hours += Int(span.hours)
+            try ownerRows.record(span: span, owner: owner, sign: 1)
+            if try putSpan(span, owner: owner, resource: resource, in: txn) {
+                counts.spansExtended += 1
+            } else {
+                counts.spansBegun += 1
+            }
+            counts.resourceHours += Int(span.hours)
         }
-        return (materialization.rows.count + materialization.spans.count, hours)
+        return counts
+    }
+}
+
+/// What materializing did: rows written, spans begun and extended, and the resource-hours they cover.
+struct MaterializedCounts: Sendable {
+    var rows = 0
+    var spansBegun = 0
+    var spansExtended = 0
+    var resourceHours = 0
+
+    /// Records written: what bounds a transaction.
+    var records: Int { rows + spansBegun + spansExtended }
+
+    static func += (total: inout MaterializedCounts, more: MaterializedCounts) {
+        total.rows += more.rows
+        total.spansBegun += more.spansBegun
+        total.spansExtended += more.spansExtended
+        total.resourceHours += more.resourceHours
     }
 }
