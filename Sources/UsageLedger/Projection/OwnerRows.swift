@@ -10,8 +10,8 @@ import LedgerCore
 struct OwnerRow: Equatable {
     var rows: Int64 = 0
     var running: Int128 = 0
-    var meters: [String: Entry] = [:]
-    var adjustments: [String: Entry] = [:]
+    var meters = MeterSums()
+    var adjustments = MeterSums()
 
     struct Entry: Equatable {
         var count: Int64
@@ -45,19 +45,19 @@ struct OwnerRow: Equatable {
     mutating func add(_ change: OwnerRow) throws(LedgerError) {
         rows = try Self.count(rows, plus: change.rows)
         running = try checkedAdd(running, change.running, "running_seconds")
-        for (name, entry) in change.meters { try Self.add(entry, to: &meters, name: name, field: "\(name)_seconds") }
-        for (name, entry) in change.adjustments { try Self.add(entry, to: &adjustments, name: name, field: name) }
+        try meters.add(change.meters, fieldSuffix: "_seconds")
+        try adjustments.add(change.adjustments, fieldSuffix: "")
     }
 
     private static func add(
-        _ value: Int128, sign: Int64, to entries: inout [String: Entry], name: String,
+        _ value: Int128, sign: Int64, to entries: inout MeterSums, name: String,
         field: @autoclosure () -> String
     ) throws(LedgerError) {
-        try add(Entry(count: sign, sum: try signed(value, sign, field())), to: &entries, name: name, field: field())
+        try entries.add(name, Entry(count: sign, sum: try signed(value, sign, field())), field: field())
     }
 
     /// A row count plus a change; only damaged counts can overflow.
-    private static func count(_ count: Int64, plus change: Int64) throws(LedgerError) -> Int64 {
+    static func count(_ count: Int64, plus change: Int64) throws(LedgerError) -> Int64 {
         let (sum, overflow) = count.addingReportingOverflow(change)
         guard !overflow else { throw LedgerError.corrupt(reason: "an owner_hourly row count overflows") }
         return sum
@@ -73,30 +73,20 @@ struct OwnerRow: Equatable {
         return negated
     }
 
-    private static func add(
-        _ change: Entry, to entries: inout [String: Entry], name: String,
-        field: @autoclosure () -> String
-    ) throws(LedgerError) {
-        var entry = entries[name] ?? Entry(count: 0, sum: 0)
-        entry.count = try count(entry.count, plus: change.count)
-        entry.sum = try checkedAdd(entry.sum, change.sum, field())
-        entries[name] = entry.count == 0 && entry.sum == 0 ? nil : entry
-    }
-
     /// The usage it holds, as a query returns it: the meters that some row carries.
     var amounts: UsageAmounts {
         var amounts = UsageAmounts()
         amounts.runningMicroseconds = running
-        for (name, entry) in meters where entry.count > 0 { amounts.meterMicroseconds[name] = entry.sum }
-        for (name, entry) in adjustments where entry.count > 0 { amounts.adjustments[name] = entry.sum }
+        for item in meters.items where item.count > 0 { amounts.meterMicroseconds[item.name] = item.sum }
+        for item in adjustments.items where item.count > 0 { amounts.adjustments[item.name] = item.sum }
         return amounts
     }
 
     /// Whether it is a consistent stored value: positive row count, and every meter carried by at least one
     /// row and at most all of them.
     var isWellFormed: Bool {
-        rows > 0 && (meters.values.allSatisfy { $0.count > 0 && $0.count <= rows })
-            && adjustments.values.allSatisfy { $0.count > 0 && $0.count <= rows }
+        rows > 0 && (meters.items.allSatisfy { $0.count > 0 && $0.count <= rows })
+            && adjustments.items.allSatisfy { $0.count > 0 && $0.count <= rows }
     }
 
     // MARK: Encoding
@@ -136,12 +126,11 @@ struct OwnerRow: Equatable {
         writer.writeVarint(UInt64(max(0, rows)))
         RecordFields.writeCompact128(running, into: &writer)
         for entries in [meters, adjustments] {
-            writer.writeVarint(UInt64(entries.count))
-            for name in entries.keys.sorted() {
-                guard let entry = entries[name] else { continue }
-                writer.writeString(name)
-                writer.writeVarint(UInt64(max(0, entry.count)))
-                RecordFields.writeCompact128(entry.sum, into: &writer)
+            writer.writeVarint(UInt64(entries.items.count))
+            for item in entries.items {  // in name order
+                writer.writeString(item.name)
+                writer.writeVarint(UInt64(max(0, item.count)))
+                RecordFields.writeCompact128(item.sum, into: &writer)
             }
         }
         return writer.bytes
@@ -167,11 +156,15 @@ struct OwnerRow: Equatable {
                 guard count <= UInt64(reader.remaining) else {
                     throw ByteReader.Malformed(offset: reader.offset, expected: "meters")
                 }
-                var entries: [String: Entry] = [:]
+                var entries = MeterSums()
                 for _ in 0..<count {
                     let name = try reader.readString()
                     let carried = Int64(clamping: try reader.readVarint())
-                    entries[name] = Entry(count: carried, sum: try sum(&reader))
+                    let value = try sum(&reader)
+                    // A repeated name is damage: refused, not summed.
+                    guard entries.set(name, Entry(count: carried, sum: value)) else {
+                        throw ByteReader.Malformed(offset: reader.offset, expected: "a meter named once")
+                    }
                 }
                 if set == 0 { meters = entries } else { adjustments = entries }
             }
@@ -183,6 +176,71 @@ struct OwnerRow: Equatable {
                 reason: "an owner_hourly entry is malformed: expected \(error.expected) at byte \(error.offset)")
         }
         guard isWellFormed else { throw .corrupt(reason: "an owner_hourly entry has counts that no set of rows gives") }
+    }
+}
+
+/// Per-meter counts and sums of an owner row, sorted by name: rows carry a few meters, so a sorted array
+/// adds and merges without hashing (a dictionary per row was most of a rollup's time).
+struct MeterSums: Equatable {
+    struct Item: Equatable {
+        var name: String
+        var count: Int64
+        var sum: Int128
+    }
+
+    /// The entries, in name order, none with a zero count and sum.
+    private(set) var items: [Item] = []
+
+    /// Adds `change` to the entry `name`; an entry that reaches zero count and sum goes.
+    mutating func add(_ name: String, _ change: OwnerRow.Entry, field: @autoclosure () -> String) throws(LedgerError) {
+        var low = 0, high = items.count
+        while low < high {
+            let middle = (low + high) / 2
+            if items[middle].name < name { low = middle + 1 } else { high = middle }
+        }
+        if low < items.count, items[low].name == name {
+            items[low].count = try OwnerRow.count(items[low].count, plus: change.count)
+            items[low].sum = try checkedAdd(items[low].sum, change.sum, field())
+            if items[low].count == 0 && items[low].sum == 0 { items.remove(at: low) }
+        } else if change.count != 0 || change.sum != 0 {
+            items.insert(Item(name: name, count: change.count, sum: change.sum), at: low)
+        }
+    }
+
+    /// Adds every entry of `other` (a merge of two sorted lists when, as usual, the names are the same).
+    mutating func add(_ other: MeterSums, fieldSuffix: String) throws(LedgerError) {
+        if items.count == other.items.count, zip(items, other.items).allSatisfy({ $0.name == $1.name }) {
+            var index = items.count - 1
+            while index >= 0 {
+                let change = other.items[index]
+                items[index].count = try OwnerRow.count(items[index].count, plus: change.count)
+                items[index].sum = try checkedAdd(items[index].sum, change.sum, change.name + fieldSuffix)
+                if items[index].count == 0 && items[index].sum == 0 { items.remove(at: index) }
+                index -= 1
+            }
+            return
+        }
+        for item in other.items {
+            try add(item.name, OwnerRow.Entry(count: item.count, sum: item.sum), field: item.name + fieldSuffix)
+        }
+    }
+
+    /// Sets a new entry while decoding; false when `name` is already there.
+    mutating func set(_ name: String, _ entry: OwnerRow.Entry) -> Bool {
+        if items.contains(where: { $0.name == name }) { return false }
+        items.append(Item(name: name, count: entry.count, sum: entry.sum))
+        if items.count > 1, items[items.count - 2].name > name { items.sort { $0.name < $1.name } }
+        return true
+    }
+
+    /// Every count and sum negated (a removal).
+    func negated() throws(LedgerError) -> MeterSums {
+        var result = self
+        for index in result.items.indices {
+            result.items[index].count = 0 - result.items[index].count
+            result.items[index].sum = try OwnerRow.negate(result.items[index].sum)
+        }
+        return result
     }
 }
 
@@ -278,16 +336,12 @@ extension OwnerRow {
         var removal = OwnerRow()
         removal.rows = 0 - other.rows
         removal.running = try Self.negate(other.running)
-        for (name, entry) in other.meters {
-            removal.meters[name] = Entry(count: 0 - entry.count, sum: try Self.negate(entry.sum))
-        }
-        for (name, entry) in other.adjustments {
-            removal.adjustments[name] = Entry(count: 0 - entry.count, sum: try Self.negate(entry.sum))
-        }
+        removal.meters = try other.meters.negated()
+        removal.adjustments = try other.adjustments.negated()
         for _ in 0..<(0 - times) { try add(removal) }
     }
 
-    private static func negate(_ value: Int128) throws(LedgerError) -> Int128 {
+    static func negate(_ value: Int128) throws(LedgerError) -> Int128 {
         let (negated, overflow) = Int128(0).subtractingReportingOverflow(value)
         guard !overflow else {
             throw LedgerError.overflow(field: "running_seconds", reason: "the sum exceeds 128 bits")
@@ -298,9 +352,11 @@ extension OwnerRow {
 
 /// Every owner-hour's sum of the stored rows and spans, in `owner_hourly` key order (hour, then owner):
 /// rows are read in key order, spans become rate changes swept hour by hour, so memory holds the spans'
-/// start and end points and one hour's owners, never every owner-hour.
+/// start and end points and one rate per owner, never every owner-hour. Owners are numbered in byte
+/// order, so an hour's steady rates and its rows (which come in owner order) merge without sorting.
 struct StoredOwnerRows {
     private var points: [(hour: Int64, owner: Int32, rate: Int32, sign: Int8)] = []
+    /// Owners' UTF-8, in byte order (an owner's number is its place here).
     private var owners: [[UInt8]] = []
     private var rates: [OwnerRow] = []
     private let from: Int64
@@ -309,32 +365,72 @@ struct StoredOwnerRows {
     init(from: Int64, ledger: Ledger, in txn: borrowing some ReadableTransaction & ~Copyable) throws {
         self.from = from
         var ownerNumbers: [ByteKey: Int32] = [:]
-        var rateNumbers: [Meters: Int32] = [:]
+        var rateNumbers: [ByteKey: Int32] = [:]
+        var unsorted: [(hour: Int64, owner: Int32, rate: Int32, sign: Int8)] = []
+        var ownerBytes: [[UInt8]] = []
         let cursor = try txn.cursor(ledger.schema.steady)
         var entry = try cursor.rawFirst()
         while let current = entry {
-            let key = try cursor.key(of: current)
-            let value = try cursor.value(of: current)
-            let span = SteadySpan(
-                start: key.start, end: key.start + value.hours * Timestamp.microsecondsPerHour,
-                footprint: value.footprint)
+            let (start, hours, footprint) = try Self.span(current.key, current.value)
             entry = try cursor.rawNext()
-            guard let clipped = span.clipped(from: from, until: Int64.max) else { continue }
-            let ownerBytes = ByteKey(Array(key.owner.utf8))
-            let owner = ownerNumbers[ownerBytes] ?? Int32(owners.count)
-            if owner == Int32(owners.count) {
-                owners.append(ownerBytes.bytes)
-                ownerNumbers[ownerBytes] = owner
+            let end = start + hours * Timestamp.microsecondsPerHour
+            guard end > from else { continue }
+            // Spans of one owner are adjacent (the key begins with it): look it up only when it changes.
+            let owner = try Self.owner(ofSpanKey: current.key)
+            let ownerNumber: Int32
+            if let last = ownerBytes.last, last.elementsEqual(owner) {
+                ownerNumber = Int32(ownerBytes.count - 1)
+            } else if let known = ownerNumbers[ByteKey(Array(owner))] {
+                ownerNumber = known
+            } else {
+                ownerNumber = Int32(ownerBytes.count)
+                ownerBytes.append(Array(owner))
+                ownerNumbers[ByteKey(Array(owner))] = ownerNumber
             }
-            let rate = rateNumbers[span.footprint] ?? Int32(rates.count)
+            let footprintKey = ByteKey(Array(footprint))
+            let rate = rateNumbers[footprintKey] ?? Int32(rates.count)
             if rate == Int32(rates.count) {
-                rates.append(try OwnerRow.steadyHour(span.footprint))
-                rateNumbers[span.footprint] = rate
+                let meters = try SteadySpanValueCodec.decode(current.value).footprint
+                rates.append(try OwnerRow.steadyHour(meters))
+                rateNumbers[footprintKey] = rate
             }
-            points.append((clipped.start, owner, rate, 1))
-            points.append((clipped.end, owner, rate, -1))
+            unsorted.append((max(start, from), ownerNumber, rate, 1))
+            unsorted.append((end, ownerNumber, rate, -1))
         }
+        // Renumber owners in byte order.
+        let order = ownerBytes.indices.sorted { ownerBytes[$0].lexicographicallyPrecedes(ownerBytes[$1]) }
+        var rank = [Int32](repeating: 0, count: ownerBytes.count)
+        for (place, index) in order.enumerated() { rank[index] = Int32(place) }
+        owners = order.map { ownerBytes[$0] }
+        points = unsorted.map { ($0.hour, rank[Int($0.owner)], $0.rate, $0.sign) }
         points.sort { $0.hour < $1.hour }
+    }
+
+    /// A span's first hour, hours and footprint bytes, read without decoding the meters.
+    private static func span(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws(LedgerError) -> (
+        Int64, Int64, UnsafeRawBufferPointer
+    ) {
+        var keyReader = ByteReader(UnsafeRawBufferPointer(rebasing: key[max(0, key.count - 8)...]))
+        var reader = ByteReader(value)
+        do throws(ByteReader.Malformed) {
+            let start = try keyReader.readOrderedInt64()
+            guard try reader.readByte() == SteadySpan.version else {
+                throw ByteReader.Malformed(offset: 0, expected: "span version \(SteadySpan.version)")
+            }
+            let hours = try reader.readVarint()
+            guard (1...87_600_000).contains(hours) else {
+                throw ByteReader.Malformed(offset: 1, expected: "1 to 87,600,000 hours")
+            }
+            return (start, Int64(hours), UnsafeRawBufferPointer(rebasing: value[reader.offset...]))
+        } catch {
+            throw .corrupt(reason: "a steady span is malformed: expected \(error.expected) at byte \(error.offset)")
+        }
+    }
+
+    /// The owner a `steady` key begins with (its bytes up to the first NUL).
+    private static func owner(ofSpanKey key: UnsafeRawBufferPointer) throws(LedgerError) -> UnsafeRawBufferPointer {
+        guard let end = key.firstIndex(of: 0) else { throw .corrupt(reason: "a steady key does not hold an owner") }
+        return UnsafeRawBufferPointer(rebasing: key[..<end])
     }
 
     /// Calls `visit` with every owner-hour's key and sum, in key order.
@@ -346,7 +442,8 @@ struct StoredOwnerRows {
         start.writeOrdered(from)
         let rows = try txn.cursor(ledger.schema.hourly)
         var row = try rows.rawSeek(atLeastBytes: start.bytes)
-        var steady: [Int32: OwnerRow] = [:]
+        var steady = [OwnerRow?](repeating: nil, count: owners.count)
+        var active: [Int32] = []  // owners with a steady rate now, in byte order
         var next = 0
         var hour = Int64.min
         while true {
@@ -357,29 +454,61 @@ struct StoredOwnerRows {
                 }
                 return hour
             }
-            var candidates = [rowHour, next < points.count ? points[next].hour : nil].compactMap { $0 }
-            if !steady.isEmpty { candidates.append(hour + Timestamp.microsecondsPerHour) }
-            guard let nextHour = candidates.min() else { return }
+            var nextHour = min(rowHour ?? Int64.max, next < points.count ? points[next].hour : Int64.max)
+            if !active.isEmpty { nextHour = min(nextHour, hour + Timestamp.microsecondsPerHour) }
+            guard nextHour != Int64.max else { return }
             hour = nextHour
             while next < points.count, points[next].hour <= hour {
                 let point = points[next]
-                try steady[point.owner, default: OwnerRow()].add(rates[Int(point.rate)], times: Int64(point.sign))
-                if steady[point.owner] == OwnerRow() { steady[point.owner] = nil }
+                try apply(point, to: &steady, active: &active)
                 next += 1
             }
-            var sums: [ByteKey: OwnerRow] = [:]
-            for (owner, rate) in steady {
-                sums[ByteKey(OwnerRow.key(hourBytes: hour, ownerBytes: owners[Int(owner)]))] = rate
-            }
-            while let current = row, ProjectionFormat.hour(ofHourlyKey: current.key) == hour {
-                let key = try OwnerRow.key(ofHourlyKey: current.key)
-                try sums[ByteKey(key), default: OwnerRow()].add(try ProjectionFormat.decodeRow(current.value), sign: 1)
-                row = try rows.rawNext()
-            }
-            for (key, sum) in sums.sorted(by: { $0.key.bytes.lexicographicallyPrecedes($1.key.bytes) }) {
-                try visit(key.bytes, sum)
+            var owner = 0
+            while true {
+                let rowOwner = try row.flatMap { current throws(LedgerError) -> [UInt8]? in
+                    guard ProjectionFormat.hour(ofHourlyKey: current.key) == hour else { return nil }
+                    return Array(try OwnerRow.key(ofHourlyKey: current.key).dropFirst(8))
+                }
+                let steadyOwner = owner < active.count ? owners[Int(active[owner])] : nil
+                guard rowOwner != nil || steadyOwner != nil else { break }
+                // The smaller owner goes first; equal owners merge.
+                let takeSteady =
+                    steadyOwner.map { steady in rowOwner.map { !$0.lexicographicallyPrecedes(steady) } ?? true }
+                    ?? false
+                let ownerBytes = takeSteady ? steadyOwner ?? [] : rowOwner ?? []
+                var sum = OwnerRow()
+                if takeSteady, let rate = steady[Int(active[owner])] {
+                    sum = rate
+                    owner += 1
+                }
+                while let current = row, ProjectionFormat.hour(ofHourlyKey: current.key) == hour,
+                    try OwnerRow.key(ofHourlyKey: current.key).dropFirst(8).elementsEqual(ownerBytes)
+                {
+                    try sum.add(try ProjectionFormat.decodeRow(current.value), sign: 1)
+                    row = try rows.rawNext()
+                }
+                try visit(OwnerRow.key(hourBytes: hour, ownerBytes: ownerBytes), sum)
             }
         }
+    }
+
+    /// Applies one rate change to the owners' steady rates, keeping `active` in byte order.
+    private func apply(
+        _ point: (hour: Int64, owner: Int32, rate: Int32, sign: Int8), to steady: inout [OwnerRow?],
+        active: inout [Int32]
+    ) throws {
+        var rate = steady[Int(point.owner)] ?? OwnerRow()
+        try rate.add(rates[Int(point.rate)], times: Int64(point.sign))
+        let isActive = rate != OwnerRow()
+        steady[Int(point.owner)] = isActive ? rate : nil
+        var low = 0, high = active.count
+        while low < high {
+            let middle = (low + high) / 2
+            if active[middle] < point.owner { low = middle + 1 } else { high = middle }
+        }
+        let present = low < active.count && active[low] == point.owner
+        if isActive && !present { active.insert(point.owner, at: low) }
+        if !isActive && present { active.remove(at: low) }
     }
 }
 

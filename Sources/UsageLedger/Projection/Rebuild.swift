@@ -47,10 +47,8 @@ extension Ledger {
             for (hour, amounts) in materialized.rows {
                 try txn.put(schema.hourly, HourlyKey(hour: hour, owner: state.owner, resource: state.resource), amounts)
             }
-            var ignored = OwnerRowChanges()  // owner_hourly is recomputed from rows and spans below
-            for span in materialized.spans {
-                try putSpan(span, owner: owner, resource: resource, ownerRows: &ignored, in: txn)
-            }
+            // owner_hourly is recomputed from the rows and spans below.
+            for span in materialized.spans { try putSpan(span, owner: owner, resource: resource, in: txn) }
             try txn.put(schema.resourceState, number, state)
             try updateCurrent(from: nil, to: state, resourceNumber: number, context: &context, in: txn)
             if entries.contains(where: { $0.occurredAt >= state.accruedUntil }) {
@@ -102,6 +100,7 @@ extension Ledger {
 
     /// Cuts every steady span at `horizon`: the part before it stays (sealed), the rest goes.
     func cutSpans(at horizon: Timestamp, in txn: borrowing WriteTransaction) throws {
+        guard horizon > .earliest else { return try txn.clear(schema.steady.id) }  // nothing is sealed
         var cut: [(SteadySpanKey, Int64, Meters)] = []
         let cursor = try txn.writeCursor(schema.steady)
         var entry = try cursor.reading.rawFirst()

@@ -122,7 +122,7 @@ extension Ledger {
     ) throws -> ReplayExpectations {
         var expected = ReplayExpectations()
         for (number, resource, owner) in try allResources(in: txn) {
-            let entries = try timeline(resourceNumber: number, in: txn)
+            let entries = try checkedTimeline(number, of: resource, into: &report, limit: limit, in: txn)
             report.resourcesChecked += 1
             report.eventsReplayed += entries.count
             guard let stored = try txn.get(schema.resourceState, number) else {
@@ -314,37 +314,54 @@ extension Ledger {
         return stored
     }
 
-    /// Checks the log's own indexes: every event decodes, is found under its id and in its resource's
-    /// timeline, and neither index holds anything else. A damaged `event_ids` entry would otherwise
-    /// make a retry count twice without any projection noticing.
+    /// A resource's timeline, read as the fold reads it, with the log's indexes checked on the way: each
+    /// entry's event exists, decodes (CRC-32), is this resource's at the entry's time, and its id maps to
+    /// it. With the counts `verifyLogIndexes` compares, this covers every event once, decoded once.
+    private func checkedTimeline(
+        _ number: UInt64, of resource: ResourceID, into report: inout VerifyReport, limit: Int,
+        in txn: borrowing ReadTransaction
+    ) throws -> [TimelineEntry] {
+        let prefix = TimelineKeyCodec.prefix(resource: number)
+        var entries: [TimelineEntry] = []
+        let cursor = try txn.cursor(schema.timeline)
+        var entry = try cursor.rawSeek(atLeastBytes: prefix)
+        while let current = entry, current.key.hasPrefix(prefix) {
+            let key = try cursor.key(of: current)
+            entry = try cursor.rawNext()
+            guard let record = try txn.rawGet(schema.events, key.seq) else {
+                report.differ("the timeline of \(resource) names seq \(key.seq), which is missing", limit: limit)
+                continue
+            }
+            let event = try EventRecord.decode(record, seq: key.seq).event
+            if event.resource != resource || event.occurredAt != key.occurredAt {
+                report.differ(
+                    "event seq \(key.seq): filed in the timeline of \(resource) at \(key.occurredAt), but it is of "
+                        + "\(event.resource) at \(event.occurredAt)",
+                    limit: limit)
+            }
+            let mapped = try txn.get(schema.eventIDs, event.id)
+            if mapped != key.seq {
+                report.differ(
+                    "event seq \(key.seq): its id '\(event.id)' maps to \(mapped.map { "seq \($0)" } ?? "nothing")",
+                    limit: limit)
+            }
+            entries.append(TimelineEntry(seq: key.seq, event: event))
+        }
+        return entries
+    }
+
+    /// Checks the log's own indexes by their counts (each entry was checked in the replay): as many events,
+    /// ids and timeline entries, all reachable from registered resources. A damaged `event_ids` entry would
+    /// otherwise make a retry count twice without any projection noticing.
     private func verifyLogIndexes(in txn: borrowing ReadTransaction, timelineEntries: Int, differ: (String) -> Void)
         throws
     {
-        var count = 0
         let counters = try LogCounters(reading: txn, meta: schema.meta)
         let events = try txn.cursor(schema.events)
         if let last = try events.rawLast(), try events.key(of: last) >= counters.nextSeq {
             differ("next_seq \(counters.nextSeq) is not past the last recorded event: a new event would overwrite one")
         }
-        var entry = try events.rawFirst()
-        while let current = entry {
-            count += 1
-            let seq = try events.key(of: current)
-            let event = try EventRecord.decode(current.value, seq: seq).event
-            let mapped = try txn.get(schema.eventIDs, event.id)
-            if mapped != seq {
-                differ("event seq \(seq): its id '\(event.id)' maps to \(mapped.map { "seq \($0)" } ?? "nothing")")
-            }
-            if let number = try resourceNumber(event.resource, in: txn) {
-                let key = TimelineKey(resource: number, occurredAt: event.occurredAt, seq: seq)
-                if try !txn.contains(schema.timeline, key) {
-                    differ("event seq \(seq): missing from the timeline of \(event.resource)")
-                }
-            } else {
-                differ("event seq \(seq): its resource \(event.resource) is not registered")
-            }
-            entry = try events.rawNext()
-        }
+        let count = try txn.count(schema.events.id)
         let ids = try txn.count(schema.eventIDs.id)
         if ids != count { differ("event_ids holds \(ids) entries for \(count) events") }
         let timeline = try txn.count(schema.timeline.id)
