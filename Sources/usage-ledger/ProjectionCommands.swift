@@ -176,7 +176,8 @@ struct Rollup: ParsableCommand {
                 print(
                     "watermark \(summary.watermark) (was \(summary.previousWatermark?.rfc3339 ?? "none")): "
                         + "\(summary.resourcesRolled) resources, \(summary.resourceHours) resource-hours in "
-                        + "\(summary.rowsWritten) rows, \(summary.spansBegun) spans begun, \(summary.spansExtended) extended"
+                        + "\(summary.rowsWritten) rows, \(summary.spansBegun) spans begun, "
+                        + "\(summary.spansExtended) extended"
                 )
             })
     }

@@ -19,12 +19,15 @@ public struct Workload: Sendable {
     /// The number of distinct resources.
     public let resources: Int
 
-    /// About `count` events (exactly `count` in delivery order) over `days` simulated days.
-    public init(count: Int, days: Int = 30, seed: UInt64 = 0x5EED) {
+    /// About `count` events (exactly `count` in delivery order) over `days` simulated days, spread over
+    /// `resources` resources (default: one per 10 events).
+    public init(count: Int, days: Int = 30, resources: Int? = nil, seed: UInt64 = 0x5EED) {
         var random = SplitMix(seed: seed)
         let start = Timestamp(microseconds: 1_767_225_600_000_000)  // 2026-01-01T00:00:00Z
         let span = Int64(days) * 86_400_000_000
-        let resourceCount = max(1, count / 10)
+        let resourceCount = max(1, resources ?? count / 10)
+        // Each resource gets about this many events (at least 10, as before the count could be chosen).
+        let perResource = max(10, count / resourceCount)
         var timed: [(at: Int64, event: UsageEvent)] = []
         timed.reserveCapacity(count + count / 10)
         for r in 0..<resourceCount {
@@ -48,8 +51,8 @@ public struct Workload: Sendable {
                 emit(
                     .started,
                     footprint: ["instances": Int64(1 + random.next(4)), "memory_mb": Int64(256 << random.next(4))])
-                while n < 10 {
-                    at += Int64(random.next(UInt64(span / 9)))
+                while n < perResource {
+                    at += Int64(random.next(UInt64(span / Int64(perResource - 1))))
                     if at >= span { break }
                     if adjusts && random.next(2) == 0 {
                         emit(.adjustment, deltas: ["network_bytes": Int64(random.next(1 << 30))])
@@ -65,7 +68,7 @@ public struct Workload: Sendable {
                 let resource = ResourceID(type: r % 2 == 0 ? "task" : "job", id: "task-\(r)")
                 var at = Int64(random.next(UInt64(span / 5)))
                 var n = 0
-                while n < 10, at < span {
+                while n < perResource, at < span {
                     let stop = at + 60_000_000 + Int64(random.next(30 * 60_000_000))
                     timed.append(
                         (
@@ -83,7 +86,7 @@ public struct Workload: Sendable {
                                 occurredAt: Timestamp(microseconds: start.microseconds + stop))
                         ))
                     n += 2
-                    at = stop + Int64(random.next(UInt64(span / 5)))
+                    at = stop + Int64(random.next(UInt64(span / Int64(perResource / 2))))
                 }
             }
         }
@@ -115,7 +118,7 @@ public struct Workload: Sendable {
         events = Array(withRetries.prefix(count))
         self.start = start
         end = Timestamp(microseconds: start.microseconds + span + 3_600_000_000)
-        resources = resourceCount
+        self.resources = resourceCount
     }
 
     /// The events as NDJSON, one per line.

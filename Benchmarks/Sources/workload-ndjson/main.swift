@@ -7,9 +7,12 @@ import Workload
 let arguments = CommandLine.arguments.dropFirst()
 guard let count = arguments.first.flatMap(Int.init), count > 0 else {
     FileHandle.standardError.write(
-        Data("usage: workload-ndjson COUNT   (events; prints the workload's end instant on stderr)\n".utf8))
+        Data(
+            ("usage: workload-ndjson COUNT [RESOURCES]   (events, resources (default COUNT / 10); prints the "
+                + "workload's end instant on stderr)\n").utf8))
     exit(2)
 }
-let workload = Workload(count: count)
+let resources = arguments.dropFirst().first.flatMap(Int.init)
+let workload = Workload(count: count, resources: resources)
 FileHandle.standardOutput.write(workload.ndjson)
 FileHandle.standardError.write(Data("end \(workload.end.microseconds)\n".utf8))
