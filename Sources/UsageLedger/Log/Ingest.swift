@@ -1,3 +1,4 @@
+import LMDBStorage
 import LedgerCore
 #if canImport(Glibc)
 import Glibc
@@ -37,6 +38,10 @@ public struct IngestSummary: Sendable, Equatable {
 ///
 /// Line ends may be LF or CRLF; blank lines are skipped; a UTF-8 byte-order mark at the very start is
 /// ignored. A line that cannot be decoded is reported with its number and the rest goes on.
+///
+/// Decoding and appending overlap: while one batch is appended (and committed) on a second thread, the
+/// calling thread reads and decodes the next, so memory holds two batches. Rejections and progress are
+/// reported on the calling thread, in line order, once their batch has committed.
 public struct NDJSONIngest: Sendable {
     /// Events per write transaction (default `NDJSONIngest.defaultBatchSize`).
     public var batchSize = NDJSONIngest.defaultBatchSize
@@ -44,7 +49,7 @@ public struct NDJSONIngest: Sendable {
     /// in memory whole (default `NDJSONIngest.defaultMaximumLineBytes`).
     public var maximumLineBytes = NDJSONIngest.defaultMaximumLineBytes
 
-    /// An ingest with the default batch size (1000) and line limit (1 MiB).
+    /// An ingest with the default batch size (20,000) and line limit (1 MiB).
     public init() {}
 
     /// Reads NDJSON from the file descriptor `fd` until its end and appends it to `ledger`.
@@ -68,21 +73,20 @@ public struct NDJSONIngest: Sendable {
             )
         }
         var summary = IngestSummary()
-        var batch: [UsageEvent] = []
-        var batchLines: [Int] = []
-        // Lines that failed to decode, reported with the batch they fall in so that rejections stay in line order.
-        var undecodable: [IngestRejection] = []
-        batch.reserveCapacity(batchSize)
+        var batch = IngestBatch()
+        batch.events.reserveCapacity(batchSize)
+        // The batch being appended on the second thread while this one decodes the next (two cores).
+        var inFlight: (batch: IngestBatch, append: BackgroundAppend)?
 
-        func flush() throws(LedgerError) {
-            guard !batch.isEmpty || !undecodable.isEmpty else { return }
-            var rejections = undecodable
-            undecodable.removeAll(keepingCapacity: true)
+        /// Waits for the batch in flight and reports it: rejections in line order, then progress.
+        func collect() throws(LedgerError) {
+            guard let (done, append) = inFlight else { return }
+            inFlight = nil
+            var rejections = done.undecodable
             defer {
                 for rejection in rejections.sorted(by: { $0.line < $1.line }) { onRejection(rejection) }
             }
-            guard !batch.isEmpty else { return }
-            let result = try ledger.append(contentsOf: batch)
+            guard let result = try append.wait() else { return }
             summary.unmatchedStops += result.unmatchedStops.count
             for (index, outcome) in result.outcomes.enumerated() {
                 switch outcome {
@@ -94,16 +98,26 @@ public struct NDJSONIngest: Sendable {
                     summary.duplicates += 1
                 case .rejected(let error):
                     summary.rejected += 1
-                    rejections.append(IngestRejection(line: batchLines[index], eventID: batch[index].id, error: error))
+                    rejections.append(
+                        IngestRejection(line: done.lines[index], eventID: done.events[index].id, error: error))
                 }
             }
-            batch.removeAll(keepingCapacity: true)
-            batchLines.removeAll(keepingCapacity: true)
             onProgress(summary)
+        }
+
+        /// Hands the decoded batch to the second thread, once the previous one is committed and reported.
+        func flush() throws(LedgerError) {
+            guard !batch.isEmpty else { return }
+            try collect()
+            inFlight = (batch, try BackgroundAppend(batch.events, into: ledger))
+            batch = IngestBatch()
+            batch.events.reserveCapacity(batchSize)
         }
 
         var reader = NDJSONLineReader(fd: fd, maximumLineBytes: maximumLineBytes)
         var lineError: LedgerError?
+        // A failure of the batch in flight is reported once it is known; what was committed stays.
+        defer { _ = try? collect() }
         while true {
             let more = try reader.nextLine { number, line in
                 summary.lines += 1
@@ -111,7 +125,7 @@ public struct NDJSONIngest: Sendable {
                 switch line {
                 case .tooLong:
                     summary.rejected += 1
-                    undecodable.append(
+                    batch.undecodable.append(
                         IngestRejection(
                             line: number, eventID: nil,
                             error: .invalidJSON(
@@ -124,13 +138,14 @@ public struct NDJSONIngest: Sendable {
                     bytes = text
                 }
                 do throws(LedgerError) {
-                    batch.append(try EventJSON.decodeUnvalidated(bytes))  // append validates
-                    batchLines.append(number)
+                    batch.events.append(try EventJSON.decodeUnvalidated(bytes))  // append validates
+                    batch.lines.append(number)
                 } catch {
                     summary.rejected += 1
-                    undecodable.append(IngestRejection(line: number, eventID: EventJSON.peekID(bytes), error: error))
+                    batch.undecodable.append(
+                        IngestRejection(line: number, eventID: EventJSON.peekID(bytes), error: error))
                 }
-                if batch.count + undecodable.count >= batchSize {
+                if batch.events.count + batch.undecodable.count >= batchSize {
                     do throws(LedgerError) { try flush() } catch { lineError = error }
                 }
             }
@@ -138,7 +153,68 @@ public struct NDJSONIngest: Sendable {
             if !more { break }
         }
         try flush()
+        try collect()
         return summary
+    }
+}
+
+/// Lines decoded for one write transaction: the events, their line numbers, and the lines that failed to
+/// decode (reported with the batch they fall in, so that rejections stay in line order).
+struct IngestBatch: Sendable {
+    var events: [UsageEvent] = []
+    var lines: [Int] = []
+    var undecodable: [IngestRejection] = []
+
+    var isEmpty: Bool { events.isEmpty && undecodable.isEmpty }
+}
+
+/// One `append(contentsOf:)` run on a thread of its own, so that decoding the next batch overlaps it;
+/// `wait()` joins the thread and returns what it returned (nil for a batch with no events).
+final class BackgroundAppend: @unchecked Sendable {
+    // @unchecked: `thread` is set once, before the thread can run; `result` is behind a lock (and read only
+    // after pthread_join, which ThreadSanitizer sees).
+    private var thread = pthread_t()
+    private var started = false
+    private let result = Locked<Result<AppendResult, LedgerError>?>(nil)
+    private let events: [UsageEvent]
+    private let ledger: Ledger
+
+    init(_ events: [UsageEvent], into ledger: Ledger) throws(LedgerError) {
+        self.events = events
+        self.ledger = ledger
+        guard !events.isEmpty else { return }
+        let context = Unmanaged.passRetained(self).toOpaque()
+        let status = pthread_create(
+            &thread, nil,
+            { context in
+                guard let context else { return nil }
+                Unmanaged<BackgroundAppend>.fromOpaque(context).takeRetainedValue().run()
+                return nil
+            }, context)
+        guard status == 0 else {
+            Unmanaged<BackgroundAppend>.fromOpaque(context).release()
+            throw .storage(code: status, reason: "cannot start the append thread: \(String(cString: strerror(status)))")
+        }
+        started = true
+    }
+
+    private func run() {
+        let outcome: Result<AppendResult, LedgerError>
+        do throws(LedgerError) { outcome = .success(try ledger.append(contentsOf: events)) } catch {
+            outcome = .failure(error)
+        }
+        result.withLock { $0 = outcome }
+    }
+
+    /// Waits for the append; nil when there was nothing to append.
+    func wait() throws(LedgerError) -> AppendResult? {
+        guard started else { return nil }
+        started = false
+        pthread_join(thread, nil)
+        guard let outcome = result.withLock({ $0 }) else {
+            throw .storage(code: 0, reason: "the append thread ended without a result")
+        }
+        return try outcome.get()
     }
 }
 
