@@ -163,4 +163,22 @@ struct SteadySpanTests {
         #expect(amounts.meterMicroseconds.count == 2)
         #expect(amounts.adjustments.isEmpty)
     }
+
+    @Test("verify catches a tampered span (and the owner sums that no longer match it); rebuild repairs it")
+    func tamperedSpan() throws {
+        let dir = try TemporaryDirectory()
+        let ledger = try openLedger(dir)
+        try ledger.append(event(.started, "t1", "app/t", at: "2026-10-01T00:30:00Z", footprint: ["instances": 2]))
+        _ = try ledger.rollUp(now: ts("2026-10-03T00:10:00Z"))
+        #expect(try ledger.verify().isConsistent)
+        let schema = ledger.schema
+        let key = SteadySpanKey(
+            owner: "org-1", resource: ResourceID(type: "app", id: "t"), start: ts("2026-10-01T01:00:00Z").microseconds)
+        _ = try ledger.write { txn in try txn.put(schema.steady, key, (47, ["instances": 3])) }
+        let report = try ledger.verify()
+        #expect(report.differences.contains { $0.hasPrefix("app/t steady hours: stored") }, "\(report.differences)")
+        #expect(report.differences.contains { $0.hasPrefix("owner_hourly org-1 hour") }, "\(report.differences)")
+        _ = try ledger.rebuild()
+        #expect(try ledger.verify().isConsistent)
+    }
 }

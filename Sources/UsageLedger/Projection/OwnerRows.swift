@@ -371,7 +371,7 @@ struct StoredOwnerRows {
         let cursor = try txn.cursor(ledger.schema.steady)
         var entry = try cursor.rawFirst()
         while let current = entry {
-            let (start, hours, footprint) = try Self.span(current.key, current.value)
+            let (start, hours, footprint) = try SteadySpan.parse(key: current.key, value: current.value)
             entry = try cursor.rawNext()
             let end = start + hours * Timestamp.microsecondsPerHour
             guard end > from else { continue }
@@ -404,27 +404,6 @@ struct StoredOwnerRows {
         owners = order.map { ownerBytes[$0] }
         points = unsorted.map { ($0.hour, rank[Int($0.owner)], $0.rate, $0.sign) }
         points.sort { $0.hour < $1.hour }
-    }
-
-    /// A span's first hour, hours and footprint bytes, read without decoding the meters.
-    private static func span(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws(LedgerError) -> (
-        Int64, Int64, UnsafeRawBufferPointer
-    ) {
-        var keyReader = ByteReader(UnsafeRawBufferPointer(rebasing: key[max(0, key.count - 8)...]))
-        var reader = ByteReader(value)
-        do throws(ByteReader.Malformed) {
-            let start = try keyReader.readOrderedInt64()
-            guard try reader.readByte() == SteadySpan.version else {
-                throw ByteReader.Malformed(offset: 0, expected: "span version \(SteadySpan.version)")
-            }
-            let hours = try reader.readVarint()
-            guard (1...87_600_000).contains(hours) else {
-                throw ByteReader.Malformed(offset: 1, expected: "1 to 87,600,000 hours")
-            }
-            return (start, Int64(hours), UnsafeRawBufferPointer(rebasing: value[reader.offset...]))
-        } catch {
-            throw .corrupt(reason: "a steady span is malformed: expected \(error.expected) at byte \(error.offset)")
-        }
     }
 
     /// The owner a `steady` key begins with (its bytes up to the first NUL).

@@ -45,21 +45,11 @@ extension Ledger {
         if let previous = after == nil ? try cursor.rawLast() : try cursor.rawPrevious(), previous.key.hasPrefix(prefix)
         {
             // Compared as bytes: meters are encoded canonically, and decoding them is most of the cost here.
-            var footprint = ByteWriter(capacity: 24)
-            RecordFields.writeMeters(span.footprint, into: &footprint)
-            let start = try cursor.key(of: previous).start
-            var reader = ByteReader(previous.value)
-            do throws(ByteReader.Malformed) {
-                _ = try reader.readByte()
-                let hours = Int64(clamping: try reader.readVarint())
-                let storedFootprint = UnsafeRawBufferPointer(rebasing: previous.value[reader.offset...])
-                if start + hours * Timestamp.microsecondsPerHour == span.start,
-                    storedFootprint.elementsEqual(footprint.bytes)
-                {
-                    merged.start = start
-                }
-            } catch {
-                throw LedgerError.corrupt(reason: "a steady span is malformed at byte \(error.offset)")
+            let stored = try SteadySpan.parse(key: previous.key, value: previous.value)
+            if stored.start + stored.hours * Timestamp.microsecondsPerHour == span.start,
+                stored.footprint.elementsEqual(SteadySpan.encodedFootprint(span.footprint))
+            {
+                merged.start = stored.start
             }
         }
         try txn.put(

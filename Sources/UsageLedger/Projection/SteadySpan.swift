@@ -25,6 +25,35 @@ struct SteadySpan: Sendable, Equatable {
         return amounts
     }
 
+    /// A stored span's first hour, hours and footprint bytes, read without decoding the meters (equal
+    /// footprints have equal bytes: meters are encoded in name order).
+    static func parse(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws(LedgerError) -> (
+        start: Int64, hours: Int64, footprint: UnsafeRawBufferPointer
+    ) {
+        var keyReader = ByteReader(UnsafeRawBufferPointer(rebasing: key[max(0, key.count - 8)...]))
+        var reader = ByteReader(value)
+        do throws(ByteReader.Malformed) {
+            let start = try keyReader.readOrderedInt64()
+            guard try reader.readByte() == version else {
+                throw ByteReader.Malformed(offset: 0, expected: "span version \(version)")
+            }
+            let hours = try reader.readVarint()
+            guard (1...87_600_000).contains(hours) else {
+                throw ByteReader.Malformed(offset: 1, expected: "1 to 87,600,000 hours")
+            }
+            return (start, Int64(hours), UnsafeRawBufferPointer(rebasing: value[reader.offset...]))
+        } catch {
+            throw .corrupt(reason: "a steady span is malformed: expected \(error.expected) at byte \(error.offset)")
+        }
+    }
+
+    /// The footprint as a stored span holds it.
+    static func encodedFootprint(_ footprint: Meters) -> [UInt8] {
+        var writer = ByteWriter(capacity: 24)
+        RecordFields.writeMeters(footprint, into: &writer)
+        return writer.bytes
+    }
+
     /// The span clipped to `[from, until)`, or nil when nothing of it lies there.
     func clipped(from: Int64, until: Int64) -> SteadySpan? {
         let clipped = SteadySpan(start: max(start, from), end: min(end, until), footprint: footprint)
