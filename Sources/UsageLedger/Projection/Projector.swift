@@ -12,6 +12,10 @@ struct ProjectionContext {
     var ownerTotals: [OwnerType: ProjectionFormat.OwnerTotals] = [:]
     /// Changes to `owner_hourly` from rows that late events rewrote, applied by `write`.
     var ownerRows = OwnerRowChanges()
+    /// Resource states read or changed in this transaction, written once each by `write`, in key order: a
+    /// batch often holds several events of one resource, and decoding and encoding its state record per
+    /// event was a large part of an append.
+    var states: [UInt64: ResourceState] = [:]
 
     init(reading txn: borrowing some ReadableTransaction & ~Copyable, meta: Table<UTF8Text, RawBytes>) throws {
         horizon = try txn.get(Meta.horizon, in: meta)
@@ -19,6 +23,10 @@ struct ProjectionContext {
 
     /// Writes what the transaction's events changed: owner totals, owner-hour sums, then the unmatched-stop count.
     func write(to txn: borrowing WriteTransaction, schema: Schema) throws {
+        for number in states.keys.sorted() {
+            guard let state = states[number] else { continue }
+            try txn.put(schema.resourceState, number, state)
+        }
         try ownerRows.apply(to: txn, table: schema.ownerHourly)
         for (key, entry) in ownerTotals {
             if entry.running == 0 {
@@ -55,7 +63,7 @@ extension Ledger {
         _ event: UsageEvent, seq: UInt64, resourceNumber: UInt64, context: inout ProjectionContext,
         in txn: borrowing WriteTransaction
     ) throws -> Bool {
-        let stored = try txn.get(schema.resourceState, resourceNumber)
+        let stored = try context.states[resourceNumber] ?? txn.get(schema.resourceState, resourceNumber)
         let before = stored ?? ResourceState(resource: event.resource, owner: event.owner)
         let t = event.occurredAt
         var after: ResourceState
@@ -87,7 +95,7 @@ extension Ledger {
                 try txn.put(schema.pending, encoded: key, resourceNumber)
             }
         }
-        try txn.put(schema.resourceState, resourceNumber, after)
+        context.states[resourceNumber] = after
         try updateCurrent(from: stored, to: after, resourceNumber: resourceNumber, context: &context, in: txn)
         let unmatched = Int64(after.unmatchedStops) - Int64(before.unmatchedStops)
         context.unmatchedStopsDelta += unmatched
