@@ -360,9 +360,12 @@ struct StoredOwnerRows {
     private var owners: [[UInt8]] = []
     private var rates: [OwnerRow] = []
     private let from: Int64
+    /// Spans that reach outside `[from, until)`: damage (every stored span lies within the hours the ledger
+    /// holds, before the rollup watermark); they are clipped so that the sweep stays within those hours.
+    private(set) var spansOutside = 0
 
-    /// Reads every span of `steady` (clipped to hours at or after `from`).
-    init(from: Int64, ledger: Ledger, in txn: borrowing some ReadableTransaction & ~Copyable) throws {
+    /// Reads every span of `steady`, clipped to `[from, until)`.
+    init(from: Int64, until: Int64, ledger: Ledger, in txn: borrowing some ReadableTransaction & ~Copyable) throws {
         self.from = from
         var ownerNumbers: [ByteKey: Int32] = [:]
         var rateNumbers: [ByteKey: Int32] = [:]
@@ -374,7 +377,8 @@ struct StoredOwnerRows {
             let (start, hours, footprint) = try SteadySpan.parse(key: current.key, value: current.value)
             entry = try cursor.rawNext()
             let end = start + hours * Timestamp.microsecondsPerHour
-            guard end > from else { continue }
+            if end > until || start < from { spansOutside += 1 }
+            guard end > from, start < until else { continue }
             // Spans of one owner are adjacent (the key begins with it): look it up only when it changes.
             let owner = try Self.owner(ofSpanKey: current.key)
             let ownerNumber: Int32
@@ -395,7 +399,7 @@ struct StoredOwnerRows {
                 rateNumbers[footprintKey] = rate
             }
             unsorted.append((max(start, from), ownerNumber, rate, 1))
-            unsorted.append((end, ownerNumber, rate, -1))
+            unsorted.append((min(end, until), ownerNumber, rate, -1))
         }
         // Renumber owners in byte order.
         let order = ownerBytes.indices.sorted { ownerBytes[$0].lexicographicallyPrecedes(ownerBytes[$1]) }
@@ -434,7 +438,12 @@ struct StoredOwnerRows {
                 return hour
             }
             var nextHour = min(rowHour ?? Int64.max, next < points.count ? points[next].hour : Int64.max)
-            if !active.isEmpty { nextHour = min(nextHour, hour + Timestamp.microsecondsPerHour) }
+            if !active.isEmpty {
+                // Spans end by year 9999 (their starts are checked), so this cannot overflow unless damaged.
+                let (following, overflow) = hour.addingReportingOverflow(Timestamp.microsecondsPerHour)
+                guard !overflow else { throw LedgerError.corrupt(reason: "a steady span runs past the last hour") }
+                nextHour = min(nextHour, following)
+            }
             guard nextHour != Int64.max else { return }
             hour = nextHour
             while next < points.count, points[next].hour <= hour {
@@ -492,14 +501,16 @@ struct StoredOwnerRows {
 }
 
 extension Ledger {
-    /// Rewrites `owner_hourly` from the stored `hourly` rows and `steady` spans at or after `from` (rebuild,
-    /// and with it upgrades).
-    func rewriteOwnerRows(from: Timestamp, in txn: borrowing WriteTransaction) throws {
-        var start = ByteWriter(capacity: 8)
-        start.writeOrdered(from.microseconds)
-        let stale = try txn.writeCursor(schema.ownerHourly)
-        while try stale.reading.rawSeek(atLeastBytes: start.bytes) != nil { try stale.deleteCurrent() }
-        let stored = try StoredOwnerRows(from: from.microseconds, ledger: self, in: txn)
+    /// Rewrites all of `owner_hourly` from the stored `hourly` rows and `steady` spans (rebuild, and with it
+    /// upgrades), sweeping the hours in `[from, until)`: no stored row or span lies outside them.
+    func rewriteOwnerRows(from: Timestamp, until: Timestamp, in txn: borrowing WriteTransaction) throws {
+        try txn.clear(schema.ownerHourly.id)
+        let stored = try StoredOwnerRows(
+            from: from.microseconds, until: until.microseconds, ledger: self, in: txn)
+        guard stored.spansOutside == 0 else {
+            throw LedgerError.corrupt(
+                reason: "\(stored.spansOutside) steady spans lie outside the hours the ledger holds (damage)")
+        }
         try stored.forEach(ledger: self, in: txn) { key, row in
             try txn.put(schema.ownerHourly, encoded: EncodedKey(encodedBytes: key), row)
         }

@@ -27,8 +27,11 @@ extension Ledger {
         return summary
     }
 
-    func rebuildProjections(in txn: borrowing WriteTransaction) throws -> RebuildSummary {
+    /// Rebuilds every projection. `storedFloor` is the first hour the stored snapshots held before this
+    /// transaction changed them (an upgrade reads it before converting rows); nil: read it here.
+    func rebuildProjections(in txn: borrowing WriteTransaction, storedFloor: Int64?? = nil) throws -> RebuildSummary {
         let meta = schema.meta
+        var floor = try storedFloor ?? firstSnapshotHour(in: txn)
         let watermark = try txn.get(Meta.watermark, in: meta)
         let target = try txn.get(Meta.rollupTarget, in: meta)
         let materializeUntil = max(watermark ?? .earliest, target ?? .earliest)
@@ -49,6 +52,9 @@ extension Ledger {
             }
             // owner_hourly is recomputed from the rows and spans below.
             for span in materialized.spans { try putSpan(span, owner: owner, resource: resource, in: txn) }
+            for hour in [materialized.spans.first?.start, materialized.rows.keys.min()].compactMap({ $0 }) {
+                floor = min(floor ?? hour, hour)
+            }
             try txn.put(schema.resourceState, number, state)
             try updateCurrent(from: nil, to: state, resourceNumber: number, context: &context, in: txn)
             if entries.contains(where: { $0.occurredAt >= state.accruedUntil }) {
@@ -62,8 +68,10 @@ extension Ledger {
         }
         context.unmatchedStopsDelta = 0
         try context.write(to: txn, schema: schema)
-        // Every owner-hour, sealed hours included: an upgrade from format 3 has none yet.
-        try rewriteOwnerRows(from: .earliest, in: txn)
+        // Every owner-hour, sealed hours included (an upgrade from format 3 has none yet), swept over the
+        // hours the snapshots hold: from the first stored or rebuilt one to the watermark.
+        try rewriteOwnerRows(
+            from: Timestamp(microseconds: floor ?? materializeUntil.microseconds), until: materializeUntil, in: txn)
         try txn.put(Meta.unmatchedStops, unmatched, in: meta)
         if materializeUntil > .earliest { try txn.put(Meta.watermark, materializeUntil, in: meta) }
         try txn.delete(Meta.rollupTarget, in: meta)
@@ -96,6 +104,16 @@ extension Ledger {
             try cursor.deleteCurrent()
             entry = try cursor.reading.rawSeek(atLeastBytes: writer.bytes)
         }
+    }
+
+    /// The first hour of the stored snapshots: of `owner_hourly` (which sums every row and steady hour)
+    /// or `hourly`, whichever is earlier; nil when both are empty. No stored span can begin before it.
+    func firstSnapshotHour(in txn: borrowing some ReadableTransaction & ~Copyable) throws -> Int64? {
+        let hours = [
+            try txn.cursor(schema.ownerHourly).rawFirst().flatMap { ProjectionFormat.hour(ofHourlyKey: $0.key) },
+            try txn.cursor(schema.hourly).rawFirst().flatMap { ProjectionFormat.hour(ofHourlyKey: $0.key) },
+        ]
+        return hours.compactMap { $0 }.min()
     }
 
     /// Cuts every steady span at `horizon`: the part before it stays (sealed), the rest goes.

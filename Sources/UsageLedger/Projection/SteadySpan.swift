@@ -34,6 +34,9 @@ struct SteadySpan: Sendable, Equatable {
         var reader = ByteReader(value)
         do throws(ByteReader.Malformed) {
             let start = try keyReader.readOrderedInt64()
+            guard isFirstHour(start) else {
+                throw ByteReader.Malformed(offset: key.count - 8, expected: "an hour's start from year 0000 to 9999")
+            }
             guard try reader.readByte() == version else {
                 throw ByteReader.Malformed(offset: 0, expected: "span version \(version)")
             }
@@ -45,6 +48,14 @@ struct SteadySpan: Sendable, Equatable {
         } catch {
             throw .corrupt(reason: "a steady span is malformed: expected \(error.expected) at byte \(error.offset)")
         }
+    }
+
+    /// Whether `start` can begin a span: a whole hour within the instants the ledger records. Checked on
+    /// every read, so that `start + hours` cannot overflow and a damaged key cannot send a sweep across
+    /// millennia (no single flipped bit keeps an hour's start whole: 3.6e9 is not a power of two).
+    static func isFirstHour(_ start: Int64) -> Bool {
+        (Timestamp.earliest.microseconds...Timestamp.latest.microseconds).contains(start)
+            && start % Timestamp.microsecondsPerHour == 0
     }
 
     /// The footprint as a stored span holds it.
@@ -89,6 +100,9 @@ enum SteadySpanKeyCodec: ByteArrayCodec {
         var reader = ByteReader(UnsafeRawBufferPointer(rebasing: bytes[(bytes.count - 8)...]))
         do throws(ByteReader.Malformed) {
             let start = try reader.readOrderedInt64()
+            guard SteadySpan.isFirstHour(start) else {
+                throw ByteReader.Malformed(offset: bytes.count - 8, expected: "an hour's start")
+            }
             return SteadySpanKey(
                 owner: String(decoding: parts[0], as: UTF8.self),
                 resource: ResourceID(

@@ -15,8 +15,9 @@ extension Ledger {
         logger.notice("upgrading the on-disk format from \(found) to \(current) by rebuilding the projections")
         let meta = schema.meta
         let summary = try write { txn -> (RebuildSummary, SealedConversion) in
+            let floor = try self.firstSnapshotHour(in: txn)  // before the rows it reads become spans
             let converted = try self.convertSealedRows(in: txn)
-            let summary = try self.rebuildProjections(in: txn)
+            let summary = try self.rebuildProjections(in: txn, storedFloor: .some(floor))
             try txn.put(Meta.formatVersion, current, in: meta)
             return (summary, converted)
         }
