@@ -296,7 +296,15 @@ let benchmarks: @Sendable () -> Void = {
     // 6. Rollup rate (resource-hours per second) and verify replay (events per second).
     let resourceHoursPerSecond = BenchmarkMetric.custom(
         "resource-hours per second", polarity: .prefersLarger, useScalingFactor: false)
-    Benchmark("6 rollup of the whole period", configuration: .init(metrics: [.wallClock, resourceHoursPerSecond])) {
+    // What the ledger stores (issue 12): bytes of pages in use per event, in all and in the snapshots.
+    let bytesPerEvent = BenchmarkMetric.custom(
+        "ledger bytes per event", polarity: .prefersSmaller, useScalingFactor: false)
+    let snapshotBytesPerEvent = BenchmarkMetric.custom(
+        "snapshot bytes per event (hourly, steady, owner_hourly)", polarity: .prefersSmaller, useScalingFactor: false)
+    Benchmark(
+        "6 rollup of the whole period",
+        configuration: .init(metrics: [.wallClock, resourceHoursPerSecond, bytesPerEvent, snapshotBytesPerEvent])
+    ) {
         benchmark in
         let work = try workload.get()
         let path = scratchDirectory("rollup")
@@ -308,6 +316,11 @@ let benchmarks: @Sendable () -> Void = {
         let summary = try ledger.rollUp(now: work.end)
         benchmark.stopMeasurement()
         benchmark.measurement(resourceHoursPerSecond, rate(summary.resourceHours, since: started))
+        let databases = try ledger.statistics().databases
+        let events = max(1, work.events.count)
+        let snapshots = ["hourly", "steady", "owner_hourly"].reduce(0) { $0 + (databases[$1]?.bytes ?? 0) }
+        benchmark.measurement(bytesPerEvent, databases.values.reduce(0) { $0 + $1.bytes } / events)
+        benchmark.measurement(snapshotBytesPerEvent, snapshots / events)
     }
     Benchmark(
         "6 verify (replay every timeline)",
