@@ -235,6 +235,23 @@ struct RandomTimeline {
         }
         return events
     }
+
+    /// Appends `events` in a random order, in batches of 1 to `largestBatch`, rolling up to a random instant
+    /// after about a third of the batches: late events then refold rows and spans already rolled up.
+    static func appendShuffled(_ events: [UsageEvent], to ledger: Ledger, seed: UInt64, largestBatch: UInt64) throws {
+        var random = RandomEvents(seed: seed)
+        var remaining = events
+        while !remaining.isEmpty {
+            let batch = (0..<min(remaining.count, 1 + Int(random.next(largestBatch)))).map { _ in
+                remaining.remove(at: Int(random.next(UInt64(remaining.count))))
+            }
+            _ = try ledger.append(contentsOf: batch)
+            if random.next(3) == 0 {
+                let at = start.microseconds + Int64(random.next(4 * 86_400_000_000))
+                _ = try ledger.rollUp(now: Timestamp(microseconds: at))
+            }
+        }
+    }
 }
 
 @Suite("Projections: properties")
@@ -270,19 +287,7 @@ struct ProjectionPropertyTests {
                 let inOrder = try openLedger(dirA)
                 _ = try inOrder.append(contentsOf: events.sorted { $0.occurredAt < $1.occurredAt })
                 let shuffled = try openLedger(dirB)
-                var random = RandomEvents(seed: seed ^ 0xA5A5)
-                var remaining = events
-                while !remaining.isEmpty {
-                    let batch = (0..<min(remaining.count, 1 + Int(random.next(3)))).map { _ in
-                        remaining.remove(at: Int(random.next(UInt64(remaining.count))))
-                    }
-                    _ = try shuffled.append(contentsOf: batch)
-                    if random.next(3) == 0 {
-                        let rollAt = Timestamp(
-                            microseconds: RandomTimeline.start.microseconds + Int64(random.next(4 * 86_400_000_000)))
-                        _ = try shuffled.rollUp(now: rollAt)
-                    }
-                }
+                try RandomTimeline.appendShuffled(events, to: shuffled, seed: seed ^ 0xA5A5, largestBatch: 3)
                 #expect(
                     try Self.observe(shuffled, resources: resources) == Self.observe(inOrder, resources: resources),
                     "seed \(seed)")

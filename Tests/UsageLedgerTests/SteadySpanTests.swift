@@ -50,19 +50,8 @@ struct SteadySpanTests {
                 let resources = Array(Set(events.map(\.resource))).sorted()
                 let dir = try TemporaryDirectory()
                 let ledger = try openLedger(dir)
-                var random = RandomEvents(seed: seed ^ 0x5EAD)
-                var remaining = events
-                while !remaining.isEmpty {
-                    // Random order and random rollups between: late events refold rolled-up spans.
-                    let batch = (0..<min(remaining.count, 1 + Int(random.next(4)))).map { _ in
-                        remaining.remove(at: Int(random.next(UInt64(remaining.count))))
-                    }
-                    _ = try ledger.append(contentsOf: batch)
-                    if random.next(3) == 0 {
-                        let at = RandomTimeline.start.microseconds + Int64(random.next(4 * 86_400_000_000))
-                        _ = try ledger.rollUp(now: Timestamp(microseconds: at))
-                    }
-                }
+                // Random order and random rollups between: late events refold rolled-up spans.
+                try RandomTimeline.appendShuffled(events, to: ledger, seed: seed ^ 0x5EAD, largestBatch: 4)
                 _ = try ledger.rollUp(now: testNow)
                 let want = try Self.reference(events)
                 var ownerWant: [Int64: UsageAmounts] = [:]
@@ -180,5 +169,38 @@ struct SteadySpanTests {
         #expect(report.differences.contains { $0.hasPrefix("owner_hourly org-1 hour") }, "\(report.differences)")
         _ = try ledger.rebuild()
         #expect(try ledger.verify().isConsistent)
+    }
+
+    @Test("a span claiming hours the snapshots never held: verify reports it; rebuild drops it, or refuses if sealed")
+    func spanOutsideTheSnapshots() throws {
+        // A whole hour years before anything the ledger holds, claiming a decade: what damage can look like.
+        let key = SteadySpanKey(
+            owner: "org-1", resource: ResourceID(type: "app", id: "o"), start: ts("2016-01-01T00:00:00Z").microseconds)
+        for sealed in [false, true] {
+            let dir = try TemporaryDirectory()
+            let ledger = try openLedger(dir)
+            try ledger.append(event(.started, "o1", "app/o", at: "2026-10-01T00:30:00Z", footprint: ["instances": 1]))
+            if sealed {
+                _ = try rollUpAndCompact(ledger) { $0.cutoffAgeDays = 40 }  // horizon 2026-10-15T12:00Z
+            } else {
+                _ = try ledger.rollUp(now: ts("2026-10-02T00:10:00Z"))
+            }
+            let schema = ledger.schema
+            _ = try ledger.write { txn in try txn.put(schema.steady, key, (87_600, ["instances": 1])) }
+            let report = try ledger.verify()
+            #expect(
+                report.differences.contains { $0.contains("spans reach outside the hours") }, "\(report.differences)")
+            if sealed {
+                // Before the horizon the span cannot be derived again, and sweeping its decade is no repair.
+                #expect {
+                    _ = try ledger.rebuild()
+                } throws: {
+                    ($0 as? LedgerError)?.code == "corrupt"
+                }
+            } else {
+                _ = try ledger.rebuild()  // every span is rebuilt from the log
+                #expect(try ledger.verify().isConsistent)
+            }
+        }
     }
 }

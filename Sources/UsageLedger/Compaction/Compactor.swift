@@ -315,36 +315,8 @@ extension Ledger {
             total += dropped
             if dropped < 10_000 && ownersDropped < 10_000 { break }
         }
-        return total + (try write { txn in try self.cutSpans(before: before, in: txn) })
-    }
-
-    /// Drops the steady hours before `before`: spans that end by then go, spans that cross it keep the part
-    /// from it on. Spans are keyed by resource, so this walks them (one entry per steady stretch, not per
-    /// hour) and rewrites only those that start before `before`. Returns the steady hours dropped.
-    private func cutSpans(before: Timestamp, in txn: borrowing WriteTransaction) throws -> Int {
-        var dropped = 0
-        var kept: [(SteadySpanKey, Int64, Meters)] = []
-        let cursor = try txn.writeCursor(schema.steady)
-        var entry = try cursor.reading.rawFirst()
-        while let current = entry {
-            let key = try cursor.reading.key(of: current)
-            guard key.start < before.microseconds else {
-                entry = try cursor.reading.rawNext()
-                continue
-            }
-            let value = try cursor.reading.value(of: current)
-            let end = key.start + value.hours * Timestamp.microsecondsPerHour
-            dropped += Int((min(end, before.microseconds) - key.start) / Timestamp.microsecondsPerHour)
-            if end > before.microseconds {
-                var moved = key
-                moved.start = before.microseconds
-                kept.append((moved, (end - before.microseconds) / Timestamp.microsecondsPerHour, value.footprint))
-            }
-            try cursor.deleteCurrent()
-            entry = try cursor.reading.rawSeek(atLeast: key)
-        }
-        for (key, hours, footprint) in kept { try txn.put(schema.steady, key, (hours, footprint)) }
-        return dropped
+        // Spans that end by then go; spans that cross it keep their hours from it on.
+        return total + (try write { txn in try self.cutSpans(at: before, keeping: .after, in: txn) })
     }
 
     /// Deletes a table's first entries while `isOld` holds for their key, at most `limit`; returns how many.

@@ -25,23 +25,48 @@ enum RecordFields {
         return Meters(pairs)
     }
 
-    /// Named sums as `varint n, n × (str name, i128)`, names sorted.
-    static func writeAmounts(_ amounts: [String: Int128], into writer: inout ByteWriter) {
+    /// How a stored sum is written: 16 bytes big-endian (compaction bases, owner totals, format-4 rows) or
+    /// its smallest exact encoding (`c128`: rows and owner sums from format 5).
+    enum SumEncoding {
+        case fixed16
+        case compact
+
+        func write(_ value: Int128, into writer: inout ByteWriter) {
+            switch self {
+            case .fixed16: RecordFields.writeSigned128(value, into: &writer)
+            case .compact: RecordFields.writeCompact128(value, into: &writer)
+            }
+        }
+
+        func read(_ reader: inout ByteReader) throws(ByteReader.Malformed) -> Int128 {
+            switch self {
+            case .fixed16: return try RecordFields.readSigned128(&reader)
+            case .compact: return try RecordFields.readCompact128(&reader)
+            }
+        }
+    }
+
+    /// Named sums as `varint n, n × (str name, sum)`, names sorted.
+    static func writeAmounts(
+        _ amounts: [String: Int128], into writer: inout ByteWriter, as encoding: SumEncoding = .fixed16
+    ) {
         writer.writeVarint(UInt64(amounts.count))
         for name in amounts.keys.sorted() {
             writer.writeString(name)
-            writeSigned128(amounts[name] ?? 0, into: &writer)
+            encoding.write(amounts[name] ?? 0, into: &writer)
         }
     }
 
     /// Reads what `writeAmounts` wrote.
-    static func readAmounts(_ reader: inout ByteReader) throws(ByteReader.Malformed) -> [String: Int128] {
+    static func readAmounts(_ reader: inout ByteReader, as encoding: SumEncoding = .fixed16)
+        throws(ByteReader.Malformed) -> [String: Int128]
+    {
         let count = try reader.readVarint()
         guard count <= UInt64(reader.remaining) else {
             throw ByteReader.Malformed(offset: reader.offset, expected: "amounts")
         }
         var amounts: [String: Int128] = [:]
-        for _ in 0..<count { amounts[try reader.readString()] = try readSigned128(&reader) }
+        for _ in 0..<count { amounts[try reader.readString()] = try encoding.read(&reader) }
         return amounts
     }
 
@@ -84,25 +109,5 @@ enum RecordFields {
             shift += 7
         }
         return Int128(bitPattern: bits >> 1) ^ (0 - Int128(bitPattern: bits & 1))
-    }
-
-    /// Named sums as `varint n, n × (str name, compact128)`, names sorted (rows and owner sums, format 5).
-    static func writeCompactAmounts(_ amounts: [String: Int128], into writer: inout ByteWriter) {
-        writer.writeVarint(UInt64(amounts.count))
-        for name in amounts.keys.sorted() {
-            writer.writeString(name)
-            writeCompact128(amounts[name] ?? 0, into: &writer)
-        }
-    }
-
-    /// Reads what `writeCompactAmounts` wrote.
-    static func readCompactAmounts(_ reader: inout ByteReader) throws(ByteReader.Malformed) -> [String: Int128] {
-        let count = try reader.readVarint()
-        guard count <= UInt64(reader.remaining) else {
-            throw ByteReader.Malformed(offset: reader.offset, expected: "amounts")
-        }
-        var amounts: [String: Int128] = [:]
-        for _ in 0..<count { amounts[try reader.readString()] = try readCompact128(&reader) }
-        return amounts
     }
 }

@@ -20,11 +20,10 @@ struct OwnerRow: Equatable {
 
     static let version: UInt8 = 2
 
-    /// One steady hour of a resource with `footprint` (`sign` -1: its removal): one row's worth, derived
-    /// from the span.
-    static func steadyHour(_ footprint: Meters, sign: Int64 = 1) throws(LedgerError) -> OwnerRow {
+    /// One steady hour of a resource with `footprint`: one row's worth, derived from the span.
+    static func steadyHour(_ footprint: Meters) throws(LedgerError) -> OwnerRow {
         var row = OwnerRow()
-        try row.add(try SteadySpan.hourAmounts(footprint), sign: sign)
+        try row.add(try SteadySpan.hourAmounts(footprint), sign: 1)
         return row
     }
 
@@ -146,9 +145,8 @@ struct OwnerRow: Equatable {
             guard version == Self.version || version == 1 else {
                 throw ByteReader.Malformed(offset: 0, expected: "owner row version \(Self.version)")
             }
-            func sum(_ reader: inout ByteReader) throws(ByteReader.Malformed) -> Int128 {
-                version == 1 ? try RecordFields.readSigned128(&reader) : try RecordFields.readCompact128(&reader)
-            }
+            let sums: RecordFields.SumEncoding = version == 1 ? .fixed16 : .compact
+            func sum(_ reader: inout ByteReader) throws(ByteReader.Malformed) -> Int128 { try sums.read(&reader) }
             rows = Int64(clamping: try reader.readVarint())
             running = try sum(&reader)
             for set in 0..<2 {

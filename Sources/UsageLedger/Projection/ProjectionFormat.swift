@@ -173,8 +173,8 @@ enum ProjectionFormat {
         var writer = ByteWriter(capacity: 32)
         writer.write(rowVersion)
         RecordFields.writeCompact128(amounts.runningMicroseconds, into: &writer)
-        RecordFields.writeCompactAmounts(amounts.meterMicroseconds, into: &writer)
-        RecordFields.writeCompactAmounts(amounts.adjustments, into: &writer)
+        RecordFields.writeAmounts(amounts.meterMicroseconds, into: &writer, as: .compact)
+        RecordFields.writeAmounts(amounts.adjustments, into: &writer, as: .compact)
         return writer.bytes
     }
 
@@ -182,19 +182,14 @@ enum ProjectionFormat {
         var reader = ByteReader(bytes)
         do throws(ByteReader.Malformed) {
             let version = try reader.readByte()
-            var amounts = UsageAmounts()
-            switch version {
-            case rowVersion:
-                amounts.runningMicroseconds = try RecordFields.readCompact128(&reader)
-                amounts.meterMicroseconds = try RecordFields.readCompactAmounts(&reader)
-                amounts.adjustments = try RecordFields.readCompactAmounts(&reader)
-            case 1:
-                amounts.runningMicroseconds = try RecordFields.readSigned128(&reader)
-                amounts.meterMicroseconds = try RecordFields.readAmounts(&reader)
-                amounts.adjustments = try RecordFields.readAmounts(&reader)
-            default:
+            guard version == rowVersion || version == 1 else {
                 throw ByteReader.Malformed(offset: 0, expected: "row version \(rowVersion)")
             }
+            let sums: RecordFields.SumEncoding = version == 1 ? .fixed16 : .compact
+            var amounts = UsageAmounts()
+            amounts.runningMicroseconds = try sums.read(&reader)
+            amounts.meterMicroseconds = try RecordFields.readAmounts(&reader, as: sums)
+            amounts.adjustments = try RecordFields.readAmounts(&reader, as: sums)
             guard reader.remaining == 0 else {
                 throw ByteReader.Malformed(offset: reader.offset, expected: "the end of the row")
             }

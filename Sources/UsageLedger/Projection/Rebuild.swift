@@ -86,7 +86,13 @@ extension Ledger {
             switch declaration.rebuild {
             case .refill?: try txn.clear(table)
             case .refillFromHorizon?: try deleteRows(from: horizon, in: txn)
-            case .cutAtHorizon?: try cutSpans(at: horizon, in: txn)
+            case .cutAtHorizon?:
+                // The part before the horizon stays (sealed); the rest is refilled.
+                if horizon > .earliest {
+                    _ = try cutSpans(at: horizon, keeping: .before, in: txn)
+                } else {
+                    try txn.clear(schema.steady.id)  // nothing is sealed
+                }
             case .recomputeFromRows?: break  // rewritten from the rows at the end
             case nil:
                 throw LedgerError.corrupt(reason: "the projection table '\(declaration.name)' has no rebuild rule")
@@ -114,29 +120,6 @@ extension Ledger {
             try txn.cursor(schema.hourly).rawFirst().flatMap { ProjectionFormat.hour(ofHourlyKey: $0.key) },
         ]
         return hours.compactMap { $0 }.min()
-    }
-
-    /// Cuts every steady span at `horizon`: the part before it stays (sealed), the rest goes.
-    func cutSpans(at horizon: Timestamp, in txn: borrowing WriteTransaction) throws {
-        guard horizon > .earliest else { return try txn.clear(schema.steady.id) }  // nothing is sealed
-        var cut: [(SteadySpanKey, Int64, Meters)] = []
-        let cursor = try txn.writeCursor(schema.steady)
-        var entry = try cursor.reading.rawFirst()
-        while let current = entry {
-            let key = try cursor.reading.key(of: current)
-            let value = try cursor.reading.value(of: current)
-            if key.start + value.hours * Timestamp.microsecondsPerHour > horizon.microseconds {
-                if key.start < horizon.microseconds {
-                    cut.append(
-                        (key, (horizon.microseconds - key.start) / Timestamp.microsecondsPerHour, value.footprint))
-                }
-                try cursor.deleteCurrent()
-                entry = try cursor.reading.rawSeek(atLeast: key)
-            } else {
-                entry = try cursor.reading.rawNext()
-            }
-        }
-        for (key, hours, footprint) in cut { try txn.put(schema.steady, key, (hours, footprint)) }
     }
 
     /// The state, and the rows and spans, that a timeline gives when running usage is materialized from

@@ -58,7 +58,7 @@ extension Ledger {
 
     /// Records (rows and spans) one rollup transaction writes before it commits and lets appenders in (it
     /// finishes the resource it is on, so one resource with more than this is still one transaction).
-    static let rollupRowsPerTransaction = 20_000
+    static let rollupRecordsPerTransaction = 20_000
 
     /// `rollUp`, optionally stopping after some batches as a crash would (for tests).
     func rollUp(now: Timestamp?, graceMicroseconds: Int64, batchSize: Int, stopAfterBatches: Int?) throws(LedgerError)
@@ -125,7 +125,7 @@ extension Ledger {
     }
 
     /// Materializes, in one transaction, the resources of `index` after the key `resumeAfter`: at most
-    /// `batchSize` of them and about `rollupRowsPerTransaction` rows.
+    /// `batchSize` of them and about `rollupRecordsPerTransaction` rows and spans.
     private func rollUpBatch(
         of index: Table<OwnedResourceKeyCodec, BigEndianUInt64>, after resumeAfter: [UInt8]?,
         to target: Timestamp, batchSize: Int
@@ -143,7 +143,7 @@ extension Ledger {
             var ownerRows = OwnerRowChanges()
             for (key, number) in resources {
                 // Bound the transaction by work, not only by resources: appenders wait for it.
-                if batch.written.records >= Self.rollupRowsPerTransaction { break }
+                if batch.written.records >= Self.rollupRecordsPerTransaction { break }
                 batch.lastKey = key
                 guard var state = try txn.get(self.schema.resourceState, number) else {
                     throw LedgerError.corrupt(reason: "indexed resource \(number) has no state")

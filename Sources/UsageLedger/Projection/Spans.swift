@@ -82,6 +82,42 @@ extension Ledger {
         }
     }
 
+    /// Which side of an instant `cutSpans` keeps.
+    enum SpanSide { case before, after }
+
+    /// Cuts every stored span at `instant` (an hour's start) and keeps the hours on one side of it: before
+    /// (rebuild keeps the sealed hours before the horizon) or after (retention keeps the hours from the
+    /// retained one on). Spans are keyed by resource, so this walks them (one entry per steady stretch, not
+    /// per hour) and rewrites only those it cuts. Returns the steady hours dropped.
+    func cutSpans(at instant: Timestamp, keeping side: SpanSide, in txn: borrowing WriteTransaction) throws -> Int {
+        let cut = instant.microseconds, hour = Timestamp.microsecondsPerHour
+        var dropped = 0
+        var kept: [(SteadySpanKey, Int64, Meters)] = []
+        let cursor = try txn.writeCursor(schema.steady)
+        var entry = try cursor.reading.rawFirst()
+        while let current = entry {
+            let key = try cursor.reading.key(of: current)
+            let value = try cursor.reading.value(of: current)
+            let end = key.start + value.hours * hour
+            let keptPart = side == .before ? (key.start, min(end, cut)) : (max(key.start, cut), end)
+            guard keptPart != (key.start, end) else {
+                entry = try cursor.reading.rawNext()
+                continue
+            }
+            dropped += Int(value.hours - max(0, keptPart.1 - keptPart.0) / hour)
+            if keptPart.0 < keptPart.1 {
+                var moved = key
+                moved.start = keptPart.0
+                kept.append((moved, (keptPart.1 - keptPart.0) / hour, value.footprint))
+            }
+            try cursor.deleteCurrent()
+            entry = try cursor.reading.rawSeek(atLeast: key)
+        }
+        // Put after the walk: a moved span's key could otherwise come up again under the cursor.
+        for (key, hours, footprint) in kept { try txn.put(schema.steady, key, (hours, footprint)) }
+        return dropped
+    }
+
     /// Writes what a stretch of a resource materializes to: rows added to the stored ones, spans merged.
     func store(
         _ materialization: Materialization, owner: String, resource: ResourceID,

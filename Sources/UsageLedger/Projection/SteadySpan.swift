@@ -37,17 +37,24 @@ struct SteadySpan: Sendable, Equatable {
             guard isFirstHour(start) else {
                 throw ByteReader.Malformed(offset: key.count - 8, expected: "an hour's start from year 0000 to 9999")
             }
-            guard try reader.readByte() == version else {
-                throw ByteReader.Malformed(offset: 0, expected: "span version \(version)")
-            }
-            let hours = try reader.readVarint()
-            guard (1...87_600_000).contains(hours) else {
-                throw ByteReader.Malformed(offset: 1, expected: "1 to 87,600,000 hours")
-            }
-            return (start, Int64(hours), UnsafeRawBufferPointer(rebasing: value[reader.offset...]))
+            let hours = try readHours(&reader)
+            return (start, hours, UnsafeRawBufferPointer(rebasing: value[reader.offset...]))
         } catch {
             throw .corrupt(reason: "a steady span is malformed: expected \(error.expected) at byte \(error.offset)")
         }
+    }
+
+    /// Reads a span value's version and hours, leaving `reader` at the footprint. A span longer than
+    /// 10,000 years is damage; refusing it keeps `hours × 1h` in range.
+    static func readHours(_ reader: inout ByteReader) throws(ByteReader.Malformed) -> Int64 {
+        guard try reader.readByte() == version else {
+            throw ByteReader.Malformed(offset: 0, expected: "span version \(version)")
+        }
+        let hours = try reader.readVarint()
+        guard (1...87_600_000).contains(hours) else {
+            throw ByteReader.Malformed(offset: 1, expected: "1 to 87,600,000 hours")
+        }
+        return Int64(hours)
     }
 
     /// Whether `start` can begin a span: a whole hour within the instants the ledger records. Checked on
@@ -132,19 +139,12 @@ enum SteadySpanValueCodec: ByteArrayCodec {
     static func decode(_ bytes: UnsafeRawBufferPointer) throws(StorageError) -> (hours: Int64, footprint: Meters) {
         var reader = ByteReader(bytes)
         do throws(ByteReader.Malformed) {
-            guard try reader.readByte() == SteadySpan.version else {
-                throw ByteReader.Malformed(offset: 0, expected: "span version \(SteadySpan.version)")
-            }
-            let hours = try reader.readVarint()
-            // A span longer than 10,000 years is damage; refusing it keeps `hours × 1h` in range.
-            guard (1...87_600_000).contains(hours) else {
-                throw ByteReader.Malformed(offset: 1, expected: "1 to 87,600,000 hours")
-            }
+            let hours = try SteadySpan.readHours(&reader)
             let footprint = try RecordFields.readMeters(&reader)
             guard reader.remaining == 0 else {
                 throw ByteReader.Malformed(offset: reader.offset, expected: "the end of the span")
             }
-            return (Int64(hours), footprint)
+            return (hours, footprint)
         } catch {
             throw .malformedRecord(
                 table: "", reason: "a steady span is malformed: expected \(error.expected) at byte \(error.offset)")
@@ -212,20 +212,6 @@ struct Materialization {
         }
         let stop = low < eventHours.count ? min(eventHours[low], lastWhole) : lastWhole
         return max(current + hour, stop)
-    }
-
-    /// Every hour's usage: rows and the spans' hours (for comparisons and small ranges).
-    func allHours() throws(LedgerError) -> [Int64: UsageAmounts] {
-        var hours = rows
-        for span in spans {
-            let amounts = try SteadySpan.hourAmounts(span.footprint)
-            var current = span.start
-            while current < span.end {
-                hours[current] = amounts
-                current += Timestamp.microsecondsPerHour
-            }
-        }
-        return hours
     }
 }
 
