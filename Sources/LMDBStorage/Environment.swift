@@ -120,6 +120,11 @@ public final class Environment: @unchecked Sendable {
                     ? Self.explainRefusal(path: path, code: rc) : StorageError.describe(rc)
                 throw .cannotOpen(path: path, errno: rc, reason: reason)
             }
+            if rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH {
+                // The file is there and readable, but it is not (this version's) LMDB: damage, not access.
+                throw .corrupted(
+                    code: rc, detail: "'\(path)/data.mdb' is not an LMDB data file (\(StorageError.describe(rc)))")
+            }
             throw StorageError.from(code: rc)
         }
         handle = env
@@ -372,12 +377,23 @@ public final class Environment: @unchecked Sendable {
         try check(mdb_env_sync(handle, 1))
     }
 
-    /// Writes a consistent copy of the environment into the directory `target` (which must exist and be
-    /// empty), compacting free pages away when asked. Writers may continue meanwhile.
-    public func copy(to target: String, compacting: Bool) throws(StorageError) {
-        let rc = mdb_env_copy2(handle, target, compacting ? UInt32(MDB_CP_COMPACT) : 0)
-        if rc > 0 { throw .cannotOpen(path: target, errno: rc, reason: StorageError.describe(rc)) }
-        try check(rc)
+    /// Writes a consistent copy of the environment as the new file `file` (mode 0600; it must not exist),
+    /// compacting free pages away when asked, and flushes it to disk before returning. Writers may continue
+    /// meanwhile. A failed copy removes the partial file.
+    public func copy(toFile file: String, compacting: Bool) throws(StorageError) {
+        let fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            let code = errno
+            throw .cannotOpen(path: file, errno: code, reason: String(cString: strerror(code)))
+        }
+        var rc = mdb_env_copyfd2(handle, fd, compacting ? UInt32(MDB_CP_COMPACT) : 0)
+        // LMDB's own copy does not flush: a backup that a crash can take back is not one.
+        if rc == MDB_SUCCESS && fsync(fd) != 0 { rc = errno }
+        if close(fd) != 0 && rc == MDB_SUCCESS { rc = errno }
+        if rc != MDB_SUCCESS {
+            unlink(file)
+            throw rc > 0 ? .cannotOpen(path: file, errno: rc, reason: StorageError.describe(rc)) : .from(code: rc)
+        }
     }
 }
 

@@ -43,6 +43,10 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
     case optionConflict(option: String, reason: String)
     /// A caller passed an argument that cannot be used (`invalid_argument`).
     case invalidArgument(reason: String)
+    /// A backup's target exists and is not an empty directory; it was left untouched (`target_exists`).
+    case targetExists(path: String, reason: String)
+    /// The ledger handle was closed with `close()`; open a new one to go on (`closed`).
+    case closed(path: String)
 
     /// The stable machine-readable code.
     public var code: String {
@@ -66,6 +70,8 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
         case .nestedTransaction: return "nested_transaction"
         case .optionConflict: return "option_conflict"
         case .invalidArgument: return "invalid_argument"
+        case .targetExists: return "target_exists"
+        case .closed: return "closed"
         }
     }
 
@@ -115,6 +121,9 @@ public enum LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
                 + "(a callback of another ledger call?); it would deadlock"
         case .optionConflict(let option, let reason): return "\(option): \(reason)"
         case .invalidArgument(let reason): return reason
+        case .targetExists(let path, let reason):
+            return "the backup target '\(path)' \(reason); it was left untouched"
+        case .closed(let path): return "the ledger handle for '\(path)' was closed; open a new one"
         }
     }
 

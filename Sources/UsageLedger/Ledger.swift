@@ -18,7 +18,9 @@ public final class Ledger: Sendable {
     public let path: String
     /// The options it was opened with.
     public let options: LedgerOptions
-    let environment: Environment
+    /// The shared environment until `close()`; each call holds its own reference while it runs, so closing
+    /// never pulls the environment from under a call in progress.
+    private let environmentSlot: Locked<Environment?>
     let schema: Schema
     let metrics: LedgerMetrics
     /// Combines concurrent appends into one write transaction.
@@ -50,7 +52,8 @@ public final class Ledger: Sendable {
         } catch {
             throw Self.map(error, path: path)
         }
-        (environment, schema) = opened
+        environmentSlot = Locked(opened.0)
+        schema = opened.1
         try checkFormat()
     }
 
@@ -111,8 +114,32 @@ public final class Ledger: Sendable {
 
     // MARK: - Transactions
 
+    /// The environment, or `closed` once `close()` was called.
+    var environment: Environment {
+        get throws(LedgerError) {
+            guard let environment = environmentSlot.withLock({ $0 }) else { throw .closed(path: path) }
+            return environment
+        }
+    }
+
+    /// Closes this handle: every later call on it throws `LedgerError.closed`. Calls already running finish
+    /// first. The LMDB environment (its file descriptors and memory map) is closed when the last open
+    /// handle of the path in this process is closed or released. Closing twice does nothing.
+    public func close() {
+        let released = environmentSlot.withLock { slot -> Environment? in
+            defer { slot = nil }
+            return slot
+        }
+        // Released outside the lock: the environment's deinit closes LMDB's handle.
+        withExtendedLifetime(released) {}
+    }
+
+    /// Whether `close()` was called.
+    public var isClosed: Bool { environmentSlot.withLock { $0 == nil } }
+
     /// Runs `body` in a read transaction, mapping storage failures to `LedgerError`.
     func read<R>(_ body: (borrowing ReadTransaction) throws -> R) throws(LedgerError) -> R {
+        let environment = try environment
         do { return try environment.read(body) } catch { throw Self.map(error, path: path) }
     }
 
@@ -123,6 +150,7 @@ public final class Ledger: Sendable {
     /// rerun twice). Summaries, metrics, logs and progress are produced from its result, after the commit.
     func write<R>(_ body: @Sendable (borrowing WriteTransaction) throws -> R) throws(LedgerError) -> R {
         guard !options.readOnly else { throw .readOnly(path: path) }
+        let environment = try environment
         do {
             return try environment.write(durability: options.durability, maximumMapSize: options.maximumMapSize, body)
         } catch {

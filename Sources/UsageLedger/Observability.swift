@@ -89,3 +89,11 @@ func monotonicNanoseconds() -> UInt64 {
 func yieldToWaitingWriters() {
     usleep(1000)
 }
+
+extension Ledger {
+    /// Reports the map's size and use after a write (nothing once the handle is closed).
+    func recordMapMetrics() {
+        guard let environment = try? environment else { return }
+        metrics.recordMap(environment.statistics())
+    }
+}

@@ -165,11 +165,11 @@ struct Stats: ParsableCommand {
     func run() throws {
         let stats = try ledger.open(readOnly: true, now: try parseNow(now)).statistics()
         let names = stats.databases.keys.sorted()
-        let total = stats.eventsByKind.values.reduce(0, +)
         ledger.printResult(
             json: { o in
                 o.member("format_version", stats.formatVersion)
-                o.member("events", total)
+                o.member("events_appended", stats.appendedEvents)
+                o.member("events_stored", stats.storedEvents)
                 o.member("events_by_kind") { k in
                     for kind in EventKind.allCases { k.member(kind.rawValue, stats.eventsByKind[kind] ?? 0) }
                 }
@@ -204,6 +204,12 @@ struct Stats: ParsableCommand {
                     m.member("maximum_bytes", stats.environment.maximumMapSize)
                     m.member("page_size", stats.environment.pageSize)
                 }
+                o.member("space") { m in
+                    m.member("file_bytes", stats.space.fileBytes)
+                    m.member("free_bytes", stats.space.freeBytes)
+                    m.member("compacted_copy_bytes", stats.space.compactedCopyBytes)
+                    m.member("reclaimable_bytes", stats.space.reclaimableBytes)
+                }
                 o.member("readers") { r in
                     r.member("in_use", stats.environment.readersInUse)
                     r.member("maximum", stats.environment.maximumReaders)
@@ -211,8 +217,8 @@ struct Stats: ParsableCommand {
             },
             table: {
                 print(
-                    "format \(stats.formatVersion), \(total) events, \(stats.resources) resources, next "
-                        + "seq \(stats.nextSeq)"
+                    "format \(stats.formatVersion), \(stats.appendedEvents) events appended over its life, "
+                        + "\(stats.storedEvents) stored, \(stats.resources) resources, next seq \(stats.nextSeq)"
                 )
                 let rejected = stats.rejectedByCode.sorted(by: { $0.key < $1.key }).map { "\($0.key) \($0.value)" }
                     .joined(
@@ -231,11 +237,17 @@ struct Stats: ParsableCommand {
                         + "snapshots from \(stats.snapshotsRetainedFrom?.rfc3339 ?? "the start")"
                 )
                 print(
-                    "map \(stats.environment.usedBytes) of \(stats.environment.mapSize) bytes used "
+                    "map: written up to \(stats.environment.usedBytes) of \(stats.environment.mapSize) bytes "
                         + "(maximum \(stats.environment.maximumMapSize)), readers \(stats.environment.readersInUse) "
-                        + "of \(stats.environment.maximumReaders)\n"
+                        + "of \(stats.environment.maximumReaders)"
                 )
-                var kinds = TextTable("KIND", "EVENTS", rightAligned: [1])
+                let space = stats.space
+                print(
+                    "file \(space.fileBytes) bytes, \(space.freeBytes) on the free list (reused by later writes); "
+                        + "a compacted copy (backup --compact) would write \(space.compactedCopyBytes) and give back "
+                        + "\(space.reclaimableBytes)\n"
+                )
+                var kinds = TextTable("KIND", "APPENDED", rightAligned: [1])
                 for kind in EventKind.allCases { kinds.add(kind.rawValue, String(stats.eventsByKind[kind] ?? 0)) }
                 print(kinds.rendered + "\n")
                 var dbs = TextTable("DATABASE", "ENTRIES", "BYTES", "DEPTH", rightAligned: [1, 2, 3])
@@ -243,12 +255,7 @@ struct Stats: ParsableCommand {
                     guard let db = stats.databases[name] else { continue }
                     dbs.add(name, String(db.entries), String(db.bytes), String(db.depth))
                 }
-                print(dbs.rendered + "\n")
-                let env = stats.environment
-                print(
-                    "map: \(env.usedBytes) of \(env.mapSize) bytes used (grows to \(env.maximumMapSize)); "
-                        + "readers: \(env.readersInUse) of \(env.maximumReaders) slots"
-                )
+                print(dbs.rendered)
             })
     }
 }

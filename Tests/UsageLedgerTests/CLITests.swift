@@ -119,7 +119,8 @@ struct CLITests {
         let stats = try runCLI(["stats", "--db", db])
         #expect(
             stats.stdout.contains(
-                #""events":4,"events_by_kind":{"started":1,"was_running":1,"stopped":1,"adjustment":1}"#))
+                #""events_appended":4,"events_stored":4,"events_by_kind":{"started":1,"was_running":1,"stopped":1,"#
+                    + #""adjustment":1}"#))
     }
 
     @Test("two processes appending at once, with overlapping ids, lose and duplicate nothing; a reader runs meanwhile")
@@ -212,15 +213,15 @@ struct CLITests {
         let keys = members.map(\.key)
         #expect(
             keys == [
-                "format_version", "events", "events_by_kind", "resources", "next_seq", "unmatched_stops", "duplicates",
-                "rejected",
-                "pruned_events", "watermark", "rollup_lag_seconds", "rollup_in_progress_to", "horizon",
-                "snapshots_retained_from",
-                "databases", "map", "readers",
+                "format_version", "events_appended", "events_stored", "events_by_kind", "resources", "next_seq",
+                "unmatched_stops", "duplicates", "rejected", "pruned_events", "watermark", "rollup_lag_seconds",
+                "rollup_in_progress_to", "horizon", "snapshots_retained_from", "databases", "map", "space", "readers",
             ])
         #expect(members.first { $0.key == "resources" }?.value == .number("3"))
         let table = try runCLI(["stats", "--db", db, "--format", "table"])
-        #expect(table.stdout.contains("format \(Ledger.formatVersion), 4 events, 3 resources, next seq 5"))
+        #expect(
+            table.stdout.contains(
+                "format \(Ledger.formatVersion), 4 events appended over its life, 4 stored, 3 resources, next seq 5"))
     }
 
     @Test("backup writes a consistent copy that opens as the same ledger")

@@ -80,7 +80,7 @@ extension Ledger {
             let summary = try compact(options, progress: progress, stopAfterBatches: nil)
             guard !summary.dryRun else { return summary }
             metrics.pruned.increment(by: summary.prunedCount)
-            metrics.recordMap(environment.statistics())
+            recordMapMetrics()
             logger.info(
                 "compacted to horizon \(summary.horizon)",
                 metadata: [

@@ -92,7 +92,7 @@ extension Ledger {
     where C.Element == UsageEvent {
         guard !options.readOnly else { throw .readOnly(path: path) }
         // A caller waiting inside a transaction would hold up the leader's map growth, and its own write.
-        guard !environment.hasTransactionOnCurrentThread else { throw .nestedTransaction }
+        guard try !environment.hasTransactionOnCurrentThread else { throw .nestedTransaction }
         let now = options.clock.now()
         // Encoding and validation need no transaction: do them before queueing for the writer.
         let request = GroupCommit.Request(prepared: events.map { prepare($0, now: now) }, recordedAt: now)
@@ -108,7 +108,7 @@ extension Ledger {
         }
         // Counted after the commit: a metric never includes what a failed transaction rolled back.
         metrics.recordAppend(result, nanoseconds: monotonicNanoseconds() - started)
-        metrics.recordMap(environment.statistics())
+        recordMapMetrics()
         return result
     }
 

@@ -24,8 +24,11 @@ public struct PrunedEvents: Sendable, Equatable {
 public struct LedgerStatistics: Sendable, Equatable {
     /// The on-disk format version.
     public var formatVersion: UInt32
-    /// Events recorded per kind (`started`, `was_running`, `stopped`, `adjustment`).
+    /// Events appended per kind (`started`, `was_running`, `stopped`, `adjustment`) over the ledger's life,
+    /// including those compaction pruned since.
     public var eventsByKind: [EventKind: UInt64]
+    /// Events in the log now: `appendedEvents` minus `prunedEvents`.
+    public var storedEvents: Int
     /// Resources the ledger has seen.
     public var resources: Int
     /// The `seq` the next new event will get.
@@ -53,6 +56,12 @@ public struct LedgerStatistics: Sendable, Equatable {
     public var databases: [String: DatabaseStatistics]
     /// Map size, use and reader slots.
     public var environment: EnvironmentStatistics
+    /// How the data file's pages are used: free pages, and what a compacting copy (`backup(to:compacting:)`)
+    /// would write and give back.
+    public var space: SpaceStatistics
+
+    /// Events appended over the ledger's life (the sum of `eventsByKind`).
+    public var appendedEvents: UInt64 { eventsByKind.values.reduce(0, &+) }
 }
 
 extension Ledger {
@@ -124,10 +133,11 @@ extension Ledger {
             for table in schema.all {
                 perDatabase[table.name] = try txn.statistics(table)
             }
-            var environment = self.environment.statistics()
+            var environment = try self.environment.statistics()
             environment.maximumMapSize = options.maximumMapSize
             return LedgerStatistics(
                 formatVersion: StorageFormat.currentVersion, eventsByKind: byKind,
+                storedEvents: perDatabase[Schema.events.name]?.entries ?? 0,
                 resources: perDatabase[Schema.resources.name]?.entries ?? 0,
                 nextSeq: counters.nextSeq,
                 duplicates: counters.duplicates, rejectedByCode: counters.rejectedByCode,
@@ -138,18 +148,27 @@ extension Ledger {
                 rollupTarget: try txn.get(Meta.rollupTarget, in: meta),
                 horizon: try txn.get(Meta.horizon, in: meta),
                 snapshotsRetainedFrom: try txn.get(Meta.snapshotsRetainedFrom, in: meta),
-                databases: perDatabase, environment: environment)
+                databases: perDatabase, environment: environment,
+                space: try txn.spaceStatistics(tables: schema.all))
         }
     }
 
-    /// Writes a consistent copy of the ledger into the directory `target` (created if missing), while
-    /// appends may continue. With `compacting`, free pages are left out, so the copy can be smaller.
+    /// Writes a consistent copy of the ledger into the directory `target` while appends may continue, and
+    /// flushes it to disk. The directory is created with mode 0700 when missing (an existing empty one is
+    /// set to 0700) and the copy's `data.mdb` is 0600. With `compacting`, free pages are left out, so the
+    /// copy can be smaller (`LedgerStatistics.space.compactedCopyBytes` says how big).
+    ///
+    /// - Throws: `LedgerError.targetExists` when `target` exists and is not an empty directory (it is left
+    ///   untouched); `LedgerError.cannotOpen` when it cannot be created or written.
     public func backup(to target: String, compacting: Bool) throws(LedgerError) {
+        let environment = try environment
+        let directory = try BackupTarget(target)
         do {
-            try makeDirectory(target)
-            try environment.copy(to: target, compacting: compacting)
+            try environment.copy(toFile: directory.dataFile, compacting: compacting)
         } catch {
+            directory.discard()
             throw Self.map(error, path: target)
         }
+        directory.syncDirectory()
     }
 }

@@ -44,7 +44,7 @@ extension Ledger {
             now: now, graceMicroseconds: graceMicroseconds, batchSize: batchSize, stopAfterBatches: nil)
         metrics.resourceHours.increment(by: summary.resourceHours)
         metrics.recordLag(now: now ?? options.clock.now(), watermark: summary.watermark)
-        metrics.recordMap(environment.statistics())
+        recordMapMetrics()
         if summary.watermark != summary.previousWatermark {
             logger.info(
                 "rolled up to \(summary.watermark)",
