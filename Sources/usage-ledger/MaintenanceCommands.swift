@@ -98,6 +98,7 @@ func printSeed(_ summary: SeedSummary, format: OutputFormat) {
         writer.object { o in
             o.member("baselines_appended", summary.baselinesAppended)
             o.member("already_running", summary.alreadyRunning)
+            o.member("footprints_corrected", summary.footprintsCorrected)
             o.member("stopped_missing", summary.stoppedMissing)
             o.member("duplicates", summary.duplicates)
             o.member("rejected", summary.rejected.count)
@@ -106,7 +107,8 @@ func printSeed(_ summary: SeedSummary, format: OutputFormat) {
     case .table:
         print(
             "\(summary.baselinesAppended) baselines appended, \(summary.alreadyRunning) already "
-                + "running, \(summary.stoppedMissing) missing ones stopped, \(summary.duplicates) "
+                + "running (\(summary.footprintsCorrected) footprints corrected), "
+                + "\(summary.stoppedMissing) missing ones stopped, \(summary.duplicates) "
                 + "duplicates, \(summary.rejected.count) rejected"
         )
     }
@@ -123,12 +125,17 @@ struct SeedBaseline: ParsableCommand {
             valueName: "FILE"))
     var running: String
     @Flag(help: "Also stop (reason absent_at_reseed) every running resource the list omits.") var stopMissing = false
+    @Flag(
+        help: ArgumentHelp(
+            "Also append a was_running with the listed footprint for each listed running resource whose footprint "
+                + "differs."))
+    var correctFootprints = false
     @Option(help: "The ledger's clock as RFC 3339 (the baselines' occurred_at).") var now: String?
 
     func run() throws {
         let resources = try readRunning(running)
         let summary = try ledger.open(create: true, now: try parseNow(now)).seedBaselines(
-            resources, stopMissing: stopMissing)
+            resources, stopMissing: stopMissing, correctFootprints: correctFootprints)
         printSeed(summary, format: ledger.output)
         if !summary.rejected.isEmpty { throw CommandExit(status: .someRejected) }
     }

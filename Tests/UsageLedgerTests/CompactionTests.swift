@@ -234,6 +234,61 @@ struct CompactionSafetyTests {
         #expect(try ledger.events(after: 5, limit: 100).pruned == nil)
     }
 
+    @Test("a consumer behind the pruned range rebuilds once from currentUsage and goes on from its asOfSeq")
+    func feedRebuildOnce() throws {
+        let dir = try TemporaryDirectory()
+        let ledger = try openLedger(dir)
+        for n in 0..<12 {
+            try ledger.append(
+                event(.started, "s\(n)", "app/r\(n)", at: "2026-10-01T00:00:00Z", footprint: ["instances": 1]))
+            if n % 3 == 0 { try ledger.append(event(.stopped, "e\(n)", "app/r\(n)", at: "2026-10-02T00:00:00Z")) }
+            if n % 4 == 0 {
+                try ledger.append(
+                    event(.started, "f\(n)", "app/r\(n)", at: "2026-10-05T00:00:00Z", footprint: ["instances": 2]))
+            }
+        }
+        try rollUpAndCompact(ledger)
+        /// The consumer's view: footprints of what runs, rebuilt from currentUsage or moved by events.
+        var view: [ResourceID: Meters] = [:]
+        var cursor: UInt64 = 0, rebuilds = 0
+        while true {
+            let page = try ledger.events(after: cursor, limit: 2)
+            if page.pruned != nil {
+                let current = try ledger.currentUsage()
+                view = Dictionary(uniqueKeysWithValues: current.resources.map { ($0.resource, $0.footprint) })
+                rebuilds += 1
+                cursor = current.asOfSeq
+                if rebuilds == 1 {
+                    try ledger.append(
+                        event(.stopped, "after", "app/r1", at: "2026-11-10T00:00:00Z"))
+                }
+                continue
+            }
+            for recorded in page.events {
+                switch recorded.event.kind {
+                case .started, .wasRunning: view[recorded.event.resource] = recorded.event.footprint
+                case .stopped: view[recorded.event.resource] = nil
+                case .adjustment: break
+                }
+            }
+            cursor = page.nextCursor
+            if page.events.isEmpty { break }
+        }
+        #expect(rebuilds == 1)
+        let expected = try ledger.currentUsage().resources
+        #expect(view == Dictionary(uniqueKeysWithValues: expected.map { ($0.resource, $0.footprint) }))
+        #expect(view[ResourceID(type: "app", id: "r1")] == nil && view.count == 8)
+        // The loop the docs showed before: rebuilding on every page that says "pruned" rebuilt more than once.
+        var naiveCursor: UInt64 = 0, naiveRebuilds = 0
+        while true {
+            let page = try ledger.events(after: naiveCursor, limit: 2)
+            if page.pruned != nil { naiveRebuilds += 1 }
+            if page.events.isEmpty { break }
+            naiveCursor = page.nextCursor
+        }
+        #expect(naiveRebuilds > 1)
+    }
+
     @Test("snapshot retention drops old hours as a range and queries before it say so")
     func snapshotRetention() throws {
         let dir = try TemporaryDirectory()
@@ -284,6 +339,42 @@ struct CompactionSafetyTests {
         #expect(gone.event.kind == .stopped && gone.event.reason == "absent_at_reseed")
         let rerun = try ledger.seedBaselines(running, stopMissing: true)
         #expect(rerun == SeedSummary(baselinesAppended: 0, alreadyRunning: 2, stoppedMissing: 0, duplicates: 0))
+        #expect(try ledger.verify().isConsistent)
+    }
+
+    @Test("correctFootprints restates differing footprints once; usage follows the inventory from then on")
+    func correctFootprints() throws {
+        let dir = try TemporaryDirectory()
+        let ledger = try openLedger(dir)
+        for (name, instances) in [("a", 1), ("b", 2), ("c", 3)] {
+            let footprint: Meters = ["instances": Int64(instances)]
+            try ledger.append(event(.started, name, "app/\(name)", at: "2026-11-20T00:00:00Z", footprint: footprint))
+        }
+        func listed(_ name: String, _ footprint: Meters) -> RunningResource {
+            RunningResource(resource: ResourceID(type: "app", id: name), owner: "org-1", footprint: footprint)
+        }
+        let inventory = [
+            listed("a", ["instances": 1]), listed("b", ["instances": 5]),
+            listed("c", ["instances": 3, "memory_mb": 0]),
+            listed("d", ["instances": 1]),
+        ]
+        let plain = try ledger.seedBaselines(inventory, stopMissing: false, at: ts("2026-11-21T00:00:00Z"))
+        #expect(plain == SeedSummary(baselinesAppended: 1, alreadyRunning: 3))
+        let at = ts("2026-11-22T00:00:00Z")
+        let corrected = try ledger.seedBaselines(inventory, stopMissing: false, correctFootprints: true, at: at)
+        #expect(corrected == SeedSummary(alreadyRunning: 4, footprintsCorrected: 2))
+        let b = try #require(try ledger.status(of: ResourceID(type: "app", id: "b")))
+        #expect(
+            b.footprint == ["instances": 5] && b.footprintSince == at && b.runStartedAt == ts("2026-11-20T00:00:00Z"))
+        for instant in [at, ts("2026-11-23T00:00:00Z")] {
+            let rerun = try ledger.seedBaselines(inventory, stopMissing: false, correctFootprints: true, at: instant)
+            #expect(rerun == SeedSummary(alreadyRunning: 4))
+        }
+        let usage = try ledger.usage(
+            .resource(ResourceID(type: "app", id: "b")), from: ts("2026-11-20T00:00:00Z"),
+            to: ts("2026-11-24T00:00:00Z"), granularity: .total)
+        let day = Int128(86_400_000_000)
+        #expect(usage.rows.first?.amounts.meterMicroseconds["instances"] == 2 * 2 * day + 5 * 2 * day)
         #expect(try ledger.verify().isConsistent)
     }
 }
@@ -573,7 +664,8 @@ struct CompactionProcessTests {
         let seeded = try runCLI(["seed-baseline", "--db", db, "--running", running] + now)
         #expect(
             seeded.stdout
-                == #"{"baselines_appended":0,"already_running":1,"stopped_missing":0,"duplicates":0,"rejected":0}"#
+                == #"{"baselines_appended":0,"already_running":1,"footprints_corrected":0,"stopped_missing":0,"#
+                + #""duplicates":0,"rejected":0}"#
                 + "\n")
     }
 }

@@ -122,4 +122,26 @@ struct OperatorTests {
         let table = try runCLI(["stats", "--db", dir.child("ledger"), "--format", "table"])
         #expect(table.stdout.contains("11 events appended over its life, 1 stored"), "\(table.stdout)")
     }
+
+    @Test("seed-baseline --correct-footprints appends one restatement per differing footprint, once")
+    func correctFootprintsCLI() throws {
+        let dir = try TemporaryDirectory()
+        let db = dir.child("ledger")
+        let now = ["--now", "2026-11-24T12:00:00Z"]
+        let start =
+            #"{"id":"s1","kind":"started","resource":{"type":"app","id":"a","owner":"org-1"},"#
+            + #""occurred_at":"2026-11-24T10:00:00Z","footprint":{"instances":2}}"# + "\n"
+        #expect(try runCLI(["append", "-", "--db", db] + now, stdin: start).status == 0)
+        let running = try dir.file(
+            "running.ndjson",
+            #"{"resource":{"type":"app","id":"a","owner":"org-1"},"footprint":{"instances":3}}"# + "\n")
+        let arguments = ["seed-baseline", "--db", db, "--running", running, "--correct-footprints", "--format", "json"]
+        let first = try runCLI(arguments + now)
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(first.stdout.contains(#""already_running":1,"footprints_corrected":1,"#), "\(first.stdout)")
+        let rerun = try runCLI(arguments + ["--now", "2026-11-24T13:00:00Z"])
+        #expect(rerun.stdout.contains(#""already_running":1,"footprints_corrected":0,"#), "\(rerun.stdout)")
+        let status = try runCLI(["current", "--db", db, "--format", "json"])
+        #expect(status.stdout.contains(#""instances":3"#), "\(status.stdout)")
+    }
 }

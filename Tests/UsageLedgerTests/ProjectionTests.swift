@@ -49,7 +49,10 @@ struct WorkedExampleTests {
                 "instances": µs(1 * 1800 + 2 * 1800), "memory_mb": µs(512 * 1800 + 1024 * 1800),
             ])
         #expect(ExactDecimal.seconds(fromMicroseconds: usage.meterMicroseconds["memory_mb"] ?? 0) == "2764800")
-        #expect(try ledger.currentUsage(owner: "org-1") == CurrentUsage(resources: [], runningCount: 0, totals: [:]))
+        let lastSeq = try ledger.statistics().nextSeq - 1
+        #expect(
+            try ledger.currentUsage(owner: "org-1")
+                == CurrentUsage(resources: [], runningCount: 0, totals: [:], asOfSeq: lastSeq))
     }
 
     @Test("a run spanning days splits exactly by day and by hour")
@@ -193,7 +196,9 @@ struct WorkedExampleTests {
         #expect(try ledger.currentUsage(type: "app").totals == ["memory_mb": 1100])
         #expect(try ledger.currentUsage().runningCount == 4)
         let totalsOnly = try ledger.currentUsage(owner: "org-1", listingResources: false)
-        #expect(totalsOnly == CurrentUsage(resources: [], runningCount: 3, totals: ["memory_mb": 111]))
+        let lastSeq = try ledger.statistics().nextSeq - 1
+        #expect(
+            totalsOnly == CurrentUsage(resources: [], runningCount: 3, totals: ["memory_mb": 111], asOfSeq: lastSeq))
         let usage = try total(ledger, .owner("org-1"), "2026-11-01T10:00:00Z", "2026-11-01T11:00:00Z")
         #expect(usage.meterMicroseconds == ["memory_mb": µs(111 * 3600)])
     }

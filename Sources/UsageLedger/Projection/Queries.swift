@@ -37,6 +37,10 @@ public struct CurrentUsage: Sendable, Equatable {
     public var runningCount: Int
     /// The sum of each footprint meter over the running resources (a meter no running resource has is absent).
     public var totals: [String: Int128]
+    /// The `seq` of the newest event this answer reflects (0 when the log is empty): read in the same
+    /// snapshot, so a feed consumer that rebuilds its view from this answer continues with
+    /// `events(after: asOfSeq, ...)` and sees every later event exactly once.
+    public var asOfSeq: UInt64 = 0
 }
 
 /// Whose usage a query asks for.
@@ -104,8 +108,9 @@ extension Ledger {
                 for (name, meter) in entry.meters { totals[name] = try checkedAdd(totals[name] ?? 0, meter.sum, name) }
             }
             var resources: [ResourceStatus] = []
+            let asOfSeq = (try txn.get(Meta.nextSeq, in: schema.meta) ?? 1) &- 1
             guard listingResources else {
-                return CurrentUsage(resources: [], runningCount: runningCount, totals: totals)
+                return CurrentUsage(resources: [], runningCount: runningCount, totals: totals, asOfSeq: asOfSeq)
             }
             let runningPrefix =
                 owner.map { ProjectionFormat.ownerKey($0, type: type).appendingSeparator(if: type != nil) } ?? []
@@ -117,7 +122,7 @@ extension Ledger {
                 if owner == nil, let type, state.resource.type != type { return }
                 resources.append(ResourceStatus(state))
             }
-            return CurrentUsage(resources: resources, runningCount: runningCount, totals: totals)
+            return CurrentUsage(resources: resources, runningCount: runningCount, totals: totals, asOfSeq: asOfSeq)
         }
     }
 
