@@ -10,6 +10,8 @@ let package = Package(
         .library(name: "UsageLedger", targets: ["UsageLedger"]),
         // The storage layer on its own, for embedders and for the raw-LMDB baselines in Benchmarks/.
         .library(name: "LMDBStorage", targets: ["LMDBStorage"]),
+        // `Timestamp` to and from Foundation's `Date`, for code that uses Foundation (the library does not).
+        .library(name: "UsageLedgerFoundationCompat", targets: ["UsageLedgerFoundationCompat"]),
         .executable(name: "usage-ledger", targets: ["usage-ledger"]),
     ],
     dependencies: [
@@ -42,6 +44,9 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: strict),
+        // Conversions between `Timestamp` and Foundation's `Date`, kept out of the library so that it does not
+        // link Foundation.
+        .target(name: "UsageLedgerFoundationCompat", dependencies: ["LedgerCore"], swiftSettings: strict),
         // The command-line tool: a thin shell over the library.
         .executableTarget(
             name: "usage-ledger",
@@ -72,8 +77,8 @@ let package = Package(
         .testTarget(
             name: "UsageLedgerTests",
             dependencies: [
-                "UsageLedger", "LMDBStorage", "LedgerCore", "usage-ledger", "ledger-crash-worker", "fuzz-event-json",
-                "fuzz-stored-record",
+                "UsageLedger", "LMDBStorage", "LedgerCore", "UsageLedgerFoundationCompat", "usage-ledger",
+                "ledger-crash-worker", "fuzz-event-json", "fuzz-stored-record",
                 .product(name: "PropertyBased", package: "swift-property-based"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),

@@ -43,7 +43,7 @@ public struct ResourceID: Hashable, Comparable, Sendable, CustomStringConvertibl
 /// Named integer meters, kept sorted by name with each name at most once.
 ///
 /// A meter that is absent is not the same as a meter that is 0: `Meters` keeps exactly the names given.
-public struct Meters: Hashable, Sendable, Sequence, ExpressibleByDictionaryLiteral {
+public struct Meters: Hashable, Sendable, Sequence, ExpressibleByDictionaryLiteral, CustomStringConvertible {
     /// The meters, sorted by name.
     public private(set) var entries: [(name: String, value: Int64)]
 
@@ -74,9 +74,38 @@ public struct Meters: Hashable, Sendable, Sequence, ExpressibleByDictionaryLiter
     /// Whether there are no meters.
     public var isEmpty: Bool { entries.isEmpty }
 
-    /// The value of meter `name`, or nil when absent.
+    /// The value of meter `name`, or nil when absent. Setting a value adds or replaces the meter (kept in
+    /// name order); setting nil removes it. A meter set to 0 is present as 0.
     public subscript(name: String) -> Int64? {
-        entries.first { $0.name == name }?.value
+        get {
+            let index = insertionIndex(of: name)
+            return index < entries.count && entries[index].name == name ? entries[index].value : nil
+        }
+        set {
+            let index = insertionIndex(of: name)
+            let present = index < entries.count && entries[index].name == name
+            switch (newValue, present) {
+            case (let value?, true): entries[index].value = value
+            case (let value?, false): entries.insert((name, value), at: index)
+            case (nil, true): entries.remove(at: index)
+            case (nil, false): break
+            }
+        }
+    }
+
+    /// The first index whose name is not below `name` (binary search over the sorted names).
+    private func insertionIndex(of name: String) -> Int {
+        var low = 0, high = entries.count
+        while low < high {
+            let middle = (low + high) / 2
+            if entries[middle].name < name { low = middle + 1 } else { high = middle }
+        }
+        return low
+    }
+
+    /// The meters as a dictionary literal in name order, such as `["instances": 2, "memory_mb": 512]`.
+    public var description: String {
+        entries.isEmpty ? "[:]" : "[" + entries.map { "\(quoted($0.name)): \($0.value)" }.joined(separator: ", ") + "]"
     }
 
     public func makeIterator() -> IndexingIterator<[(name: String, value: Int64)]> { entries.makeIterator() }
@@ -94,7 +123,7 @@ public struct Meters: Hashable, Sendable, Sequence, ExpressibleByDictionaryLiter
 }
 
 /// String attributes of an event, kept sorted by key with each key at most once.
-public struct Attributes: Hashable, Sendable, Sequence, ExpressibleByDictionaryLiteral {
+public struct Attributes: Hashable, Sendable, Sequence, ExpressibleByDictionaryLiteral, CustomStringConvertible {
     /// The pairs, sorted by key.
     public private(set) var entries: [(key: String, value: String)]
 
@@ -114,8 +143,40 @@ public struct Attributes: Hashable, Sendable, Sequence, ExpressibleByDictionaryL
     public var count: Int { entries.count }
     /// Whether there are none.
     public var isEmpty: Bool { entries.isEmpty }
-    /// The value for `key`, or nil.
-    public subscript(key: String) -> String? { entries.first { $0.key == key }?.value }
+    /// The value for `key`, or nil. Setting a value adds or replaces the pair (kept in key order); setting
+    /// nil removes it.
+    public subscript(key: String) -> String? {
+        get {
+            let index = insertionIndex(of: key)
+            return index < entries.count && entries[index].key == key ? entries[index].value : nil
+        }
+        set {
+            let index = insertionIndex(of: key)
+            let present = index < entries.count && entries[index].key == key
+            switch (newValue, present) {
+            case (let value?, true): entries[index].value = value
+            case (let value?, false): entries.insert((key, value), at: index)
+            case (nil, true): entries.remove(at: index)
+            case (nil, false): break
+            }
+        }
+    }
+
+    /// The first index whose key is not below `key` (binary search over the sorted keys).
+    private func insertionIndex(of key: String) -> Int {
+        var low = 0, high = entries.count
+        while low < high {
+            let middle = (low + high) / 2
+            if entries[middle].key < key { low = middle + 1 } else { high = middle }
+        }
+        return low
+    }
+
+    /// The pairs as a dictionary literal in key order, such as `["zone": "eu-1"]`.
+    public var description: String {
+        entries.isEmpty
+            ? "[:]" : "[" + entries.map { "\(quoted($0.key)): \(quoted($0.value))" }.joined(separator: ", ") + "]"
+    }
 
     public func makeIterator() -> IndexingIterator<[(key: String, value: String)]> { entries.makeIterator() }
 
@@ -184,4 +245,22 @@ public struct RecordedEvent: Hashable, Sendable {
         self.recordedAt = recordedAt
         self.event = event
     }
+}
+
+/// `text` in double quotes, with quotes, backslashes and control characters escaped as Swift writes them.
+private func quoted(_ text: String) -> String {
+    var result = "\""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": result += "\\\""
+        case "\\": result += "\\\\"
+        case "\n": result += "\\n"
+        case "\t": result += "\\t"
+        case "\r": result += "\\r"
+        case _ where scalar.value < 0x20 || scalar.value == 0x7F:
+            result += "\\u{\(String(scalar.value, radix: 16))}"
+        default: result.unicodeScalars.append(scalar)
+        }
+    }
+    return result + "\""
 }

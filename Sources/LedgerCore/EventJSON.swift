@@ -96,7 +96,7 @@ public enum EventJSON {
         guard let occurredText else { throw .invalidField(field: "occurred_at", reason: "is required") }
         let occurredAt: Timestamp
         do {
-            occurredAt = try Timestamp(rfc3339: occurredText)
+            occurredAt = try Timestamp.parse(rfc3339: occurredText)
         } catch {
             throw .invalidField(
                 field: "occurred_at",

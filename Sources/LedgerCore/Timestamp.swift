@@ -71,10 +71,19 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
 
     /// Parses RFC 3339 (`2026-11-01T10:00:00.250Z`, `2026-11-01T11:00:00+01:00`): `T` or `t`, `Z`, `z` or
     /// an offset, at most 6 fractional digits, no leap second, a result in the years 0000 to 9999.
-    /// Throws the reason on failure.
-    public init(rfc3339 text: String) throws(TimestampParseError) {
+    ///
+    /// - Throws: `LedgerError.invalidField` with field `timestamp`, quoting the text and the reason.
+    public init(rfc3339 text: String) throws(LedgerError) {
+        do { self = try Self.parse(rfc3339: text) } catch {
+            throw .invalidField(
+                field: "timestamp", reason: "'\(text.prefix(80))' is not an RFC 3339 timestamp: \(error.reason)")
+        }
+    }
+
+    /// Parses RFC 3339 as `init(rfc3339:)` does, throwing only the reason (for callers naming their field).
+    static func parse(rfc3339 text: String) throws(TimestampParseError) -> Timestamp {
         var copy = text
-        self = try copy.withUTF8 { bytes in Result { () throws(TimestampParseError) in try Self.parse(bytes) } }.get()
+        return try copy.withUTF8 { bytes in Result { () throws(TimestampParseError) in try Self.parse(bytes) } }.get()
     }
 
     static func parse(_ s: UnsafeBufferPointer<UInt8>) throws(TimestampParseError) -> Timestamp {
@@ -169,11 +178,61 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
     }
 }
 
-/// Why a text is not an RFC 3339 timestamp the ledger accepts.
-public struct TimestampParseError: Error, Sendable, Equatable {
+/// Why a text is not an RFC 3339 timestamp the ledger accepts (inside the module; callers get a
+/// `LedgerError` naming their field).
+struct TimestampParseError: Error, Sendable, Equatable {
     /// The reason, for a person.
-    public let reason: String
+    let reason: String
     init(_ reason: String) { self.reason = reason }
+}
+
+// MARK: - Durations
+
+extension Timestamp {
+    /// This instant moved by `duration`, which is truncated toward zero to whole microseconds. Like integer
+    /// `+`, it traps when the result leaves the 64-bit range (about ±292,000 years); `adding(_:)` checks.
+    public static func + (instant: Timestamp, duration: Duration) -> Timestamp {
+        guard let moved = instant.adding(duration) else { preconditionFailure("Timestamp + Duration overflows") }
+        return moved
+    }
+
+    /// This instant moved back by `duration` (truncated toward zero to whole microseconds); traps on overflow.
+    public static func - (instant: Timestamp, duration: Duration) -> Timestamp {
+        guard let delta = Self.microseconds(of: duration), delta != .min,
+            let moved = instant.adding(microseconds: -delta)
+        else { preconditionFailure("Timestamp - Duration overflows") }
+        return moved
+    }
+
+    /// Moves `instant` by `duration`; traps on overflow.
+    public static func += (instant: inout Timestamp, duration: Duration) { instant = instant + duration }
+
+    /// Moves `instant` back by `duration`; traps on overflow.
+    public static func -= (instant: inout Timestamp, duration: Duration) { instant = instant - duration }
+
+    /// The time from `earlier` to `later`, exact to the microsecond (negative when `later` is earlier). It
+    /// cannot fail: every difference of two timestamps fits a `Duration`.
+    public static func - (later: Timestamp, earlier: Timestamp) -> Duration {
+        // Seconds and the rest apart: the difference of two Int64 microsecond counts can exceed Int64.
+        let seconds = later.microseconds / 1_000_000 - earlier.microseconds / 1_000_000
+        let rest = later.microseconds % 1_000_000 - earlier.microseconds % 1_000_000
+        return .seconds(seconds) + .microseconds(rest)
+    }
+
+    /// This instant moved by `duration` (truncated toward zero to whole microseconds), or nil when the
+    /// result leaves the 64-bit range.
+    public func adding(_ duration: Duration) -> Timestamp? {
+        Self.microseconds(of: duration).flatMap { adding(microseconds: $0) }
+    }
+
+    /// `duration` in whole microseconds, truncated toward zero, or nil beyond Int64.
+    static func microseconds(of duration: Duration) -> Int64? {
+        let (seconds, attoseconds) = duration.components
+        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000)
+        guard !overflow else { return nil }
+        let (total, carry) = scaled.addingReportingOverflow(attoseconds / 1_000_000_000_000)
+        return carry ? nil : total
+    }
 }
 
 @inline(__always)

@@ -172,7 +172,8 @@ func parseNow(_ text: String?) throws -> Timestamp? {
 /// Parses an RFC 3339 option value; a bad one is a usage error naming the option.
 func parseTime(_ text: String, _ option: String) throws -> Timestamp {
     do { return try Timestamp(rfc3339: text) } catch {
-        throw ValidationError("\(option): '\(text)' is not an RFC 3339 timestamp: \(error.reason)")
+        guard case .invalidField(_, let reason) = error else { throw error }
+        throw ValidationError("\(option): \(reason)")
     }
 }
 

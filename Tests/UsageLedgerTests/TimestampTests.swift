@@ -45,7 +45,9 @@ struct TimestampTests {
         #expect {
             try Timestamp(rfc3339: input)
         } throws: { error in
-            (error as? TimestampParseError)?.reason.contains(reason) == true
+            // Every error of the library is a LedgerError, the timestamp parser's too.
+            guard case .invalidField(let field, let message) = error as? LedgerError else { return false }
+            return field == "timestamp" && message.contains(reason) && message.contains("'\(input.prefix(80))'")
         }
     }
 }
