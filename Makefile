@@ -13,7 +13,7 @@ test: deps
 
 # The concurrency tests (threads and processes) under ThreadSanitizer, in a build folder of their own.
 TSAN_MIXED = concurrentThreads|concurrentProcesses|compactionWhileAppending|mixedWorkload
-TSAN_TESTS = $(TSAN_MIXED)|concurrentSingleAppends|groupFailure|pipelinedBatches|pipelineFailure
+TSAN_TESTS = $(TSAN_MIXED)|concurrentSingleAppends|groupFailure|pipelinedBatches|pipelineFailure|asyncManyTasks|asyncOff
 test-tsan: deps
 	swift test --sanitize=thread --scratch-path .build-tsan --filter "$(TSAN_TESTS)"
 

@@ -5,6 +5,7 @@
 //   ledger-crash-worker append DB FIRST COUNT SIZE   appends batches FIRST..<FIRST+COUNT, "ack B SEQ,SEQ,..." each
 //   ledger-crash-worker retry  DB FIRST COUNT SIZE   appends them again, "retry B APPENDED DUPLICATES" each
 //   ledger-crash-worker hold-read DB                 says "reading" inside a read transaction and waits to be killed
+//   ledger-crash-worker hold-write DB                says "writing" holding LMDB's writer lock until stdin closes
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -58,6 +59,21 @@ if arguments.count == 3, arguments[1] == "hold-read" {
             say("reading")
             while true { pause() }
         }
+    } catch {
+        say("error \(error)")
+        exit(1)
+    }
+}
+if arguments.count == 3, arguments[1] == "hold-write" {
+    // A writer from another process that holds the lock for as long as the test wants: appends here wait.
+    do {
+        let environment = try Environment(path: arguments[2])
+        try environment.write(durability: .noSync) { (_) throws(StorageError) in
+            say("writing")
+            var byte: UInt8 = 0
+            while read(STDIN_FILENO, &byte, 1) > 0 {}
+        }
+        exit(0)
     } catch {
         say("error \(error)")
         exit(1)
