@@ -128,6 +128,23 @@ struct WorkedExampleTests {
                 == µs(3600))
     }
 
+    @Test("an unmatched stop is provisional: a late start that occurred before it re-matches it")
+    func unmatchedStopRematched() throws {
+        let dir = try TemporaryDirectory()
+        let ledger = try openLedger(dir)
+        let stop = try ledger.append(contentsOf: [event(.stopped, "s", at: "2026-11-01T11:00:00Z")])
+        #expect(stop.unmatchedStops == [0])
+        let late = try ledger.append(contentsOf: [
+            event(.started, "late", at: "2026-11-01T10:00:00Z", footprint: ["instances": 1])
+        ])
+        #expect(late.unmatchedStops.isEmpty)
+        #expect(try ledger.status(of: ResourceID(type: "app", id: "a"))?.running == false)
+        #expect(
+            try total(ledger, .owner("org-1"), "2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z").runningMicroseconds
+                == µs(3600))
+        #expect(try ledger.statistics().unmatchedStops == 0)
+    }
+
     @Test("negative deltas subtract: storage can shrink")
     func negativeDeltas() throws {
         let dir = try TemporaryDirectory()

@@ -24,7 +24,8 @@ public struct AppendResult: Sendable, Equatable {
     /// One outcome per submitted event.
     public var outcomes: [AppendOutcome]
     /// Indexes of appended `stopped` events that found their resource not running (unmatched stops:
-    /// stored, without effect on usage).
+    /// stored, without effect on usage). Provisional: a late `started` that occurred before such a stop
+    /// re-matches it when it arrives, and the stop then ends that run.
     public var unmatchedStops: [Int] = []
 
     /// How many events were newly recorded.
