@@ -31,9 +31,9 @@ soak: deps
 	swift build -c release --product ledger-soak
 	rm -rf .build/soak-ledger && .build/release/ledger-soak --db .build/soak-ledger --minutes $(or $(MINUTES),10)
 
-# DocC documentation of the three library modules; any DocC warning fails it.
+# DocC documentation of the four library modules; any DocC warning fails it.
 docs: deps
-	for target in UsageLedger LedgerCore LMDBStorage; do \
+	for target in UsageLedger LedgerCore LMDBStorage UsageLedgerFoundationCompat; do \
 		swift package --disable-sandbox generate-documentation --target $$target --warnings-as-errors || exit 1; \
 	done
 
