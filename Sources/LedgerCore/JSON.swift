@@ -353,6 +353,9 @@ package struct JSONWriter: Sendable {
     /// Appends an object built by `body`, which calls `member` for each key.
     package mutating func object(_ body: (inout ObjectWriter) -> Void) {
         var object = ObjectWriter(writer: self)
+        // The nested writer must own the text alone, or its first append copies all of it: once per
+        // nested object, quadratic in the document (a usage answer of 50,000 rows took minutes).
+        text = ""
         object.writer.text.append("{")
         body(&object)
         object.writer.text.append("}")
@@ -411,6 +414,7 @@ package struct JSONWriter: Sendable {
     /// Appends an array built by `body`, which calls `element` for each element.
     package mutating func array(_ body: (inout ArrayWriter) -> Void) {
         var array = ArrayWriter(writer: self)
+        text = ""  // as in `object`: the nested writer owns the text alone
         array.writer.text.append("[")
         body(&array)
         array.writer.text.append("]")
