@@ -1,5 +1,5 @@
 # The two fresh-machine commands are `make demo` and `make test`; both install what they need first.
-.PHONY: deps demo test test-tsan test-crash fuzz soak docs format format-check bench bench-large bench-10m \
+.PHONY: deps deps-postgres demo test test-tsan test-crash fuzz soak docs format format-check bench bench-large bench-10m \
 	import-memory clean
 
 deps:
@@ -8,7 +8,11 @@ deps:
 demo: deps
 	swift run usage-ledger demo --db demo-ledger
 
-test: deps
+# PostgreSQL only for the exporter's tests.
+deps-postgres:
+	@bash .ci/install-deps-postgres
+
+test: deps deps-postgres
 	swift test
 
 # The concurrency tests (threads and processes) under ThreadSanitizer, in a build folder of their own.

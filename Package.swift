@@ -13,6 +13,8 @@ let package = Package(
         // `Timestamp` to and from Foundation's `Date`, for code that uses Foundation (the library does not).
         .library(name: "UsageLedgerFoundationCompat", targets: ["UsageLedgerFoundationCompat"]),
         .executable(name: "usage-ledger", targets: ["usage-ledger"]),
+        // The exactly-once export into PostgreSQL: the only product that builds postgres-nio.
+        .executable(name: "usage-ledger-export", targets: ["usage-ledger-export"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -21,6 +23,7 @@ let package = Package(
         // Only for `make docs` (swift package generate-documentation); no target depends on it.
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // The C layer: LMDB as Debian ships it, nothing more.
@@ -56,6 +59,20 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The export of a ledger's feed and sealed hours into PostgreSQL, exactly once (postgres-nio).
+        .target(
+            name: "LedgerExport",
+            dependencies: [
+                "UsageLedger", "LedgerCore", "LMDBStorage",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        // Its command: a thin shell over LedgerExport.
+        .executableTarget(
+            name: "usage-ledger-export",
+            dependencies: ["LedgerExport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict),
         // A child process for the crash tests: appends batches and acknowledges each after commit.
         .executableTarget(
             name: "ledger-crash-worker", dependencies: ["UsageLedger", "LMDBStorage", "LedgerCore"],
@@ -78,6 +95,7 @@ let package = Package(
             name: "UsageLedgerTests",
             dependencies: [
                 "UsageLedger", "LMDBStorage", "LedgerCore", "UsageLedgerFoundationCompat", "usage-ledger",
+                "usage-ledger-export",
                 "ledger-crash-worker", "fuzz-event-json", "fuzz-stored-record",
                 .product(name: "PropertyBased", package: "swift-property-based"),
                 .product(name: "InMemoryLogging", package: "swift-log"),

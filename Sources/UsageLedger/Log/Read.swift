@@ -172,3 +172,24 @@ extension Ledger {
         directory.syncDirectory()
     }
 }
+
+extension Ledger {
+    /// Every owner the ledger has seen, sorted (for the exporter, which exports sealed hours by owner).
+    package func knownOwners() throws(LedgerError) -> [String] {
+        try read { txn in
+            var owners = Set<String>()
+            let cursor = try txn.cursor(schema.resources)
+            var entry = try cursor.first()
+            while let current = entry {
+                owners.insert(current.value.owner)
+                entry = try cursor.next()
+            }
+            return owners.sorted()
+        }
+    }
+
+    /// The start of the first hour any snapshot holds, or nil before the first rollup.
+    package func firstSnapshotHourStart() throws(LedgerError) -> Timestamp? {
+        try read { txn in try firstSnapshotHour(in: txn).map { Timestamp(microseconds: $0) } }
+    }
+}

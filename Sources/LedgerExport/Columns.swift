@@ -1,0 +1,100 @@
+import LedgerCore
+import PostgresNIO
+import UsageLedger
+
+/// A batch of events as one array per column: one statement binds 13 arrays, whatever the batch's size.
+struct EventColumns {
+    var seq: [Int64] = [], id: [String] = [], kind: [String] = []
+    var resourceType: [String] = [], resourceID: [String] = [], owner: [String] = []
+    var occurredAt: [String] = [], recordedAt: [String] = []
+    /// JSON text, or "" for SQL NULL (no JSON document is empty).
+    var footprint: [String] = [], deltas: [String] = [], attributes: [String] = []
+    var reason: [String] = [], hasReason: [Bool] = []
+
+    mutating func add(_ recorded: RecordedEvent) {
+        let event = recorded.event
+        seq.append(Int64(recorded.seq))
+        id.append(event.id)
+        kind.append(event.kind.rawValue)
+        resourceType.append(event.resource.type)
+        resourceID.append(event.resource.id)
+        owner.append(event.owner)
+        occurredAt.append(event.occurredAt.rfc3339)
+        recordedAt.append(recorded.recordedAt.rfc3339)
+        footprint.append(event.footprint.map { json($0.entries.map { ($0.name, Int128($0.value)) }) } ?? "")
+        deltas.append(event.deltas.map { json($0.entries.map { ($0.name, Int128($0.value)) }) } ?? "")
+        attributes.append(
+            event.attributes.isEmpty ? "" : json(strings: event.attributes.entries.map { ($0.key, $0.value) }))
+        reason.append(event.reason ?? "")
+        hasReason.append(event.reason != nil)
+    }
+
+    func bind(into binds: inout PostgresBindings) {
+        binds.append(seq)
+        for column in [id, kind, resourceType, resourceID, owner, occurredAt, recordedAt, footprint, deltas, reason] {
+            binds.append(column)
+        }
+        binds.append(hasReason)
+        binds.append(attributes)
+    }
+}
+
+/// Hourly usage rows as one array per column.
+struct HourColumns {
+    var owner: [String] = [], resourceType: [String] = [], resourceID: [String] = [], hour: [String] = []
+    var runningMicroseconds: [Int64] = [], meters: [String] = [], adjustments: [String] = []
+
+    var count: Int { hour.count }
+
+    /// Adds one hour of `resource`; an hour without usage adds nothing.
+    mutating func add(_ row: UsageRow, owner: String, resource: ResourceID) throws(ExportError) {
+        guard !row.amounts.isEmpty else { return }
+        guard let running = Int64(exactly: row.amounts.runningMicroseconds) else {
+            throw .outOfRange("running_us of \(resource) at \(row.periodStart) exceeds bigint")
+        }
+        self.owner.append(owner)
+        resourceType.append(resource.type)
+        resourceID.append(resource.id)
+        hour.append(row.periodStart.rfc3339)
+        runningMicroseconds.append(running)
+        meters.append(json(row.amounts.meterMicroseconds.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }))
+        adjustments.append(json(row.amounts.adjustments.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }))
+    }
+
+    /// The rows in chunks of at most `size`.
+    func chunks(of size: Int) -> [HourColumns] {
+        stride(from: 0, to: count, by: size).map { start in
+            let range = start..<min(start + size, count)
+            return HourColumns(
+                owner: Array(owner[range]), resourceType: Array(resourceType[range]),
+                resourceID: Array(resourceID[range]), hour: Array(hour[range]),
+                runningMicroseconds: Array(runningMicroseconds[range]), meters: Array(meters[range]),
+                adjustments: Array(adjustments[range]))
+        }
+    }
+
+    func bind(into binds: inout PostgresBindings) {
+        for column in [owner, resourceType, resourceID, hour] { binds.append(column) }
+        binds.append(runningMicroseconds)
+        binds.append(meters)
+        binds.append(adjustments)
+    }
+}
+
+/// A JSON object of exact integers (jsonb keeps them as numeric: no rounding).
+func json(_ pairs: [(String, Int128)]) -> String {
+    var writer = JSONWriter()
+    writer.object { o in
+        for (name, value) in pairs { o.member(name, json: String(value)) }
+    }
+    return writer.text
+}
+
+/// A JSON object of strings.
+func json(strings pairs: [(String, String)]) -> String {
+    var writer = JSONWriter()
+    writer.object { o in
+        for (name, value) in pairs { o.member(name, value) }
+    }
+    return writer.text
+}
