@@ -142,7 +142,7 @@ struct ExportTests {
     }
 
     @Test("SIGKILL at any moment of an export leaves PostgreSQL consistent; the rerun has no gap and no double")
-    func killedAndRerun() throws {
+    func exportKilledAndRerun() throws {
         let cluster = try PostgresCluster()
         let dir = try TemporaryDirectory()
         let db = dir.child("ledger")
