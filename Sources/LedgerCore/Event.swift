@@ -93,14 +93,8 @@ public struct Meters: Hashable, Sendable, Sequence, ExpressibleByDictionaryLiter
         }
     }
 
-    /// The first index whose name is not below `name` (binary search over the sorted names).
     private func insertionIndex(of name: String) -> Int {
-        var low = 0, high = entries.count
-        while low < high {
-            let middle = (low + high) / 2
-            if entries[middle].name < name { low = middle + 1 } else { high = middle }
-        }
-        return low
+        sortedInsertionIndex(of: name, count: entries.count) { entries[$0].name }
     }
 
     /// The meters as a dictionary literal in name order, such as `["instances": 2, "memory_mb": 512]`.
@@ -162,14 +156,8 @@ public struct Attributes: Hashable, Sendable, Sequence, ExpressibleByDictionaryL
         }
     }
 
-    /// The first index whose key is not below `key` (binary search over the sorted keys).
     private func insertionIndex(of key: String) -> Int {
-        var low = 0, high = entries.count
-        while low < high {
-            let middle = (low + high) / 2
-            if entries[middle].key < key { low = middle + 1 } else { high = middle }
-        }
-        return low
+        sortedInsertionIndex(of: key, count: entries.count) { entries[$0].key }
     }
 
     /// The pairs as a dictionary literal in key order, such as `["zone": "eu-1"]`.
@@ -245,6 +233,16 @@ public struct RecordedEvent: Hashable, Sendable {
         self.recordedAt = recordedAt
         self.event = event
     }
+}
+
+/// The first of `count` sorted keys (`key(i)`) that is not below `target`: a binary search.
+private func sortedInsertionIndex(of target: String, count: Int, key: (Int) -> String) -> Int {
+    var low = 0, high = count
+    while low < high {
+        let middle = (low + high) / 2
+        if key(middle) < target { low = middle + 1 } else { high = middle }
+    }
+    return low
 }
 
 /// `text` in double quotes, with quotes, backslashes and control characters escaped as Swift writes them.

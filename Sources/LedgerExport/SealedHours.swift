@@ -19,9 +19,7 @@ extension PostgresExporter {
             }
         }
         guard let watermark else { return 0 }
-        let stored = try await perform { [self] in
-            try await connection.withTransaction(logger: logger) { pg in try await hourlyThrough(pg) }
-        }
+        let stored = try await perform { [self] in try await hourlyThrough(connection) }
         let from = stored ?? first ?? watermark
         guard from < watermark else { return 0 }
         var written = 0

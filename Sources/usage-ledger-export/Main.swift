@@ -134,9 +134,15 @@ struct ExportCommand: AsyncParsableCommand {
                 "cell \(cell): \(summary.events) events and \(summary.hours) hourly rows exported in \(rounded) s, "
                     + "\(summary.gaps.count) gaps")
         } else {
-            print(
-                "{\"cell\":\(jsonString(cell)),\"events\":\(summary.events),\"hours\":\(summary.hours),"
-                    + "\"gaps\":\(summary.gaps.count),\"seconds\":\(rounded)}")
+            var writer = JSONWriter()
+            writer.object { o in
+                o.member("cell", cell)
+                o.member("events", summary.events)
+                o.member("hours", summary.hours)
+                o.member("gaps", summary.gaps.count)
+                o.member("seconds", json: String(rounded))
+            }
+            print(writer.text)
         }
     }
 }
@@ -161,21 +167,4 @@ func printError(_ text: String) { writeError(text + "\n") }
 func writeError(_ text: String) {
     var copy = text
     copy.withUTF8 { bytes in _ = write(STDERR_FILENO, bytes.baseAddress, bytes.count) }
-}
-
-/// `text` as a JSON string.
-func jsonString(_ text: String) -> String {
-    var out = "\""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case _ where scalar.value < 0x20:
-            out +=
-                "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
-                + String(scalar.value, radix: 16)
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    return out + "\""
 }

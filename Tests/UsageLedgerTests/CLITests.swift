@@ -267,13 +267,5 @@ struct CLITests {
 
 /// Runs any executable to completion.
 func runProcess(_ executable: String, _ arguments: [String]) throws -> ProcessResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
-    return finish(process, out, err)
+    try runCLI(arguments, executable: executable)
 }

@@ -9,11 +9,11 @@ struct ExportTests {
 
     /// A ledger of `resources` resources of 4 owners over November 2026: starts, scalings, stops and
     /// adjustments, rolled up to the test clock.
-    static func makeLedger(_ db: String, resources: Int = 24, prefix: String = "r") throws {
-        var options = LedgerOptions()
-        options.clock = .fixed(testNow)
-        options.durability = .noSync
-        let ledger = try Ledger(path: db, options: options)
+    @discardableResult
+    static func makeLedger(
+        _ dir: TemporaryDirectory, name: String = "ledger", resources: Int = 24, prefix: String = "r"
+    ) throws -> String {
+        let ledger = try openLedger(dir, name: name)
         var events: [UsageEvent] = []
         for n in 0..<resources {
             let r = "app/\(prefix)\(n)", owner = "org-\(n % 4)"
@@ -36,6 +36,7 @@ struct ExportTests {
         }
         _ = try ledger.append(contentsOf: events)
         _ = try ledger.rollUp(now: testNow)
+        return dir.child(name)
     }
 
     static func pad(_ day: Int) -> String { day < 10 ? "0\(day)" : "\(day)" }
@@ -108,6 +109,18 @@ struct ExportTests {
         FROM usage_events WHERE cell = 'eu-1'
         """
 
+    /// Expects what commits of whole batches leave: the cell's cursor, its count of events and their
+    /// highest seq all equal.
+    static func expectWholeBatches(
+        _ cluster: PostgresCluster, _ context: String, sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
+        let state = try cluster.value(consistency)
+        let fields = state.split(separator: "|").map { Int($0) ?? -1 }
+        #expect(
+            fields.count == 3 && fields[0] == fields[1] && fields[1] == fields[2], "\(context): \(state)",
+            sourceLocation: sourceLocation)
+    }
+
     static func arguments(_ db: String, _ cluster: PostgresCluster, cell: String = "eu-1") -> [String] {
         ["--db", db, "--to", cluster.url, "--cell", cell, "--format", "json"]
     }
@@ -116,8 +129,7 @@ struct ExportTests {
     func exportAndRerun() throws {
         let cluster = try PostgresCluster()
         let dir = try TemporaryDirectory()
-        let db = dir.child("ledger")
-        try Self.makeLedger(db)
+        let db = try Self.makeLedger(dir)
         let first = try runExport(Self.arguments(db, cluster))
         #expect(first.status == 0, "\(first.stderr)")
         #expect(first.stderr.contains("created tables usage_events, usage_cursors, usage_hourly, usage_gaps"))
@@ -145,12 +157,10 @@ struct ExportTests {
     func exportKilledAndRerun() throws {
         let cluster = try PostgresCluster()
         let dir = try TemporaryDirectory()
-        let db = dir.child("ledger")
-        try Self.makeLedger(db, resources: 400)
+        let db = try Self.makeLedger(dir, resources: 400)
         let total = try Ledger(path: db).events(after: 0, limit: 10_000).events.count
         // The tables exist before the first kill (a warm-up cell), so every round can be inspected.
-        let warmUp = dir.child("warm-up")
-        try Self.makeLedger(warmUp, resources: 1)
+        let warmUp = try Self.makeLedger(dir, name: "warm-up", resources: 1)
         #expect(try runExport(Self.arguments(warmUp, cluster, cell: "warm-up")).status == 0)
         for round in 0..<6 {
             let (process, _, _) = try startExport(Self.arguments(db, cluster) + ["--batch-size", "25"])
@@ -158,9 +168,7 @@ struct ExportTests {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
             // Whatever committed is whole: the events up to the cursor, none beyond it.
-            let state = try cluster.value(Self.consistency)
-            let fields = state.split(separator: "|").map { Int($0) ?? -1 }
-            #expect(fields.count == 3 && fields[0] == fields[1] && fields[1] == fields[2], "round \(round): \(state)")
+            try Self.expectWholeBatches(cluster, "round \(round)")
         }
         let rerun = try runExport(Self.arguments(db, cluster))
         #expect(rerun.status == 0, "\(rerun.stderr)")
@@ -174,19 +182,13 @@ struct ExportTests {
     func twoCells() throws {
         let cluster = try PostgresCluster()
         let dir = try TemporaryDirectory()
-        let (a, b) = (dir.child("a"), dir.child("b"))
-        try Self.makeLedger(a)
-        try Self.makeLedger(b, resources: 10, prefix: "b")
+        let a = try Self.makeLedger(dir, name: "a")
+        let b = try Self.makeLedger(dir, name: "b", resources: 10, prefix: "b")
         #expect(try runExport(Self.arguments(a, cluster, cell: "a")).status == 0)
         #expect(try runExport(Self.arguments(b, cluster, cell: "b")).status == 0)
         let before = try cluster.query("SELECT * FROM usage_events WHERE cell = 'b' ORDER BY seq")
-        try Ledger(
-            path: a,
-            options: {
-                var o = LedgerOptions(); o.clock = .fixed(testNow); return o
-            }()
-        )
-        .append(event(.stopped, "a-late", "app/r1", owner: "org-1", at: "2026-11-20T00:00:00Z"))
+        try openLedger(dir, name: "a")
+            .append(event(.stopped, "a-late", "app/r1", owner: "org-1", at: "2026-11-20T00:00:00Z"))
         #expect(try runExport(Self.arguments(a, cluster, cell: "a")).status == 0)
         #expect(try cluster.query("SELECT * FROM usage_events WHERE cell = 'b' ORDER BY seq") == before)
         let (countA, countB) = (
@@ -204,14 +206,11 @@ struct ExportTests {
     func lateCorrection() throws {
         let cluster = try PostgresCluster()
         let dir = try TemporaryDirectory()
-        let db = dir.child("ledger")
-        try Self.makeLedger(db)
+        let db = try Self.makeLedger(dir)
         #expect(try runExport(Self.arguments(db, cluster)).status == 0)
         let resource = "app/r1"
         let hoursBefore = try cluster.value("SELECT count(*) FROM usage_hourly WHERE resource_id = 'r1'")
-        var options = LedgerOptions()
-        options.clock = .fixed(testNow)
-        let ledger = try Ledger(path: db, options: options)
+        let ledger = try openLedger(dir)
         try ledger.append(event(.stopped, "late-stop", resource, owner: "org-1", at: "2026-11-10T00:30:00Z"))
         try ledger.append(
             event(
@@ -231,8 +230,7 @@ struct ExportTests {
     func prunedGap() throws {
         let cluster = try PostgresCluster()
         let dir = try TemporaryDirectory()
-        let db = dir.child("ledger")
-        try Self.makeLedger(db)
+        let db = try Self.makeLedger(dir)
         let compact = try runCLI(["compact", "--db", db, "--cutoff-age-days", "10"] + Self.now)
         #expect(compact.status == 0, "\(compact.stderr)")
         let ledger = try Ledger(path: db)
@@ -256,8 +254,7 @@ struct ExportTests {
     func failures() throws {
         let cluster = try PostgresCluster()
         let dir = try TemporaryDirectory()
-        let db = dir.child("ledger")
-        try Self.makeLedger(db, resources: 400)
+        let db = try Self.makeLedger(dir, resources: 400)
         let wrong = cluster.url.replacingOccurrences(of: cluster.password, with: "nope")
         let denied = try runExport(["--db", db, "--to", wrong, "--cell", "x"])
         #expect(denied.status == 2)
@@ -278,22 +275,17 @@ struct ExportTests {
         #expect(process.terminationStatus == 2, "\(stderr)")
         #expect(stderr.contains("usage-ledger-export: PostgreSQL at "), "\(stderr)")
         try cluster.start()
-        let state = try cluster.value(Self.consistency)
-        let fields = state.split(separator: "|").map { Int($0) ?? -1 }
-        #expect(fields.count == 3 && fields[0] == fields[1] && fields[1] == fields[2], "\(state)")
+        try Self.expectWholeBatches(cluster, "after the server went away")
     }
 
     @Test("--follow exports events as they arrive until SIGTERM, then exits 0 with its summary")
     func follow() throws {
         let cluster = try PostgresCluster()
         let dir = try TemporaryDirectory()
-        let db = dir.child("ledger")
-        try Self.makeLedger(db)
+        let db = try Self.makeLedger(dir)
         let (process, out, err) = try startExport(
             Self.arguments(db, cluster) + ["--follow", "--interval", "0.2", "--no-hourly"])
-        var options = LedgerOptions()
-        options.clock = .fixed(testNow)
-        let ledger = try Ledger(path: db, options: options)
+        let ledger = try openLedger(dir)
         let before = try ledger.events(after: 0, limit: 10_000).events.count
         try ledger.append(started("followed", "app/new", owner: "org-9", at: "2026-11-24T11:00:00Z"))
         var seen = ""

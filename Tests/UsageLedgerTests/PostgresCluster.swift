@@ -132,21 +132,9 @@ final class PostgresCluster {
 }
 
 /// Runs `usage-ledger-export` to completion.
-func runExport(_ arguments: [String]) throws -> ProcessResult {
-    let (process, out, err) = try startExport(arguments)
-    return finish(process, out, err)
-}
+func runExport(_ arguments: [String]) throws -> ProcessResult { try runCLI(arguments, executable: exportPath) }
 
 /// Starts `usage-ledger-export`.
 func startExport(_ arguments: [String]) throws -> (Process, Pipe, Pipe) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: cliPath).deletingLastPathComponent()
-        .appendingPathComponent("usage-ledger-export")
-    process.arguments = arguments
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
-    return (process, out, err)
+    try startCLI(arguments, executable: exportPath)
 }

@@ -78,12 +78,17 @@ var cliPath: String {
     return executable.deletingLastPathComponent().appendingPathComponent("usage-ledger").path
 }
 
-/// Starts `usage-ledger` with `arguments`, feeding `stdin` when given.
-func startCLI(_ arguments: [String], stdin: String? = nil, environment: [String: String] = [:]) throws -> (
-    Process, Pipe, Pipe
-) {
+/// `usage-ledger-export`, built beside `usage-ledger`.
+var exportPath: String {
+    URL(fileURLWithPath: cliPath).deletingLastPathComponent().appendingPathComponent("usage-ledger-export").path
+}
+
+/// Starts `executable` (default `usage-ledger`) with `arguments`, feeding `stdin` when given.
+func startCLI(
+    _ arguments: [String], stdin: String? = nil, environment: [String: String] = [:], executable: String = cliPath
+) throws -> (Process, Pipe, Pipe) {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: cliPath)
+    process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
     var env = ProcessInfo.processInfo.environment
     for (key, value) in environment { env[key] = value }
@@ -104,9 +109,11 @@ func startCLI(_ arguments: [String], stdin: String? = nil, environment: [String:
     return (process, out, err)
 }
 
-/// Runs `usage-ledger` to completion.
-func runCLI(_ arguments: [String], stdin: String? = nil, environment: [String: String] = [:]) throws -> ProcessResult {
-    let (process, out, err) = try startCLI(arguments, stdin: stdin, environment: environment)
+/// Runs `executable` (default `usage-ledger`) to completion.
+func runCLI(
+    _ arguments: [String], stdin: String? = nil, environment: [String: String] = [:], executable: String = cliPath
+) throws -> ProcessResult {
+    let (process, out, err) = try startCLI(arguments, stdin: stdin, environment: environment, executable: executable)
     return finish(process, out, err)
 }
 
