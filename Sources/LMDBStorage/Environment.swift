@@ -103,6 +103,7 @@ public final class Environment: @unchecked Sendable {
         self.path = path
         self.options = options
         try Self.prepareDirectory(path, options: options)
+        try PageWalker.checkMetaPages(path: path + "/data.mdb")
         var env: OpaquePointer?
         try check(mdb_env_create(&env))
         guard let env else { throw .lmdb(code: ENOMEM) }

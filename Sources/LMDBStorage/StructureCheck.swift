@@ -254,3 +254,42 @@ struct PageWalker {
     static func u32(_ b: [UInt8], _ at: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(b[at + $1]) << (8 * $1) } }
     static func u64(_ b: [UInt8], _ at: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(b[at + $1]) << (8 * $1) } }
 }
+
+extension PageWalker {
+    /// Checks the two meta pages of the data file at `path` before LMDB maps it. LMDB takes the page size
+    /// and the last page number from the newer meta page and reads the map by them without bounds checks,
+    /// so one flipped bit there (a page size of 2 MiB) makes `mdb_env_open` read past the end of the file
+    /// and die of SIGBUS. A missing or empty file is left to LMDB, which creates or refuses it.
+    static func checkMetaPages(path: String) throws(StorageError) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_size > 0 else { return }
+        let fileBytes = UInt64(info.st_size)
+        func refuse(_ reason: String) -> StorageError {
+            .corrupted(code: nil, detail: "'\(path)' is not an LMDB data file (\(reason))")
+        }
+        var pageSize: UInt64 = 0
+        for number in 0..<2 {
+            // LMDB reads the second meta page at the first one's page size.
+            var page = [UInt8](repeating: 0, count: 152)
+            let offset = off_t(UInt64(number) * pageSize)
+            let got = page.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, offset) }
+            guard got == page.count else { throw refuse("meta page \(number) is cut short") }
+            guard u32(page, 16) == metaMagic, u32(page, 20) == 1, u16(page, 10) & meta != 0 else {
+                throw refuse("meta page \(number) has a bad magic number, version or kind")
+            }
+            let size = UInt64(u32(page, 40))
+            guard size >= 512, size <= 65_536, size & (size - 1) == 0, number == 0 || size == pageSize else {
+                throw refuse("meta page \(number) claims a page size of \(size) bytes")
+            }
+            pageSize = size
+            // Compared by division: a damaged last page number must not overflow the check itself.
+            let lastPage = u64(page, 136)
+            guard fileBytes >= 2 * size, lastPage < fileBytes / size else {
+                throw refuse("meta page \(number) claims page \(lastPage), beyond the file's \(fileBytes) bytes")
+            }
+        }
+    }
+}

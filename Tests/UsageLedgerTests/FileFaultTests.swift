@@ -113,6 +113,25 @@ struct FileFaultTests {
         #expect(report.pagesChecked > 2)
     }
 
+    /// LMDB maps and reads the file by the newer meta page's page size and last page, unchecked: a flipped
+    /// bit there once made `mdb_env_open` die of SIGBUS (found by `flippedBytes`). Both meta pages, each
+    /// field: refused at open as corrupt, never a crash.
+    @Test(
+        "a meta page claiming a page size or last page the file cannot hold is refused at open, not a crash",
+        arguments: [(0, 42), (1, 42), (0, 143), (1, 143)])
+    func damagedMetaFields(page: Int, byte: Int) throws {
+        let dir = try TemporaryDirectory()
+        let base = try Self.makeLedger(dir)
+        let copy = dir.child("copy")
+        var random = SystemRandomNumberGenerator()
+        try Self.damagedCopy(of: base, to: copy, flips: 0, using: &random)
+        // Byte 42 is bit 16 to 23 of the page size (4096 becomes 2 MiB); byte 143 the top of the last page.
+        try Self.patch("\(copy)/data.mdb", at: [page * 4096 + byte]) { $0 ^ 0x20 }
+        let result = try runCLI(["verify", "--db", copy])
+        #expect(result.status == 2, "\(result.stderr)")
+        #expect(result.stderr.contains("is not an LMDB data file (meta page"), "\(result.stderr)")
+    }
+
     /// Applies `change` to the bytes at `offsets` of `file`.
     static func patch(_ file: String, at offsets: [Int], _ change: (UInt8) -> UInt8) throws {
         let handle = try FileHandle(forUpdating: URL(fileURLWithPath: file))
