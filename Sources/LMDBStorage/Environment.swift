@@ -187,10 +187,12 @@ public final class Environment: @unchecked Sendable {
 
     // MARK: - Tables
 
-    /// Opens the named tables, creating those that are missing unless the environment is read-only, and
-    /// returns their identities by name. A read-only environment missing one throws `tableMissing`.
-    public func openTables(_ names: [String]) throws(StorageError) -> [String: TableID] {
-        guard options.readOnly else {
+    /// Opens the named tables, creating those that are missing when `creating` and the environment is not
+    /// read-only, and returns their identities by name. Missing one without creating throws
+    /// `tableMissing`; a read-only user of a writable environment passes `creating: false`, so that
+    /// opening writes nothing.
+    public func openTables(_ names: [String], creating: Bool = true) throws(StorageError) -> [String: TableID] {
+        if creating, !options.readOnly {
             let create = { (txn: borrowing WriteTransaction) throws(StorageError) -> [String: TableID] in
                 var opened: [String: TableID] = [:]
                 for name in names { opened[name] = try txn.createTable(name) }

@@ -60,7 +60,8 @@ public final class Ledger: Sendable {
     private static func open(path: String, options: LedgerOptions) throws -> (Environment, Schema) {
         let environment = try EnvironmentRegistry.shared.environment(path: path, options: options)
         if options.checksStructureAtOpen { _ = try environment.checkStructure() }
-        let opened = try environment.openTables(Schema.declarations.map(\.name))
+        // Read-only, nothing is created: an older ledger lacking a table is refused, not changed.
+        let opened = try environment.openTables(Schema.declarations.map(\.name), creating: !options.readOnly)
         return (environment, try Schema(opened: opened))
     }
 
