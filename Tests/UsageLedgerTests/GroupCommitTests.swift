@@ -116,7 +116,7 @@ struct GroupCommitTests {
         @Sendable func request(_ events: Int) -> GroupCommit.Request {
             let event = started("e")
             return GroupCommit.Request(
-                prepared: Array(repeating: .success((event, [])), count: events), recordedAt: testNow)
+                prepared: Array(repeating: .success(event), count: events), recordedAt: testNow)
         }
         let sizes = [1, 4_000, 4_000, 4_000, 4_000, 15_000]
         let results = Locked<[Int: Int]>([:])

@@ -135,15 +135,16 @@ extension Ledger {
         return AppendCommitCounts(transactions: counts.groups, calls: counts.requests)
     }
 
-    /// Validates an event against the rules and the clock, and encodes its payload.
-    func prepare(_ event: UsageEvent, now: Timestamp) -> Result<(UsageEvent, [UInt8]), LedgerError> {
+    /// Validates an event against the rules and the clock (before the transaction: what needs no stored
+    /// state is checked on the caller's thread).
+    func prepare(_ event: UsageEvent, now: Timestamp) -> Result<UsageEvent, LedgerError> {
         do throws(LedgerError) {
             try EventRules.validate(event)
             if event.occurredAt.microseconds - now.microseconds > options.futureToleranceMicroseconds {
                 throw .inFuture(
                     occurredAt: event.occurredAt, now: now, toleranceMicroseconds: options.futureToleranceMicroseconds)
             }
-            return .success((event, EventRecord.payload(of: event)))
+            return .success(event)
         } catch {
             return .failure(error)
         }
@@ -153,22 +154,22 @@ extension Ledger {
     /// (`EventRejection`), decided before anything of their event is written; an error thrown here is a
     /// failure of the ledger and aborts the whole transaction, so a rejected event never leaves rows behind.
     func appendPrepared(
-        _ prepared: [Result<(UsageEvent, [UInt8]), LedgerError>], recordedAt: Timestamp,
+        _ prepared: [Result<UsageEvent, LedgerError>], recordedAt: Timestamp,
         in txn: borrowing WriteTransaction
     ) throws -> AppendResult {
         let meta = schema.meta
         var counters = try LogCounters(reading: txn, meta: meta)
         var context = try ProjectionContext(reading: txn, meta: meta)
+        var names = LogNames(schema: schema)
         var result = AppendResult(outcomes: [])
         result.outcomes.reserveCapacity(prepared.count)
         for (index, item) in prepared.enumerated() {
             switch item {
             case .failure(let error):
                 result.outcomes.append(.rejected(error))
-            case .success(let (event, payload)):
+            case .success(let event):
                 switch try appendOne(
-                    event, payload: payload, recordedAt: recordedAt, counters: &counters,
-                    context: &context, in: txn)
+                    event, recordedAt: recordedAt, counters: &counters, context: &context, names: &names, in: txn)
                 {
                 case .recorded(let outcome, let unmatched):
                     result.outcomes.append(outcome)
@@ -191,15 +192,11 @@ extension Ledger {
     }
 
     private func appendOne(
-        _ event: UsageEvent, payload: [UInt8], recordedAt: Timestamp, counters: inout LogCounters,
-        context: inout ProjectionContext, in txn: borrowing WriteTransaction
+        _ event: UsageEvent, recordedAt: Timestamp, counters: inout LogCounters,
+        context: inout ProjectionContext, names: inout LogNames, in txn: borrowing WriteTransaction
     ) throws -> EventAppend {
         if let seq = try txn.get(schema.eventIDs, event.id) {
-            guard let record = try txn.rawGet(schema.events, seq) else {
-                throw LedgerError.corrupt(reason: "event id '\(event.id)' points at seq \(seq), which is missing")
-            }
-            let stored = try EventRecord.storedPayload(record, seq: seq)
-            let same = payload.withUnsafeBytes { $0.elementsEqual(stored) }
+            let same = try isStored(event, at: seq, names: &names, in: txn)
             guard same else { return .rejected(EventRejection(.idConflict(id: event.id, existingSeq: seq))) }
             return .recorded(.duplicate(seq: seq), unmatchedStop: false)
         }
@@ -218,12 +215,18 @@ extension Ledger {
             resourceNumber = counters.nextResourceNumber
             counters.nextResourceNumber += 1
             try txn.put(schema.resources, event.resource, ResourceEntry(number: resourceNumber, owner: event.owner))
+            try txn.put(
+                schema.resourceNames, resourceNumber, ResourceName(resource: event.resource, owner: event.owner))
         }
         // From here on the event is being written: anything thrown is a failure of the ledger.
         let seq = counters.nextSeq
         counters.nextSeq += 1
         counters.count(event.kind)
-        let record = EventRecord.record(payload: payload, recordedAt: recordedAt)
+        let fields = EventRecord.Fields(
+            event, recordedAt: recordedAt, resourceNumber: resourceNumber,
+            footprintNumbers: try names.numbers(of: event.footprint, interning: true, in: txn) ?? [],
+            deltaNumbers: try names.numbers(of: event.deltas, interning: true, in: txn) ?? [])
+        let record = EventRecord.record(payload: EventRecord.payload(of: fields), recordedAt: recordedAt)
         guard try txn.put(schema.events, seq, record, mode: .append) else {
             throw LedgerError.corrupt(reason: "seq \(seq) is not after the last recorded event")
         }
@@ -233,6 +236,26 @@ extension Ledger {
             EventRecord.kindCode(event.kind))
         let unmatched = try project(event, seq: seq, resourceNumber: resourceNumber, context: &context, in: txn)
         return .recorded(.appended(seq: seq), unmatchedStop: unmatched)
+    }
+
+    /// Whether the event recorded at `seq` is exactly `event`: their payloads are equal byte for byte. One
+    /// that names a resource, owner or meter the log does not hold cannot be; nothing is interned for it.
+    private func isStored(
+        _ event: UsageEvent, at seq: UInt64, names: inout LogNames, in txn: borrowing WriteTransaction
+    ) throws -> Bool {
+        guard let record = try txn.rawGet(schema.events, seq) else {
+            throw LedgerError.corrupt(reason: "event id '\(event.id)' points at seq \(seq), which is missing")
+        }
+        let stored = try EventRecord.storedPayload(record, seq: seq)
+        guard let resource = try txn.get(schema.resources, event.resource), resource.owner == event.owner,
+            let footprint = try names.numbers(of: event.footprint, interning: false, in: txn),
+            let deltas = try names.numbers(of: event.deltas, interning: false, in: txn)
+        else { return false }
+        let fields = EventRecord.Fields(
+            event, recordedAt: .earliest, resourceNumber: resource.number, footprintNumbers: footprint,
+            deltaNumbers: deltas)
+        let payload = EventRecord.payload(of: fields)
+        return payload.withUnsafeBytes { $0.elementsEqual(stored) }
     }
 }
 

@@ -26,7 +26,7 @@ final class GroupCommit: @unchecked Sendable {
     final class Request: @unchecked Sendable {
         // @unchecked: `prepared` and `recordedAt` never change; `result` and `wakeup` are used under the
         // queue's mutex.
-        let prepared: [Result<(UsageEvent, [UInt8]), LedgerError>]
+        let prepared: [Result<UsageEvent, LedgerError>]
         let recordedAt: Timestamp
         fileprivate var result: Result<AppendResult, LedgerError>?
         /// Signalled when the result is set, or when this request is first in the queue and may lead: a
@@ -34,7 +34,7 @@ final class GroupCommit: @unchecked Sendable {
         /// more time waking up to a broadcast than committing).
         fileprivate let wakeup = Condition()
 
-        init(prepared: [Result<(UsageEvent, [UInt8]), LedgerError>], recordedAt: Timestamp) {
+        init(prepared: [Result<UsageEvent, LedgerError>], recordedAt: Timestamp) {
             self.prepared = prepared
             self.recordedAt = recordedAt
         }

@@ -76,11 +76,12 @@ extension Ledger {
         }
         return try read { txn in
             var events: [RecordedEvent] = []
+            var names = LogNames(schema: schema)
             let cursorAt = try txn.cursor(schema.events)
             var entry = cursor == .max ? nil : try cursorAt.rawSeek(atLeast: cursor + 1)
             while let current = entry, events.count < limit {
                 let seq = try cursorAt.key(of: current)
-                events.append(try EventRecord.decode(current.value, seq: seq))
+                events.append(try EventRecord.decode(current.value, seq: seq, names: &names, in: txn))
                 entry = try cursorAt.rawNext()
             }
             var pruned: PrunedEvents?
@@ -96,7 +97,9 @@ extension Ledger {
     /// One event by its `seq`, or nil when there is none.
     public func event(seq: UInt64) throws(LedgerError) -> RecordedEvent? {
         try read { txn in
-            try txn.rawGet(schema.events, seq).map { bytes throws in try EventRecord.decode(bytes, seq: seq) }
+            var names = LogNames(schema: schema)
+            guard let bytes = try txn.rawGet(schema.events, seq) else { return nil }
+            return try EventRecord.decode(bytes, seq: seq, names: &names, in: txn)
         }
     }
 

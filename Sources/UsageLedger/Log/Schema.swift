@@ -46,6 +46,11 @@ struct Schema: Sendable {
     static let eventIDs = TableDeclaration(name: "event_ids", role: .index, recordVersion: nil)
     static let resources = TableDeclaration(name: "resources", role: .index, recordVersion: nil)
     static let timeline = TableDeclaration(name: "timeline", role: .index, recordVersion: nil)
+    /// A resource's identity and owner under its number, which event records carry instead (format 6).
+    static let resourceNames = TableDeclaration(name: "resource_names", role: .index, recordVersion: nil)
+    /// Meter names interned for event records (format 6): number to name, and name to number.
+    static let meterNames = TableDeclaration(name: "meter_names", role: .index, recordVersion: nil)
+    static let meterNumbers = TableDeclaration(name: "meter_numbers", role: .index, recordVersion: nil)
     static let resourceState = TableDeclaration(
         name: "resource_state", role: .projection, recordVersion: ProjectionFormat.stateVersion, rebuild: .refill)
     static let running = TableDeclaration(name: "running", role: .projection, recordVersion: nil, rebuild: .refill)
@@ -66,14 +71,17 @@ struct Schema: Sendable {
     /// Every table, in the order `docs/format.md` lists them.
     static let declarations = [
         meta, events, eventIDs, resources, timeline, resourceState, running, ownerTotals, hourly, compactionBase,
-        pending, ownerHourly, steady,
+        pending, ownerHourly, steady, resourceNames, meterNames, meterNumbers,
     ]
 
     let meta: Table<UTF8Text, RawBytes>
     let events: Table<BigEndianUInt64, RawBytes>
-    let eventIDs: Table<UTF8Text, BigEndianUInt64>
+    let eventIDs: Table<UTF8Text, VarintUInt64>
     let resources: Table<ResourceKeyCodec, ResourceEntryCodec>
     let timeline: Table<TimelineKeyCodec, SingleByte>
+    let resourceNames: Table<BigEndianUInt64, ResourceNameCodec>
+    let meterNames: Table<BigEndianUInt64, UTF8Text>
+    let meterNumbers: Table<UTF8Text, BigEndianUInt64>
     let resourceState: Table<BigEndianUInt64, ResourceStateCodec>
     let running: Table<OwnedResourceKeyCodec, BigEndianUInt64>
     let ownerTotals: Table<OwnerTypeKeyCodec, OwnerTotalsCodec>
@@ -92,6 +100,9 @@ struct Schema: Sendable {
         eventIDs = try Table(Self.eventIDs.name, in: opened)
         resources = try Table(Self.resources.name, in: opened)
         timeline = try Table(Self.timeline.name, in: opened)
+        resourceNames = try Table(Self.resourceNames.name, in: opened)
+        meterNames = try Table(Self.meterNames.name, in: opened)
+        meterNumbers = try Table(Self.meterNumbers.name, in: opened)
         resourceState = try Table(Self.resourceState.name, in: opened)
         running = try Table(Self.running.name, in: opened)
         ownerTotals = try Table(Self.ownerTotals.name, in: opened)
@@ -287,6 +298,27 @@ enum ResourceEntryCodec: ByteArrayCodec {
     }
 }
 
+/// An unsigned integer as LEB128, 7 bits a byte (an `event_ids` value: a `seq` in 3 bytes up to 2M, where a
+/// fixed encoding takes 8). The decoder refuses trailing bytes.
+enum VarintUInt64: ByteArrayCodec {
+    static func encode(_ value: UInt64) -> [UInt8] {
+        var writer = ByteWriter(capacity: 10)
+        writer.writeVarint(value)
+        return writer.bytes
+    }
+
+    static func decode(_ bytes: UnsafeRawBufferPointer) throws(StorageError) -> UInt64 {
+        var reader = ByteReader(bytes)
+        do throws(ByteReader.Malformed) {
+            let value = try reader.readVarint()
+            guard reader.remaining == 0 else { throw ByteReader.Malformed(offset: reader.offset, expected: "no more") }
+            return value
+        } catch {
+            throw .malformedRecord(table: "", reason: "not one varint: expected \(error.expected) at \(error.offset)")
+        }
+    }
+}
+
 /// Runs a decoder of the ledger's records and reports its failure as a malformed record.
 @inline(__always)
 func decodingRecord<T>(_ body: () throws(LedgerError) -> T) throws(StorageError) -> T {
@@ -359,6 +391,7 @@ enum Meta {
     static let formatVersion = MetaField<BigEndianUInt32>(key: "format_version")
     static let nextSeq = MetaField<BigEndianUInt64>(key: "next_seq")
     static let nextResourceNumber = MetaField<BigEndianUInt64>(key: "next_resource_number")
+    static let nextMeterNumber = MetaField<BigEndianUInt64>(key: "next_meter_number")
     static let eventsByKind = MetaField<RawBytes>(key: "events_by_kind")
     static let appendOutcomes = MetaField<RawBytes>(key: "append_outcomes")
     static let watermark = MetaField<TimestampValueCodec>(key: "watermark")

@@ -2,5 +2,5 @@
 /// prose; change them together, and bump `currentVersion` for any incompatible change.
 enum StorageFormat {
     /// The on-disk format this build writes and reads.
-    static let currentVersion: UInt32 = 5
+    static let currentVersion: UInt32 = 6
 }

@@ -236,6 +236,7 @@ extension Ledger {
     ) throws -> [RecordedEvent] {
         let prefix = TimelineKeyCodec.prefix(resource: resourceNumber)
         var events: [RecordedEvent] = []
+        var names = LogNames(schema: schema)
         let cursor = try txn.cursor(schema.timeline)
         var entry =
             from == .earliest
@@ -249,7 +250,13 @@ extension Ledger {
                 throw LedgerError.corrupt(
                     reason: "the timeline of resource \(resourceNumber) names seq \(seq), which is missing")
             }
-            events.append(try EventRecord.decode(record, seq: seq))
+            let fields = try EventRecord.fields(of: record, seq: seq)
+            guard fields.resourceNumber == resourceNumber else {
+                throw LedgerError.corrupt(
+                    reason: "the timeline of resource \(resourceNumber) names seq \(seq), an event of resource "
+                        + "\(fields.resourceNumber)")
+            }
+            events.append(try fields.resolved(seq: seq, names: &names, in: txn))
             entry = try cursor.rawNext()
         }
         return events

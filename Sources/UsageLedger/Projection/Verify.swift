@@ -48,7 +48,7 @@ extension Ledger {
     private static let verificationOrder = [
         Schema.resourceState, Schema.compactionBase, Schema.resources, Schema.hourly, Schema.ownerHourly,
         Schema.running, Schema.pending, Schema.ownerTotals, Schema.meta, Schema.events, Schema.eventIDs,
-        Schema.timeline, Schema.steady,
+        Schema.timeline, Schema.steady, Schema.resourceNames, Schema.meterNames, Schema.meterNumbers,
     ]
 
     /// Checks the data file's structure page by page, then replays every resource's timeline and compares
@@ -106,6 +106,11 @@ extension Ledger {
                 }
             case Schema.events:
                 try verifyLogIndexes(in: txn, timelineEntries: report.eventsReplayed, differ: differ)
+            case Schema.resourceNames:
+                let resources = try txn.count(schema.resources.id), named = try txn.count(schema.resourceNames.id)
+                if named != resources { differ("resource_names holds \(named) entries for \(resources) resources") }
+            case Schema.meterNames, Schema.meterNumbers:
+                if declaration == Schema.meterNames { try verifyMeterNames(in: txn, differ: differ) }
             default:
                 throw LedgerError.invalidArgument(reason: "verify has no check for the table '\(declaration.name)'")
             }
@@ -122,7 +127,8 @@ extension Ledger {
     ) throws -> ReplayExpectations {
         var expected = ReplayExpectations()
         for (number, resource, owner) in try allResources(in: txn) {
-            let entries = try checkedTimeline(number, of: resource, into: &report, limit: limit, in: txn)
+            let entries = try checkedTimeline(
+                number, of: resource, owner: owner, into: &report, limit: limit, in: txn)
             report.resourcesChecked += 1
             report.eventsReplayed += entries.count
             guard let stored = try txn.get(schema.resourceState, number) else {
@@ -338,11 +344,20 @@ extension Ledger {
     /// entry's event exists, decodes (CRC-32), is this resource's at the entry's time, and its id maps to
     /// it. With the counts `verifyLogIndexes` compares, this covers every event once, decoded once.
     private func checkedTimeline(
-        _ number: UInt64, of resource: ResourceID, into report: inout VerifyReport, limit: Int,
+        _ number: UInt64, of resource: ResourceID, owner: String, into report: inout VerifyReport, limit: Int,
         in txn: borrowing ReadTransaction
     ) throws -> [TimelineEntry] {
+        let named = try txn.get(schema.resourceNames, number)
+        guard named == ResourceName(resource: resource, owner: owner) else {
+            report.differ(
+                "resource_names: number \(number) names \(named.map { "\($0.resource) of \($0.owner)" } ?? "nothing"), "
+                    + "resources gives \(resource) of \(owner)",
+                limit: limit)
+            return []
+        }
         let prefix = TimelineKeyCodec.prefix(resource: number)
         var entries: [TimelineEntry] = []
+        var names = LogNames(schema: schema)
         let cursor = try txn.cursor(schema.timeline)
         var entry = try cursor.rawSeek(atLeastBytes: prefix)
         while let current = entry, current.key.hasPrefix(prefix) {
@@ -352,7 +367,7 @@ extension Ledger {
                 report.differ("the timeline of \(resource) names seq \(key.seq), which is missing", limit: limit)
                 continue
             }
-            let event = try EventRecord.decode(record, seq: key.seq).event
+            let event = try EventRecord.decode(record, seq: key.seq, names: &names, in: txn).event
             if event.resource != resource || event.occurredAt != key.occurredAt {
                 report.differ(
                     "event seq \(key.seq): filed in the timeline of \(resource) at \(key.occurredAt), but it is of "
@@ -391,6 +406,31 @@ extension Ledger {
                     + "for \(count) events"
             )
         }
+    }
+
+    /// Checks the interned meter names: `meter_names` and `meter_numbers` are each other's inverse, and
+    /// every number is below `next_meter_number` (so none is handed out twice). Each record's numbers are
+    /// checked when the replay decodes it.
+    private func verifyMeterNames(in txn: borrowing ReadTransaction, differ: (String) -> Void) throws {
+        let next = try txn.get(Meta.nextMeterNumber, in: schema.meta) ?? 1
+        var count = 0
+        let cursor = try txn.cursor(schema.meterNames)
+        var entry = try cursor.first()
+        while let current = entry {
+            count += 1
+            if current.key >= next {
+                differ("meter_names: number \(current.key) is not below next_meter_number \(next)")
+            }
+            let back = try txn.get(schema.meterNumbers, current.value)
+            if back != current.key {
+                differ(
+                    "meter_names: \(current.key) names '\(current.value)', which meter_numbers maps to "
+                        + (back.map { "\($0)" } ?? "nothing"))
+            }
+            entry = try cursor.next()
+        }
+        let numbers = try txn.count(schema.meterNumbers.id)
+        if numbers != count { differ("meter_numbers holds \(numbers) entries for \(count) in meter_names") }
     }
 
     /// Checks that `owner_hourly` holds, for every owner-hour (sealed hours included), exactly the sum of the

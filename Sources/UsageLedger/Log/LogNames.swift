@@ -1,0 +1,114 @@
+import LMDBStorage
+import LedgerCore
+
+/// A resource as the log knows it: its identity and its owner (the owner never changes: `owner_mismatch`).
+struct ResourceName: Sendable, Equatable {
+    var resource: ResourceID
+    var owner: String
+}
+
+/// A `resource_names` value: `str type, str id, str owner` (str = varint length + UTF-8).
+enum ResourceNameCodec: ByteArrayCodec {
+    static func encode(_ name: ResourceName) -> [UInt8] {
+        var writer = ByteWriter(capacity: 3 + name.resource.type.utf8.count + name.resource.id.utf8.count + 16)
+        writer.writeString(name.resource.type)
+        writer.writeString(name.resource.id)
+        writer.writeString(name.owner)
+        return writer.bytes
+    }
+
+    static func decode(_ bytes: UnsafeRawBufferPointer) throws(StorageError) -> ResourceName {
+        var reader = ByteReader(bytes)
+        do throws(ByteReader.Malformed) {
+            let type = try reader.readString(), id = try reader.readString(), owner = try reader.readString()
+            guard reader.remaining == 0 else {
+                throw ByteReader.Malformed(offset: reader.offset, expected: "the end of the entry")
+            }
+            return ResourceName(resource: ResourceID(type: type, id: id), owner: owner)
+        } catch {
+            throw .malformedRecord(
+                table: "resource_names", reason: "expected \(error.expected) at byte \(error.offset)")
+        }
+    }
+}
+
+/// The names an event record refers to by number (format 6): a resource by its number (`resource_names`),
+/// a meter by the number it was interned under (`meter_names`, and `meter_numbers` back).
+///
+/// One value serves one transaction body and remembers what it looked up, so that a batch, a page of the
+/// feed or a timeline reads each name once. It is never kept past that body: what a transaction that then
+/// aborts interned must not outlive it.
+struct LogNames {
+    private let schema: Schema
+    private var meterNumbers: [String: UInt64] = [:]
+    private var meterNames: [UInt64: String] = [:]
+    private var resources: [UInt64: ResourceName] = [:]
+
+    init(schema: Schema) { self.schema = schema }
+
+    /// The number `name` was interned under, or nil when no event has carried it.
+    mutating func meterNumber(_ name: String, in txn: borrowing some ReadableTransaction & ~Copyable)
+        throws(StorageError) -> UInt64?
+    {
+        if let number = meterNumbers[name] { return number }
+        guard let number = try txn.get(schema.meterNumbers, name) else { return nil }
+        meterNumbers[name] = number
+        return number
+    }
+
+    /// The number of `name`, interned under the next free number when it is new. Numbers are never reused:
+    /// the next one is kept in `meta`, which a purge keeps.
+    mutating func internMeter(_ name: String, in txn: borrowing WriteTransaction) throws(StorageError) -> UInt64 {
+        if let number = try meterNumber(name, in: txn) { return number }
+        let number = try txn.get(Meta.nextMeterNumber, in: schema.meta) ?? 1
+        try txn.put(Meta.nextMeterNumber, number + 1, in: schema.meta)
+        try txn.put(schema.meterNames, number, name)
+        try txn.put(schema.meterNumbers, name, number)
+        meterNumbers[name] = number
+        meterNames[number] = name
+        return number
+    }
+
+    /// The name interned under `number`; a number nothing was interned under is damage.
+    mutating func meterName(_ number: UInt64, seq: UInt64, in txn: borrowing some ReadableTransaction & ~Copyable)
+        throws -> String
+    {
+        if let name = meterNames[number] { return name }
+        guard let name = try txn.get(schema.meterNames, number) else {
+            throw LedgerError.corrupt(reason: "event seq \(seq): meter number \(number) has no name in meter_names")
+        }
+        meterNames[number] = name
+        return name
+    }
+
+    /// The resource registered under `number`; an unregistered number is damage.
+    mutating func resource(_ number: UInt64, seq: UInt64, in txn: borrowing some ReadableTransaction & ~Copyable)
+        throws -> ResourceName
+    {
+        if let name = resources[number] { return name }
+        guard let name = try txn.get(schema.resourceNames, number) else {
+            throw LedgerError.corrupt(
+                reason: "event seq \(seq): resource number \(number) has no entry in resource_names")
+        }
+        resources[number] = name
+        return name
+    }
+
+    /// Numbers for `meters`, in their order: interned when `interning`, else nil when one is unknown.
+    mutating func numbers(of meters: Meters?, interning: Bool, in txn: borrowing WriteTransaction)
+        throws(StorageError) -> [UInt64]?
+    {
+        guard let meters else { return [] }
+        var numbers: [UInt64] = []
+        numbers.reserveCapacity(meters.count)
+        for (name, _) in meters {
+            if interning {
+                numbers.append(try internMeter(name, in: txn))
+            } else {
+                guard let number = try meterNumber(name, in: txn) else { return nil }
+                numbers.append(number)
+            }
+        }
+        return numbers
+    }
+}
