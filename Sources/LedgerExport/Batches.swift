@@ -7,7 +7,8 @@ import UsageLedger
 public struct BatchOutcome: Sendable, Equatable {
     /// Events read from the feed.
     public var read = 0
-    /// Events newly written (fewer than `read` when a crashed run had written them without its cursor).
+    /// Events newly written (fewer than `read` when the table held some of them already, as after a cursor
+    /// was reset by hand).
     public var written = 0
     /// Hourly rows written again because events of the batch corrected hours already exported.
     public var correctedHours = 0
@@ -15,6 +16,19 @@ public struct BatchOutcome: Sendable, Equatable {
     public var gap: ExportGap?
     /// Whether the feed has no more events after this batch.
     public var caughtUp = false
+}
+
+/// A page of the feed and its events as `COPY` rows.
+struct PreparedPage: Sendable {
+    let page: FeedPage
+    let rows: [UInt8]
+
+    static func read(after cursor: UInt64, limit: Int, of ledger: Ledger, cell: String) async throws -> PreparedPage {
+        let page = try await ledger.async.events(after: cursor, limit: limit)
+        var rows = EventCopyRows(capacity: page.events.count * 256)
+        for recorded in page.events { rows.add(recorded, cell: cell) }
+        return PreparedPage(page: page, rows: rows.bytes)
+    }
 }
 
 extension PostgresExporter {
@@ -33,12 +47,13 @@ extension PostgresExporter {
                     "SELECT seq FROM usage_cursors WHERE cell = \(cell) FOR UPDATE", logger: logger)
                 var cursor: Int64 = 0
                 for try await seq in rows.decode(Int64.self) { cursor = seq }
-                let page = try await ledger.async.events(after: UInt64(cursor), limit: options.batchSize)
+                let prepared = try await nextPage(after: UInt64(cursor))
+                let page = prepared.page
                 var outcome = BatchOutcome(read: page.events.count, caughtUp: page.events.count < options.batchSize)
                 if let pruned = page.pruned {
                     outcome.gap = try await recordGap(after: cursor, through: pruned.throughSeq, pg)
                 }
-                outcome.written = try await insertEvents(page.events, pg)
+                outcome.written = try await insertEvents(page.events, rows: prepared.rows, pg)
                 if options.exportsHourly { outcome.correctedHours = try await correctHours(for: page.events, pg) }
                 let next = Int64(page.nextCursor)
                 try await pg.query(
@@ -61,9 +76,26 @@ extension PostgresExporter {
         return recorded ? ExportGap(afterSeq: UInt64(cursor), throughSeq: through) : nil
     }
 
-    /// Writes `events` with one statement (one array per column); returns how many were new.
-    private func insertEvents(_ events: [RecordedEvent], _ pg: PostgresConnection) async throws -> Int {
-        guard !events.isEmpty else { return 0 }
+    /// Writes `events`; returns how many were new. They are streamed with `COPY` (a quarter of the server's
+    /// work of an `INSERT` from arrays), unless the table holds some of them already: then one `INSERT`
+    /// keeps those. The cursor's row lock keeps other exporters of the cell out between check and write.
+    private func insertEvents(_ events: [RecordedEvent], rows: [UInt8], _ pg: PostgresConnection) async throws
+        -> Int
+    {
+        guard let first = events.first, let last = events.last else { return 0 }
+        let cell = options.cell, from = Int64(first.seq), through = Int64(last.seq)
+        let present = try await pg.query(
+            "SELECT EXISTS (SELECT 1 FROM usage_events WHERE cell = \(cell) AND seq BETWEEN \(from) AND \(through))",
+            logger: logger)
+        var exists = false
+        for try await found in present.decode(Bool.self) { exists = found }
+        guard exists else {
+            let buffer = ByteBuffer(bytes: rows)
+            try await pg.copyFrom(table: "usage_events", columns: EventCopyRows.columns, logger: logger) { writer in
+                try await writer.write(buffer)
+            }
+            return events.count
+        }
         var columns = EventColumns()
         for recorded in events { columns.add(recorded) }
         var binds = PostgresBindings(capacity: 14)
@@ -74,6 +106,32 @@ extension PostgresExporter {
         var written: Int64 = 0
         for try await count in rows.decode(Int64.self) { written = count }
         return Int(written)
+    }
+
+    /// The feed's page after `cursor` with its `COPY` rows: the one read ahead while the previous batch was
+    /// written, when it starts there, else read now. A full page starts reading the next one, so that the
+    /// ledger's reads and the rows' formatting overlap PostgreSQL's work. (A page read ahead is a
+    /// consistent snapshot of its time: events appended since are in a later page, and a prune since
+    /// finds the cursor in a later batch.)
+    private func nextPage(after cursor: UInt64) async throws -> PreparedPage {
+        let ahead = readAhead.withLock { slot -> ReadAhead? in
+            defer { slot = nil }
+            return slot
+        }
+        let prepared: PreparedPage
+        if let ahead, ahead.after == cursor {
+            prepared = try await ahead.page.value
+        } else {
+            ahead?.page.cancel()
+            prepared = try await PreparedPage.read(
+                after: cursor, limit: options.batchSize, of: ledger, cell: options.cell)
+        }
+        if prepared.page.events.count == options.batchSize {
+            let ledger = ledger, next = prepared.page.nextCursor, limit = options.batchSize, cell = options.cell
+            let task = Task { try await PreparedPage.read(after: next, limit: limit, of: ledger, cell: cell) }
+            readAhead.withLock { $0 = ReadAhead(after: next, page: task) }
+        }
+        return prepared
     }
 
     /// Writes again the exported hours that `events` changed: for each resource with an event before the

@@ -39,6 +39,60 @@ struct EventColumns {
     }
 }
 
+/// A batch of events as the rows of a `COPY usage_events (...) FROM STDIN` in text format: fields separated
+/// by tabs, rows ended by newlines, `\N` for NULL, and backslash, tab, newline and carriage return escaped
+/// in every text field (JSON text keeps its own backslashes, which are escaped too).
+struct EventCopyRows {
+    /// The columns, in the order each row holds them.
+    static let columns = [
+        "cell", "seq", "id", "kind", "resource_type", "resource_id", "owner", "occurred_at", "recorded_at",
+        "footprint", "deltas", "reason", "attributes",
+    ]
+    private(set) var bytes: [UInt8] = []
+
+    init(capacity: Int) { bytes.reserveCapacity(capacity) }
+
+    mutating func add(_ recorded: RecordedEvent, cell: String) {
+        let event = recorded.event
+        text(cell)
+        separate(String(recorded.seq))
+        separate(event.id)
+        separate(event.kind.rawValue)
+        separate(event.resource.type)
+        separate(event.resource.id)
+        separate(event.owner)
+        separate(event.occurredAt.rfc3339)
+        separate(recorded.recordedAt.rfc3339)
+        separate(event.footprint.map { json($0.entries.map { ($0.name, Int128($0.value)) }) })
+        separate(event.deltas.map { json($0.entries.map { ($0.name, Int128($0.value)) }) })
+        separate(event.reason)
+        separate(event.attributes.isEmpty ? nil : json(strings: event.attributes.entries.map { ($0.key, $0.value) }))
+        bytes.append(0x0A)
+    }
+
+    /// A tab, then `field` (NULL when nil).
+    private mutating func separate(_ field: String?) {
+        bytes.append(0x09)
+        guard let field else {
+            bytes.append(contentsOf: [0x5C, 0x4E])  // \N
+            return
+        }
+        text(field)
+    }
+
+    private mutating func text(_ field: String) {
+        for byte in field.utf8 {
+            switch byte {
+            case 0x5C: bytes.append(contentsOf: [0x5C, 0x5C])
+            case 0x09: bytes.append(contentsOf: [0x5C, 0x74])
+            case 0x0A: bytes.append(contentsOf: [0x5C, 0x6E])
+            case 0x0D: bytes.append(contentsOf: [0x5C, 0x72])
+            default: bytes.append(byte)
+            }
+        }
+    }
+}
+
 /// Hourly usage rows as one array per column.
 struct HourColumns {
     var owner: [String] = [], resourceType: [String] = [], resourceID: [String] = [], hour: [String] = []

@@ -51,6 +51,8 @@ public final class PostgresExporter: Sendable {
     let target: PostgresTarget
     /// Fires when the connection closes, for every call still waiting on it.
     let closeWatch = CloseWatch()
+    /// The feed's next page, read while the current batch is written (`nextPage(after:)`).
+    let readAhead = Locked<ReadAhead?>(nil)
 
     private init(
         ledger: Ledger, connection: PostgresConnection, options: ExportOptions, logger: Logger, target: PostgresTarget
@@ -84,6 +86,7 @@ public final class PostgresExporter: Sendable {
 
     /// Closes the connection.
     public func close() async {
+        readAhead.withLock { $0?.page.cancel() }
         try? await connection.close()
     }
 
@@ -130,6 +133,12 @@ public final class PostgresExporter: Sendable {
             }
         }
     }
+}
+
+/// A page of the feed being read ahead, from the cursor `after`.
+struct ReadAhead: Sendable {
+    let after: UInt64
+    let page: Task<PreparedPage, any Error>
 }
 
 /// The connection closed while a call waited on it.

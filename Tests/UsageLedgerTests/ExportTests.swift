@@ -202,6 +202,35 @@ struct ExportTests {
         #expect(try Self.exportedHours(cluster, cell: "b") == Self.expectedHours(b))
     }
 
+    @Test(
+        "text with backslashes and quotes arrives byte for byte through COPY; a cursor reset by hand writes nothing twice"
+    )
+    func copyEscapesAndReset() throws {
+        let cluster = try PostgresCluster()
+        let dir = try TemporaryDirectory()
+        let db = try Self.makeLedger(dir, resources: 3)
+        let reason = #"refund \n for C:\temp "quoted" ü"#
+        try openLedger(dir).append(
+            UsageEvent(
+                id: "odd-1", kind: .adjustment, resource: ResourceID(type: "app", id: "r1"), owner: "org-1",
+                occurredAt: ts("2026-11-12T00:00:00Z"), deltas: ["bytes": -7], reason: reason,
+                attributes: ["path": #"a\b "c" \\d"#, "tab": "x"]))
+        let total = try Ledger(path: db).events(after: 0, limit: 10_000).events.count
+        #expect(try runExport(Self.arguments(db, cluster)).status == 0)
+        #expect(try cluster.value("SELECT reason FROM usage_events WHERE id = 'odd-1'") == reason)
+        #expect(
+            try cluster.value("SELECT attributes->>'path' FROM usage_events WHERE id = 'odd-1'") == #"a\b "c" \\d"#)
+        // Rows already there (the cursor set back by hand): the batch keeps them, writes no second copy.
+        _ = try cluster.query("UPDATE usage_cursors SET seq = 2 WHERE cell = 'eu-1'")
+        let rerun = try runExport(Self.arguments(db, cluster))
+        #expect(rerun.status == 0, "\(rerun.stderr)")
+        #expect(rerun.stdout.hasPrefix(#"{"cell":"eu-1","events":0,"#), "\(rerun.stdout)")
+        #expect(
+            try cluster.value("SELECT count(*), count(DISTINCT seq), max(seq) FROM usage_events")
+                == "\(total)|\(total)|\(total)")
+        #expect(try cluster.value("SELECT seq FROM usage_cursors WHERE cell = 'eu-1'") == "\(total)")
+    }
+
     @Test("a late event that corrects exported hours exports them again, emptied hours removed")
     func lateCorrection() throws {
         let cluster = try PostgresCluster()
