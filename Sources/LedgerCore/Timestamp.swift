@@ -35,7 +35,22 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
     public var description: String { rfc3339 }
 
     /// See `description`.
-    public var rfc3339: String {
+    public var rfc3339: String { Self.format(microseconds, suffix: "Z") }
+
+    /// The RFC 3339 text of this instant's local time in `zone`, with its offset (`2026-03-29T03:00:00+02:00`;
+    /// `Z` in UTC).
+    public func rfc3339(in zone: UsageTimeZone) -> String {
+        let offset = zone.offsetSeconds(at: self)
+        guard offset != 0 || zone != .utc else { return rfc3339 }
+        let magnitude = abs(offset)
+        var suffix = offset < 0 ? "-" : "+"
+        appendPadded(&suffix, magnitude / 3600, width: 2)
+        suffix.append(":")
+        appendPadded(&suffix, (magnitude / 60) % 60, width: 2)
+        return Self.format(microseconds &+ offset * Self.microsecondsPerSecond, suffix: suffix)
+    }
+
+    private static func format(_ microseconds: Int64, suffix: String) -> String {
         let (seconds, fraction) = divmodFloor(microseconds, Self.microsecondsPerSecond)
         let (days, secondOfDay) = divmodFloor(seconds, 86_400)
         let (year, month, day) = civil(fromDays: days)
@@ -60,7 +75,7 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
                 appendPadded(&text, fraction, width: 6)
             }
         }
-        text.append("Z")
+        text.append(suffix)
         return text
     }
 
@@ -236,14 +251,14 @@ extension Timestamp {
 }
 
 @inline(__always)
-func divmodFloor(_ a: Int64, _ b: Int64) -> (Int64, Int64) {
+package func divmodFloor(_ a: Int64, _ b: Int64) -> (Int64, Int64) {
     let q = a / b, r = a % b
     return r < 0 ? (q - 1, r + b) : (q, r)
 }
 
-private func isLeap(_ year: Int64) -> Bool { year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) }
+func isLeap(_ year: Int64) -> Bool { year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) }
 
-private func daysIn(month: Int64, year: Int64) -> Int64 {
+func daysIn(month: Int64, year: Int64) -> Int64 {
     switch month {
     case 2: return isLeap(year) ? 29 : 28
     case 4, 6, 9, 11: return 30
@@ -252,7 +267,7 @@ private func daysIn(month: Int64, year: Int64) -> Int64 {
 }
 
 // Howard Hinnant's days_from_civil / civil_from_days: exact proleptic Gregorian calendar arithmetic.
-private func daysFromCivil(year: Int64, month: Int64, day: Int64) -> Int64 {
+package func daysFromCivil(year: Int64, month: Int64, day: Int64) -> Int64 {
     let y = month <= 2 ? year - 1 : year
     let era = (y >= 0 ? y : y - 399) / 400
     let yoe = y - era * 400
@@ -262,7 +277,7 @@ private func daysFromCivil(year: Int64, month: Int64, day: Int64) -> Int64 {
     return era * 146_097 + doe - 719_468
 }
 
-private func civil(fromDays z0: Int64) -> (Int64, Int64, Int64) {
+package func civil(fromDays z0: Int64) -> (Int64, Int64, Int64) {
     let z = z0 + 719_468
     let era = (z >= 0 ? z : z - 146_096) / 146_097
     let doe = z - era * 146_097

@@ -42,19 +42,8 @@ struct UsageChart {
     }
 
     func svg() -> String {
-        // Periods from the report's start to its end, one per granularity step.
-        let step: Int64 =
-            granularity == .day
-            ? 86_400_000_000
-            : granularity == .hour ? 3_600_000_000 : max(1, report.to.microseconds - report.from.microseconds)
-        var periods: [Int64] = []
-        var t =
-            granularity == .total
-            ? report.from.microseconds : report.from.microseconds - ((report.from.microseconds % step) + step) % step
-        while t < report.to.microseconds, periods.count < 5000 {
-            periods.append(max(t, report.from.microseconds))
-            t += step
-        }
+        // Every period from the report's start to its end (at most 5,000 drawn).
+        let periods = ((try? report.periods()) ?? []).prefix(5000).map { $0.start.microseconds }
         // Values per (period, series).
         var values: [Int64: [String: Int128]] = [:]
         var seriesTotals: [String: Int128] = [:]
@@ -129,17 +118,20 @@ struct UsageChart {
                 base += value
                 let exact = Self.text(value, stack == .meter ? name : meter, adjustment: isAdjustment)
                 let start = Timestamp(microseconds: period)
+                let local = start.rfc3339(in: report.timeZone)
                 svg +=
                     "<rect class=\"bar\" x=\"\(x)\" y=\"\(Self.top + plotHeight - y1)\" width=\"\(barWidth)\" "
                     + "height=\"\(max(0, y1 - y0))\" fill=\"\(Self.colour(seriesIndex, name))\" "
                     + "data-period=\"\(start.rfc3339)\" data-series=\"\(Self.escape(name))\" data-value=\"\(exact)\">"
-                    + "<title>\(Self.escape(name)) \(start.rfc3339): \(exact)</title></rect>\n"
+                    + "<title>\(Self.escape(name)) \(local): \(exact)</title></rect>\n"
             }
             if index % labelEvery == 0 {
-                let text = Timestamp(microseconds: period).rfc3339
+                // Labels are the local date (and time for hours) in the report's zone.
+                let text = Timestamp(microseconds: period).rfc3339(in: report.timeZone)
                 let label =
                     granularity == .hour
-                    ? text.dropFirst(5).prefix(5) + " " + text.dropFirst(11).prefix(5) : text.prefix(10)
+                    ? text.dropFirst(5).prefix(5) + " " + text.dropFirst(11).prefix(5)
+                    : granularity == .month ? text.prefix(7) : text.prefix(10)
                 svg +=
                     "<text x=\"\(x + barWidth / 2)\" y=\"\(Self.top + plotHeight + 16)\" "
                     + "text-anchor=\"middle\">\(label)</text>\n"

@@ -70,6 +70,11 @@ struct Usage: ParsableCommand {
     @Option(help: "Start, RFC 3339 (inclusive).") var from: String
     @Option(help: "End, RFC 3339 (exclusive).") var to: String
     @Option(help: "The length of each row's period.") var granularity: UsageGranularity = Ledger.defaultUsageGranularity
+    @Option(
+        help: ArgumentHelp(
+            "The zone whose calendar days, months (and hours, in zones off the whole hour) follow: an IANA name "
+                + "such as Europe/Berlin, or an offset such as +05:30.", valueName: "ZONE"))
+    var timeZone: String = "UTC"
     @Option(help: "'resource' to split by resource.") var groupBy: UsageGrouping?
     @Option(help: "The ledger's clock as RFC 3339 (usage is capped here).") var now: String?
     @Option(
@@ -91,13 +96,16 @@ struct Usage: ParsableCommand {
         default: throw ValidationError("give exactly one of --owner and --resource")
         }
         let start = try parseTime(from, "--from"), end = try parseTime(to, "--to")
+        let zone = try UsageTimeZone(timeZone)
         let stack = chartStack ?? (groupBy == .resource ? .resource : .meter)
-        let report = try ledger.open(readOnly: true, now: try parseNow(now))
-            .usage(subject, from: start, to: end, granularity: granularity, groupByResource: groupBy != nil)
+        let report = try ledger.open(readOnly: true, now: try parseNow(now)).usage(
+            subject, from: start, to: end, granularity: granularity, timeZone: zone, groupByResource: groupBy != nil)
         if let chart {
             let who = owner.map { "owner \($0)" } ?? "resource \(resource ?? "")"
             let what = stack == .meter ? "by meter" : "\(chartMeter) by resource"
-            let title = "usage of \(who): \(what), \(report.from) to \(report.to) by \(granularity.rawValue)"
+            let title =
+                "usage of \(who): \(what), \(report.from.rfc3339(in: zone)) to \(report.to.rfc3339(in: zone)) by "
+                + granularity.rawValue + (zone == .utc ? "" : " (\(zone))")
             try UsageChart(report: report, granularity: granularity, stack: stack, meter: chartMeter, title: title)
                 .write(to: chart)
         }
@@ -106,6 +114,8 @@ struct Usage: ParsableCommand {
                 o.member("from", report.from.rfc3339)
                 o.member("to", report.to.rfc3339)
                 o.member("granularity", granularity.rawValue)
+                // Said only off UTC, so that the answers of earlier builds stay byte for byte the same.
+                if zone != .utc { o.member("time_zone", zone.identifier) }
                 o.arrayMember("rows") { a in for row in report.rows { a.element { writeUsageRow(row, into: &$0) } } }
             },
             table: {
@@ -121,7 +131,8 @@ struct Usage: ParsableCommand {
                         "\($0)=\(row.amounts.adjustments[$0] ?? 0)"
                     }.joined(separator: " ")
                     table.add(
-                        row.periodStart.rfc3339, row.periodEnd.rfc3339, row.resource?.description ?? "",
+                        row.periodStart.rfc3339(in: zone), row.periodEnd.rfc3339(in: zone),
+                        row.resource?.description ?? "",
                         ExactDecimal.seconds(fromMicroseconds: row.amounts.runningMicroseconds), usage, adjustments)
                 }
                 print(table.rendered)

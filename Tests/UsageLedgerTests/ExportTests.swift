@@ -203,7 +203,7 @@ struct ExportTests {
     }
 
     @Test(
-        "text with backslashes and quotes arrives byte for byte through COPY; a cursor reset by hand writes nothing twice"
+        "backslashes and quotes arrive byte for byte through COPY; a cursor set back by hand writes nothing twice"
     )
     func copyEscapesAndReset() throws {
         let cluster = try PostgresCluster()

@@ -65,6 +65,6 @@ struct ThinCLITests {
             "--to", "2026-11-02T00:00:00Z", "--granularity", "week",
         ])
         #expect(granularity.status == 2)
-        #expect(granularity.stderr.contains("'total', 'hour' or 'day'"), "\(granularity.stderr)")
+        #expect(granularity.stderr.contains("'total', 'hour', 'day' or 'month'"), "\(granularity.stderr)")
     }
 }

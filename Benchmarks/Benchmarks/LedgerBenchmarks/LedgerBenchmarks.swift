@@ -285,6 +285,20 @@ let benchmarks: @Sendable () -> Void = {
                 to: Timestamp(microseconds: work.start.microseconds + 30 * 86_400_000_000),
                 granularity: .hour))
     }
+    // An owner's month by day in UTC, and in zones (issue 16: at most 2x UTC). Berlin's boundaries are whole
+    // UTC hours (owner_hourly answers); Kolkata's fall at :30, so each day's first hour is split exactly.
+    for zoneName in ["UTC", "Europe/Berlin", "Asia/Kolkata"] {
+        Benchmark("5 usage, one owner, 30 days by day, \(zoneName)", configuration: queries) { benchmark in
+            let (ledger, work) = try loaded.get()
+            let zone = try UsageTimeZone(zoneName)
+            benchmark.startMeasurement()
+            blackHole(
+                try ledger.usage(
+                    .owner("org-7"), from: work.start,
+                    to: Timestamp(microseconds: work.start.microseconds + 30 * 86_400_000_000),
+                    granularity: .day, timeZone: zone))
+        }
+    }
     Benchmark("5 usage, one resource, whole period by day", configuration: queries) { benchmark in
         let (ledger, work) = try loaded.get()
         benchmark.startMeasurement()

@@ -67,13 +67,16 @@ public struct AsyncLedger: Sendable {
         try await run { ledger throws(LedgerError) in try ledger.history(of: resource) }
     }
 
-    /// `Ledger.usage(_:from:to:granularity:groupByResource:)`.
+    /// `Ledger.usage(_:from:to:granularity:timeZone:groupByResource:)`.
     public func usage(
         _ subject: UsageSubject, from: Timestamp, to: Timestamp,
-        granularity: UsageGranularity = Ledger.defaultUsageGranularity, groupByResource: Bool = false
+        granularity: UsageGranularity = Ledger.defaultUsageGranularity, timeZone: UsageTimeZone = .utc,
+        groupByResource: Bool = false
     ) async throws(LedgerError) -> UsageReport {
         try await run { ledger throws(LedgerError) in
-            try ledger.usage(subject, from: from, to: to, granularity: granularity, groupByResource: groupByResource)
+            try ledger.usage(
+                subject, from: from, to: to, granularity: granularity, timeZone: timeZone,
+                groupByResource: groupByResource)
         }
     }
 

@@ -51,14 +51,17 @@ public enum UsageSubject: Sendable, Hashable {
     case resource(ResourceID)
 }
 
-/// How a usage answer is split in time.
+/// How a usage answer is split in time, in the query's time zone (UTC unless given).
 public enum UsageGranularity: String, Sendable, CaseIterable {
     /// One period: the whole interval.
     case total
-    /// UTC hours.
+    /// Hours: UTC hours, which are local hours in every zone whose offset is a whole number of hours; in
+    /// other zones (`Asia/Kolkata`, `+05:30`) hours from local `:00`, split exactly.
     case hour
-    /// UTC days.
+    /// Days from local midnight to local midnight (23 or 25 hours on days when clocks change).
     case day
+    /// Calendar months from local midnight of the first.
+    case month
 }
 
 /// Usage in one period (and of one resource, when grouped by resource).
@@ -83,6 +86,19 @@ public struct UsageReport: Sendable, Equatable {
     /// Periods with usage, by period start, then resource. With `.total` and no grouping there is always
     /// exactly one row.
     public var rows: [UsageRow]
+    /// The granularity asked for.
+    public var granularity: UsageGranularity = .total
+    /// The zone whose calendar the periods follow.
+    public var timeZone: UsageTimeZone = .utc
+
+    /// Every period of the answer, with usage or without, in order (one for `.total`).
+    public func periods() throws(LedgerError) -> [(start: Timestamp, end: Timestamp)] {
+        guard from < to else { return [(from, to)] }
+        let buckets = try UsageBuckets(from: from, end: to, granularity: granularity, zone: timeZone)
+        return buckets.starts(from: from.microseconds).map { start in
+            (max(Timestamp(microseconds: start), from), Timestamp(microseconds: buckets.end(ofPeriodStarting: start)))
+        }
+    }
 }
 
 extension Ledger {
@@ -143,36 +159,38 @@ extension Ledger {
     /// asked for, not with the size of the ledger: an owner query reads only that owner's keys.
     public func usage(
         _ subject: UsageSubject, from: Timestamp, to: Timestamp,
-        granularity: UsageGranularity = Ledger.defaultUsageGranularity,
+        granularity: UsageGranularity = Ledger.defaultUsageGranularity, timeZone: UsageTimeZone = .utc,
         groupByResource: Bool = false
     ) throws(LedgerError) -> UsageReport {
         guard from <= to else { throw .invalidArgument(reason: "from (\(from)) is after to (\(to))") }
         let end = min(to, options.clock.now())
+        let buckets = try UsageBuckets(from: from, end: max(end, from), granularity: granularity, zone: timeZone)
         let query = UsageQuery(
-            subject: subject, from: from, end: end, granularity: granularity, groupByResource: groupByResource)
-        var buckets: [BucketKey: UsageAmounts] = [:]
+            subject: subject, from: from, end: end, buckets: buckets, groupByResource: groupByResource)
+        var collected: [BucketKey: UsageAmounts] = [:]
         if from < end {
-            buckets = try read { txn in try collectUsage(query, in: txn) }
+            collected = try read { txn in try collectUsage(query, in: txn) }
         }
-        if granularity == .total, !groupByResource, buckets.isEmpty {
-            buckets[BucketKey(start: from.microseconds, resource: nil)] = UsageAmounts()
+        if granularity == .total, !groupByResource, collected.isEmpty {
+            collected[BucketKey(start: from.microseconds, resource: nil)] = UsageAmounts()
         }
-        let rows = buckets.map { key, amounts -> UsageRow in
-            let length: Int64 = granularity == .day ? 86_400_000_000 : Timestamp.microsecondsPerHour
+        let rows = collected.map { key, amounts -> UsageRow in
             let periodStart = max(Timestamp(microseconds: key.start), from)
-            let periodEnd = granularity == .total ? end : min(Timestamp(microseconds: key.start + length), end)
+            let periodEnd = Timestamp(microseconds: buckets.end(ofPeriodStarting: key.start))
             return UsageRow(
                 periodStart: periodStart, periodEnd: max(periodEnd, periodStart), resource: key.resource,
                 amounts: amounts)
         }.sorted { ($0.periodStart, $0.resource?.description ?? "") < ($1.periodStart, $1.resource?.description ?? "") }
-        return UsageReport(from: from, to: max(end, from), rows: rows)
+        return UsageReport(
+            from: from, to: max(end, from), rows: rows, granularity: granularity, timeZone: timeZone)
     }
 
     /// Sums the subject's usage into buckets, inside one read transaction (one consistent snapshot).
     private func collectUsage(_ query: UsageQuery, in txn: borrowing ReadTransaction) throws -> [BucketKey:
         UsageAmounts]
     {
-        let span = UsageSpan(from: query.from, end: query.end)
+        let span = UsageSpan(
+            from: query.from, end: query.end, splits: query.buckets.unalignedStarts(after: query.from.microseconds))
         guard let (owner, unmaterialized) = try unmaterializedResources(query, span, in: txn) else { return [:] }
         try checkRetention(query, span, in: txn)
         var buckets: [BucketKey: UsageAmounts] = [:]
@@ -250,6 +268,8 @@ extension Ledger {
     ) throws {
         var hour = span.firstWhole
         while hour < span.lastWhole {
+            defer { hour += Timestamp.microsecondsPerHour }
+            if span.splitHours.contains(hour) { continue }
             if case .owner = query.subject, !query.groupByResource {
                 // Ungrouped: the hour's rows go into one bucket, and owner_hourly holds their sum.
                 if let stored = try txn.get(schema.ownerHourly, OwnerHour(hour: hour, owner: owner)) {
@@ -260,7 +280,6 @@ extension Ledger {
                     try buckets[query.bucket(hour, resource), default: .init()].add(amounts)
                 }
             }
-            hour += Timestamp.microsecondsPerHour
         }
     }
 
@@ -289,10 +308,10 @@ extension Ledger {
                 let bucket = query.bucket(hour, resource)
                 var count: Int64 = 0
                 while hour < span.end, query.bucket(hour, resource) == bucket {
-                    count += 1
+                    if !range.splitHours.contains(hour) { count += 1 }
                     hour += Timestamp.microsecondsPerHour
                 }
-                try buckets[bucket, default: .init()].add(try hourAmounts.times(count))
+                if count > 0 { try buckets[bucket, default: .init()].add(try hourAmounts.times(count)) }
             }
         }
     }
@@ -310,7 +329,7 @@ extension Ledger {
             let hours = try Fold.hourly(
                 fold, from: max(state.accruedUntil, Timestamp(microseconds: span.firstWhole)),
                 until: Timestamp(microseconds: span.lastWhole))
-            for (hour, amounts) in hours {
+            for (hour, amounts) in hours where !span.splitHours.contains(hour) {
                 try buckets[query.bucket(hour, state.resource), default: .init()].add(amounts)
             }
         }
@@ -344,7 +363,7 @@ extension Ledger {
                 let amounts = try Fold.usage(fold, from: start, to: stop)
                 let ranThen = fold.segments.contains { $0.start < stop && ($0.end ?? stop) > start }
                 if !amounts.isEmpty || ranThen {
-                    try buckets[query.bucket(start.hourFloor.microseconds, resource), default: .init()].add(amounts)
+                    try buckets[query.bucket(start.microseconds, resource), default: .init()].add(amounts)
                 }
             }
         }
@@ -389,24 +408,42 @@ extension Ledger {
     }
 }
 
-/// A query range cut at whole hours: the whole hours come from rows, the partial `edges` are folded.
+/// A query range cut at whole hours: the whole hours come from rows, the partial `edges` are folded. A
+/// period that begins inside an hour (`splits`: local midnights of a `+05:30` zone) splits that hour into
+/// edges too, so that each part goes to its own period exactly.
 struct UsageSpan {
     /// The start of the first whole hour in the range (µs).
     var firstWhole: Int64
     /// The start of the hour holding the range's end (µs): whole hours are `[firstWhole, lastWhole)`.
     var lastWhole: Int64
-    /// The parts of hours at either end, or the whole range when it lies inside one hour.
+    /// The parts of hours folded from the log: those at either end (the whole range when it lies inside
+    /// one hour) and those of the split hours, each cut at the splits inside it.
     var edges: [(Timestamp, Timestamp)] = []
+    /// The whole hours that a split cuts: taken from `edges`, not from the rows.
+    var splitHours: Set<Int64> = []
 
-    init(from: Timestamp, end: Timestamp) {
+    init(from: Timestamp, end: Timestamp, splits: [Int64] = []) {
         let hourLength = Timestamp.microsecondsPerHour
         firstWhole = from.hourFloor == from ? from.microseconds : from.hourFloor.microseconds + hourLength
         lastWhole = end.hourFloor.microseconds
+        var pieces: [(Int64, Int64)] = []
         if firstWhole > lastWhole {
-            edges.append((from, end))
+            pieces.append((from.microseconds, end.microseconds))
         } else {
-            if from.microseconds < firstWhole { edges.append((from, Timestamp(microseconds: firstWhole))) }
-            if lastWhole < end.microseconds { edges.append((end.hourFloor, end)) }
+            if from.microseconds < firstWhole { pieces.append((from.microseconds, firstWhole)) }
+            for split in splits where split > firstWhole && split < lastWhole {
+                let hour = split - ((split % hourLength) + hourLength) % hourLength
+                if splitHours.insert(hour).inserted { pieces.append((hour, hour + hourLength)) }
+            }
+            if lastWhole < end.microseconds { pieces.append((lastWhole, end.microseconds)) }
+        }
+        for (start, stop) in pieces {
+            var cut = start
+            for split in splits where split > start && split < stop {
+                edges.append((Timestamp(microseconds: cut), Timestamp(microseconds: split)))
+                cut = split
+            }
+            edges.append((Timestamp(microseconds: cut), Timestamp(microseconds: stop)))
         }
     }
 }
@@ -416,23 +453,16 @@ struct BucketKey: Hashable {
     var resource: ResourceID?
 }
 
-/// A usage query's parameters, and how it assigns an hour to a period.
+/// A usage query's parameters, and how it assigns an hour (or the start of a part of one) to a period.
 struct UsageQuery {
     var subject: UsageSubject
     var from: Timestamp
     var end: Timestamp
-    var granularity: UsageGranularity
+    var buckets: UsageBuckets
     var groupByResource: Bool
 
-    func bucket(_ hour: Int64, _ resource: ResourceID?) -> BucketKey {
-        let day: Int64 = 86_400_000_000
-        let start: Int64
-        switch granularity {
-        case .total: start = from.microseconds
-        case .hour: start = hour
-        case .day: start = hour - ((hour % day) + day) % day
-        }
-        return BucketKey(start: start, resource: groupByResource ? resource : nil)
+    func bucket(_ instant: Int64, _ resource: ResourceID?) -> BucketKey {
+        BucketKey(start: buckets.start(containing: instant), resource: groupByResource ? resource : nil)
     }
 }
 
