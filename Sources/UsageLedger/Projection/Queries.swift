@@ -157,6 +157,14 @@ extension Ledger {
     /// Whole hours come from the hourly rows (plus running resources' usage not yet rolled up); the partial
     /// hours at either end are folded from the log. The cost grows with the rows returned and the hours
     /// asked for, not with the size of the ledger: an owner query reads only that owner's keys.
+    ///
+    /// Periods follow the calendar of `timeZone`: days and months begin at local midnight, and in a zone
+    /// off the whole hour hours begin at local `:00`; an hour a period boundary cuts is folded from the
+    /// log in exact parts (`docs/semantics.md`).
+    ///
+    /// - Throws: `LedgerError.invalidArgument` when `from` is after `to`, or the range holds more than
+    ///   5,000,000 periods of a zone's calendar; `LedgerError.outsideRetention` for hours that retention
+    ///   dropped, or a part of an hour before the compaction horizon.
     public func usage(
         _ subject: UsageSubject, from: Timestamp, to: Timestamp,
         granularity: UsageGranularity = Ledger.defaultUsageGranularity, timeZone: UsageTimeZone = .utc,
@@ -198,7 +206,12 @@ extension Ledger {
         let ungroupedOwner = {
             if case .owner = query.subject { return !query.groupByResource } else { return false }
         }()
-        let steady = ungroupedOwner && span.edges.isEmpty ? [] : try subjectSpans(query.subject, owner: owner, in: txn)
+        // Only the spans sharing an hour with the range are decoded: an owner's history can hold thousands.
+        let hours =
+            query.from.hourFloor.microseconds..<(query.end.hourFloor.microseconds + Timestamp.microsecondsPerHour)
+        let steady =
+            ungroupedOwner && span.edges.isEmpty
+            ? [] : try subjectSpans(query.subject, owner: owner, overlapping: hours, in: txn)
         if span.firstWhole <= span.lastWhole {
             try addWholeHours(query, span, owner: owner, to: &buckets, in: txn)
             if !ungroupedOwner { try addSteadyHours(steady, query, span, to: &buckets) }
@@ -284,13 +297,14 @@ extension Ledger {
     }
 
     /// The stored spans of the subject: one resource's, or every resource's of the owner.
-    private func subjectSpans(_ subject: UsageSubject, owner: String, in txn: borrowing ReadTransaction) throws
-        -> [(resource: ResourceID, span: SteadySpan)]
-    {
+    private func subjectSpans(
+        _ subject: UsageSubject, owner: String, overlapping range: Range<Int64>, in txn: borrowing ReadTransaction
+    ) throws -> [(resource: ResourceID, span: SteadySpan)] {
         switch subject {
-        case .owner: return try storedSpans(prefix: ProjectionFormat.ownerKey(owner), in: txn)
+        case .owner: return try storedSpans(prefix: ProjectionFormat.ownerKey(owner), overlapping: range, in: txn)
         case .resource(let resource):
-            return try storedSpans(prefix: SteadySpanKeyCodec.prefix(owner: owner, resource: resource), in: txn)
+            let prefix = SteadySpanKeyCodec.prefix(owner: owner, resource: resource)
+            return try storedSpans(prefix: prefix, overlapping: range, in: txn)
         }
     }
 
@@ -335,8 +349,10 @@ extension Ledger {
         }
     }
 
-    /// Adds the partial hours at either end: folds the timelines of every resource with a row there or
-    /// running now.
+    /// Adds the partial hours (at either end, and the parts of split hours). A resource with a row in the
+    /// hour, or past its checkpoint there, is folded from its timeline (once per query); one whose hour is
+    /// a steady hour of a span ran all of it with the span's footprint, so its part is that footprint times
+    /// the part's length, exactly what the fold would give, without reading the log.
     private func addPartialHours(
         _ query: UsageQuery, _ span: UsageSpan, owner: String, unmaterialized: [UInt64: ResourceState],
         steady: [(resource: ResourceID, span: SteadySpan)], to buckets: inout [BucketKey: UsageAmounts],
@@ -349,10 +365,26 @@ extension Ledger {
             try rows(of: query.subject, owner: owner, hour: hour, in: txn) { resource, _ in
                 candidates[resource] = .some(nil)
             }
-            for (resource, stored) in steady where stored.start <= hour && hour < stored.end {
-                candidates[resource] = .some(nil)
+            for (number, state) in unmaterialized where state.accruedUntil < stop {
+                candidates[state.resource] = number
             }
-            for (number, state) in unmaterialized { candidates[state.resource] = number }
+            let bucket = { (resource: ResourceID) in query.bucket(start.microseconds, resource) }
+            // Ungrouped, the steady parts of all resources go into one sum, added to the period once.
+            var steadyParts = UsageAmounts()
+            for (resource, stored) in steady where stored.start <= hour && hour < stored.end {
+                guard candidates[resource] == nil else { continue }
+                let duration = stop.microseconds - start.microseconds
+                if query.groupByResource {
+                    var amounts = UsageAmounts()
+                    try amounts.addRunning(footprint: stored.footprint, duration: duration)
+                    try buckets[bucket(resource), default: .init()].add(amounts)
+                } else {
+                    try steadyParts.addRunning(footprint: stored.footprint, duration: duration)
+                }
+            }
+            if !steadyParts.isEmpty {
+                try buckets[query.bucket(start.microseconds, nil), default: .init()].add(steadyParts)
+            }
             for (resource, knownNumber) in candidates {
                 if folds[resource] == nil {
                     guard let number = try knownNumber ?? resourceNumber(resource, in: txn) else { continue }
@@ -362,9 +394,7 @@ extension Ledger {
                 guard let fold = folds[resource] else { continue }
                 let amounts = try Fold.usage(fold, from: start, to: stop)
                 let ranThen = fold.segments.contains { $0.start < stop && ($0.end ?? stop) > start }
-                if !amounts.isEmpty || ranThen {
-                    try buckets[query.bucket(start.microseconds, resource), default: .init()].add(amounts)
-                }
+                if !amounts.isEmpty || ranThen { try buckets[bucket(resource), default: .init()].add(amounts) }
             }
         }
     }

@@ -12,14 +12,23 @@ extension Ledger {
         }
     }
 
-    /// The stored spans whose keys begin with `prefix` (one resource's, or one owner's), in key order.
-    func storedSpans(prefix: [UInt8], in txn: borrowing some ReadableTransaction & ~Copyable) throws
-        -> [(resource: ResourceID, span: SteadySpan)]
-    {
+    /// The stored spans whose keys begin with `prefix` (one resource's, or one owner's), in key order; with
+    /// `overlapping`, only those that share an hour with it (the others are not decoded).
+    func storedSpans(
+        prefix: [UInt8], overlapping range: Range<Int64>? = nil, in txn: borrowing some ReadableTransaction & ~Copyable
+    ) throws -> [(resource: ResourceID, span: SteadySpan)] {
         var spans: [(resource: ResourceID, span: SteadySpan)] = []
         let cursor = try txn.cursor(schema.steady)
         var entry = try cursor.rawSeek(atLeastBytes: prefix)
         while let current = entry, current.key.hasPrefix(prefix) {
+            if let range {
+                let parsed = try SteadySpan.parse(key: current.key, value: current.value)
+                let end = parsed.start + parsed.hours * Timestamp.microsecondsPerHour
+                guard parsed.start < range.upperBound, end > range.lowerBound else {
+                    entry = try cursor.rawNext()
+                    continue
+                }
+            }
             let key = try cursor.key(of: current)
             let value = try cursor.value(of: current)
             let end = key.start + value.hours * Timestamp.microsecondsPerHour
