@@ -209,9 +209,9 @@ extension Ledger {
         // Only the spans sharing an hour with the range are decoded: an owner's history can hold thousands.
         let hours =
             query.from.hourFloor.microseconds..<(query.end.hourFloor.microseconds + Timestamp.microsecondsPerHour)
-        let steady =
-            ungroupedOwner && span.edges.isEmpty
-            ? [] : try subjectSpans(query.subject, owner: owner, overlapping: hours, in: txn)
+        // An owner's ungrouped usage needs no spans: whole hours come from owner_hourly, and the steady part
+        // of a partial hour is its owner sum less its rows.
+        let steady = ungroupedOwner ? [] : try subjectSpans(query.subject, owner: owner, overlapping: hours, in: txn)
         if span.firstWhole <= span.lastWhole {
             try addWholeHours(query, span, owner: owner, to: &buckets, in: txn)
             if !ungroupedOwner { try addSteadyHours(steady, query, span, to: &buckets) }
@@ -350,40 +350,43 @@ extension Ledger {
     }
 
     /// Adds the partial hours (at either end, and the parts of split hours). A resource with a row in the
-    /// hour, or past its checkpoint there, is folded from its timeline (once per query); one whose hour is
-    /// a steady hour of a span ran all of it with the span's footprint, so its part is that footprint times
-    /// the part's length, exactly what the fold would give, without reading the log.
+    /// hour, or past its checkpoint there, is folded from its timeline (once per query). The others ran the
+    /// whole hour steadily (a span's hour), so their part is their footprint times the part's length,
+    /// exactly what the fold would give, without reading the log: from the spans, or for an owner's
+    /// ungrouped usage from the hour's owner sum less its rows.
     private func addPartialHours(
         _ query: UsageQuery, _ span: UsageSpan, owner: String, unmaterialized: [UInt64: ResourceState],
         steady: [(resource: ResourceID, span: SteadySpan)], to buckets: inout [BucketKey: UsageAmounts],
         in txn: borrowing ReadTransaction
     ) throws {
+        let ungroupedOwner = {
+            if case .owner = query.subject { return !query.groupByResource } else { return false }
+        }()
         var folds: [ResourceID: FoldResult] = [:]
         for (start, stop) in span.edges {
             var candidates: [ResourceID: UInt64?] = [:]
             let hour = start.hourFloor.microseconds
-            try rows(of: query.subject, owner: owner, hour: hour, in: txn) { resource, _ in
+            var steadyHours =
+                ungroupedOwner ? try txn.get(schema.ownerHourly, OwnerHour(hour: hour, owner: owner)) : nil
+            try rows(of: query.subject, owner: owner, hour: hour, in: txn) { resource, amounts in
                 candidates[resource] = .some(nil)
+                try steadyHours?.add(amounts, sign: -1)
             }
             for (number, state) in unmaterialized where state.accruedUntil < stop {
                 candidates[state.resource] = number
             }
-            let bucket = { (resource: ResourceID) in query.bucket(start.microseconds, resource) }
-            // Ungrouped, the steady parts of all resources go into one sum, added to the period once.
-            var steadyParts = UsageAmounts()
+            let bucket = { (resource: ResourceID?) in query.bucket(start.microseconds, resource) }
+            let duration = stop.microseconds - start.microseconds
+            if let steadyHours,
+                let part = try Self.steadyPart(steadyHours, duration: duration, owner: owner, hour: hour)
+            {
+                try buckets[bucket(nil), default: .init()].add(part)
+            }
             for (resource, stored) in steady where stored.start <= hour && hour < stored.end {
                 guard candidates[resource] == nil else { continue }
-                let duration = stop.microseconds - start.microseconds
-                if query.groupByResource {
-                    var amounts = UsageAmounts()
-                    try amounts.addRunning(footprint: stored.footprint, duration: duration)
-                    try buckets[bucket(resource), default: .init()].add(amounts)
-                } else {
-                    try steadyParts.addRunning(footprint: stored.footprint, duration: duration)
-                }
-            }
-            if !steadyParts.isEmpty {
-                try buckets[query.bucket(start.microseconds, nil), default: .init()].add(steadyParts)
+                var amounts = UsageAmounts()
+                try amounts.addRunning(footprint: stored.footprint, duration: duration)
+                try buckets[bucket(resource), default: .init()].add(amounts)
             }
             for (resource, knownNumber) in candidates {
                 if folds[resource] == nil {
@@ -397,6 +400,33 @@ extension Ledger {
                 if !amounts.isEmpty || ranThen { try buckets[bucket(resource), default: .init()].add(amounts) }
             }
         }
+    }
+
+    /// `duration` of an owner's steady hours of one hour: `hours` is the hour's owner sum less its rows, so
+    /// it must be whole hours of running with whole-hour meters and no adjustment, one per resource.
+    static func steadyPart(_ hours: OwnerRow, duration: Int64, owner: String, hour: Int64) throws(LedgerError)
+        -> UsageAmounts?
+    {
+        if hours.rows == 0 && hours.running == 0 && hours.meters.items.isEmpty && hours.adjustments.items.isEmpty {
+            return nil
+        }
+        let length = Int128(Timestamp.microsecondsPerHour)
+        let (expected, overflow) = Int128(hours.rows).multipliedReportingOverflow(by: length)
+        guard hours.rows > 0, !overflow, hours.running == expected, hours.adjustments.items.isEmpty,
+            hours.meters.items.allSatisfy({ $0.count > 0 && $0.count <= hours.rows && $0.sum % length == 0 })
+        else {
+            throw .corrupt(
+                reason: "owner_hourly of '\(owner)' at \(Timestamp(microseconds: hour)) is not its hourly rows plus "
+                    + "whole steady hours")
+        }
+        var part = UsageAmounts()
+        part.runningMicroseconds = Int128(hours.rows) * Int128(duration)
+        for item in hours.meters.items {
+            let (value, overflow) = (item.sum / length).multipliedReportingOverflow(by: Int128(duration))
+            guard !overflow else { throw .overflow(field: "\(item.name)_seconds", reason: "usage exceeds 128 bits") }
+            part.meterMicroseconds[item.name] = value
+        }
+        return part
     }
 
     /// Calls `visit` with the subject's hourly rows of one hour.
