@@ -1,5 +1,6 @@
 # The two fresh-machine commands are `make demo` and `make test`; both install what they need first.
-.PHONY: deps deps-postgres demo test test-tsan test-crash fuzz soak docs format format-check bench bench-large bench-10m \
+.PHONY: deps deps-postgres demo test test-tsan test-crash fuzz soak docs format format-check \
+	bench bench-large bench-10m \
 	import-memory clean
 
 deps:

@@ -15,7 +15,8 @@ swift build -c release --product usage-ledger >/dev/null
 swift build -c release --product usage-ledger-export >/dev/null
 bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 work=$(mktemp -d /tmp/export-bench-XXXXXX)
-trap 'runuser -u postgres -- "$bin/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+stop() { runuser -u postgres -- "$bin/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true; }
+trap 'stop; rm -rf "$work"' EXIT
 chown postgres "$work"
 runuser -u postgres -- "$bin/initdb" -D "$work/data" -U postgres -A trust >/dev/null
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -24,7 +25,8 @@ runuser -u postgres -- "$bin/pg_ctl" -D "$work/data" -l "$work/log" -w \
 sql() { psql -h 127.0.0.1 -p "$port" -U postgres -d postgres -qAt -c "$1"; }
 .build/release/usage-ledger append "$file" --db "$work/ledger" --durability noSync >/dev/null || true
 lines=$(wc -l < "$file")
-events=$(.build/release/usage-ledger stats --db "$work/ledger" --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)["events_stored"])')
+events=$(.build/release/usage-ledger stats --db "$work/ledger" --format json |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["events_stored"])')
 echo "file: $lines lines; ledger: $events events"
 ratios=()
 for run in $(seq 1 "$runs"); do

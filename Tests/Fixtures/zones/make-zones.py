@@ -12,10 +12,12 @@ CASES = [
     # (zone, first local date, last local date (exclusive), why)
     ("Europe/Berlin", (2026, 3, 1), (2026, 11, 5), "northern DST: 23-hour day 2026-03-29, 25-hour 2026-10-25"),
     ("Australia/Sydney", (2026, 3, 25), (2026, 10, 15), "southern DST: ends 2026-04-05, starts 2026-10-04"),
-    ("America/Santiago", (2026, 3, 30), (2026, 9, 12), "changes at midnight: 2026-04-05 repeats 23h, 2026-09-06 starts at 01:00"),
+    ("America/Santiago", (2026, 3, 30), (2026, 9, 12),
+     "changes at midnight: 2026-04-05 repeats 23h, 2026-09-06 starts at 01:00"),
     ("Asia/Kolkata", (2026, 1, 25), (2026, 3, 5), "+05:30: days begin at 18:30Z"),
     ("Asia/Kathmandu", (1985, 12, 25), (1986, 1, 5), "+05:30 to +05:45 on 1986-01-01"),
-    ("America/Sao_Paulo", (2018, 10, 30), (2019, 3, 1), "rules changed: DST 2018-11-04 (a day from 01:00), none after 2019"),
+    ("America/Sao_Paulo", (2018, 10, 30), (2019, 3, 1),
+     "rules changed: DST 2018-11-04 (a day from 01:00), none after 2019"),
     ("Europe/Moscow", (2014, 10, 20), (2014, 11, 3), "rules changed: +04 to +03 on 2014-10-26"),
     ("Europe/Berlin", (2040, 3, 20), (2040, 4, 5), "after the file's last transition: the footer's rule"),
 ]
