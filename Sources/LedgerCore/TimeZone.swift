@@ -85,19 +85,15 @@ public struct UsageTimeZone: Sendable, Hashable, CustomStringConvertible {
     }
 
     package func offset(atSecond t: Int64) -> Int32 {
-        guard let first = transitions.first, t >= first else { return initialOffset }
-        if let rule, let last = transitions.last, t >= last { return rule.offset(atSecond: t) ?? offsets.last ?? 0 }
-        var low = 0, high = transitions.count - 1  // the last transition at or before t
-        while low < high {
-            let middle = (low + high + 1) / 2
-            if transitions[middle] <= t { low = middle } else { high = middle - 1 }
-        }
-        return offsets[low]
+        guard let index = transitions.lastIndex(notAfter: t) else { return initialOffset }
+        if let rule, index == transitions.count - 1 { return rule.offset(atSecond: t) ?? offsets[index] }
+        return offsets[index]
     }
 
     /// The UTC seconds of the changes of offset in `[from, to)`, ascending (rule changes included).
     package func changes(from: Int64, to: Int64) -> [Int64] {
-        var found = transitions.filter { $0 > from && $0 < to }
+        let first = (transitions.lastIndex(notAfter: from) ?? -1) + 1
+        var found = Array(transitions[first...].prefix { $0 < to })
         if let rule, to > (transitions.last ?? .min) {
             let start = max(from, transitions.last ?? from)
             found += rule.changes(from: start, to: to)
@@ -163,6 +159,18 @@ public struct UsageTimeZone: Sendable, Hashable, CustomStringConvertible {
         var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
         let got = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         return got == bytes.count ? bytes : nil
+    }
+}
+
+extension Array where Element == Int64 {
+    /// The index of the last element at or before `value` in this ascending array; nil when all are after.
+    package func lastIndex(notAfter value: Int64) -> Int? {
+        var low = 0, high = count  // the answer is the index before the first element after `value`
+        while low < high {
+            let middle = (low + high) / 2
+            if self[middle] <= value { low = middle + 1 } else { high = middle }
+        }
+        return low == 0 ? nil : low - 1
     }
 }
 

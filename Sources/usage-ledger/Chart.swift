@@ -11,7 +11,6 @@ struct UsageChart {
     enum Stack: String, CaseIterable { case resource, meter }
 
     let report: UsageReport
-    let granularity: UsageGranularity
     let stack: Stack
     /// The meter drawn when stacking by resource: `running`, a footprint meter, or an adjustment meter.
     let meter: String
@@ -129,9 +128,9 @@ struct UsageChart {
                 // Labels are the local date (and time for hours) in the report's zone.
                 let text = Timestamp(microseconds: period).rfc3339(in: report.timeZone)
                 let label =
-                    granularity == .hour
+                    report.granularity == .hour
                     ? text.dropFirst(5).prefix(5) + " " + text.dropFirst(11).prefix(5)
-                    : granularity == .month ? text.prefix(7) : text.prefix(10)
+                    : report.granularity == .month ? text.prefix(7) : text.prefix(10)
                 svg +=
                     "<text x=\"\(x + barWidth / 2)\" y=\"\(Self.top + plotHeight + 16)\" "
                     + "text-anchor=\"middle\">\(label)</text>\n"

@@ -106,7 +106,7 @@ struct Usage: ParsableCommand {
             let title =
                 "usage of \(who): \(what), \(report.from.rfc3339(in: zone)) to \(report.to.rfc3339(in: zone)) by "
                 + granularity.rawValue + (zone == .utc ? "" : " (\(zone))")
-            try UsageChart(report: report, granularity: granularity, stack: stack, meter: chartMeter, title: title)
+            try UsageChart(report: report, stack: stack, meter: chartMeter, title: title)
                 .write(to: chart)
         }
         ledger.printResult(

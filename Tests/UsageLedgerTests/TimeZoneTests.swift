@@ -48,12 +48,18 @@ struct TimeZoneTests {
         }
     }
 
+    /// A ledger of one resource of org-1 running at `cpu` 2 since `start`, rolled up to the test clock.
+    static func runningSince(_ start: String, in dir: TemporaryDirectory) throws -> Ledger {
+        let ledger = try openLedger(dir)
+        try ledger.append(event(.started, "s", "vm/a", at: start, footprint: ["cpu": 2]))
+        _ = try ledger.rollUp(now: testNow)
+        return ledger
+    }
+
     @Test("a DST day is 23 or 25 hours long, in both hemispheres and when clocks change at midnight")
     func dstDayLengths() throws {
         let dir = try TemporaryDirectory()
-        let ledger = try openLedger(dir)
-        try ledger.append(event(.started, "s", "vm/a", at: "2026-01-01T00:00:00Z", footprint: ["cpu": 2]))
-        _ = try ledger.rollUp(now: testNow)
+        let ledger = try Self.runningSince("2026-01-01T00:00:00Z", in: dir)
         func hours(_ zone: String, _ from: String, _ to: String) throws -> [Int128] {
             try ledger.usage(
                 .owner("org-1"), from: ts(from), to: ts(to), granularity: .day, timeZone: try UsageTimeZone(zone)
@@ -127,9 +133,17 @@ struct TimeZoneTests {
                 #expect(sum == whole, "\(zoneName) \(granularity) grouped \(grouped)")
             }
         }
-        // Days begin at local midnight.
-        let days = try ledger.usage(.owner("org-1"), from: from, to: to, granularity: .day, timeZone: zone).rows
-        for row in days.dropFirst() { #expect(row.periodStart.rfc3339(in: zone).contains("T00:00:00")) }
+        // Hours begin at local :00 (at :30 or :15 UTC in zones off the whole hour), days at local midnight,
+        // months at local midnight of the first.
+        for (granularity, local) in [(UsageGranularity.hour, ":00:00"), (.day, "T00:00:00"), (.month, "-01T00:00:00")] {
+            let rows = try ledger.usage(
+                .owner("org-1"), from: from, to: to, granularity: granularity, timeZone: zone
+            ).rows
+            #expect(rows.count > 1)
+            for row in rows.dropFirst() {
+                #expect(row.periodStart.rfc3339(in: zone).contains(local), "\(zoneName) \(granularity)")
+            }
+        }
     }
 
     @Test("zones by name and by offset; an unknown zone is invalid_field naming it")
@@ -180,9 +194,7 @@ struct TimeZoneTests {
     @Test("the CLI shows local times, says the zone in JSON, labels the chart by local date; unknown zones exit 2")
     func commandLine() throws {
         let dir = try TemporaryDirectory()
-        let ledger = try openLedger(dir)
-        try ledger.append(event(.started, "s", "vm/a", at: "2026-03-01T00:00:00Z", footprint: ["cpu": 2]))
-        _ = try ledger.rollUp(now: testNow)
+        _ = try Self.runningSince("2026-03-01T00:00:00Z", in: dir)
         let db = dir.child("ledger"), chart = dir.child("usage.svg")
         let base = [
             "usage", "--db", db, "--owner", "org-1", "--from", "2026-03-27T23:00:00Z", "--to", "2026-03-30T22:00:00Z",

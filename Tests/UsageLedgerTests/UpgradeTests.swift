@@ -4,11 +4,11 @@ import Testing
 @testable import UsageLedger
 
 /// The fixtures (`Tests/Fixtures/format4`, `format5`): a ledger written by the build of that format from the
-/// same events, and the answers that build gave (each `make-fixture.py` says how both were made).
+/// same events, and the answers that build gave (`Tests/Fixtures/make-fixture.py` says how both were made).
 private func fixture(_ version: UInt32) -> String { repositoryRoot + "/Tests/Fixtures/format\(version)" }
 private let fixtureNow = "2026-01-04T10:30:00Z"
 
-/// The CLI arguments that produced one expected answer, from its file name (see `make-fixture.py`).
+/// The CLI arguments that produced one expected answer, from its file name (see `Tests/Fixtures/make-fixture.py`).
 private func arguments(forExpected name: String, db: String) -> [String]? {
     let parts = name.replacingOccurrences(of: ".json", with: "").split(separator: "-").map(String.init)
     let range = ["--from", "2026-01-01T00:00:00Z", "--to", fixtureNow, "--now", fixtureNow]

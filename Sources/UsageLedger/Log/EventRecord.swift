@@ -50,36 +50,6 @@ enum EventRecord {
         var reason: String?
         var attributes: Attributes
 
-        /// `event`'s fields, given its resource's number and the numbers of its footprint's and deltas'
-        /// meters (in the meters' order).
-        init(
-            _ event: UsageEvent, recordedAt: Timestamp, resourceNumber: UInt64, footprintNumbers: [UInt64],
-            deltaNumbers: [UInt64]
-        ) {
-            func numbered(_ meters: Meters?, _ numbers: [UInt64]) -> [NumberedMeter]? {
-                meters.map { zip(numbers, $0).map { NumberedMeter(number: $0, value: $1.value) } }
-            }
-            self.init(
-                recordedAt: recordedAt, kind: event.kind, id: event.id, resourceNumber: resourceNumber,
-                occurredAt: event.occurredAt, footprint: numbered(event.footprint, footprintNumbers),
-                deltas: numbered(event.deltas, deltaNumbers), reason: event.reason, attributes: event.attributes)
-        }
-
-        init(
-            recordedAt: Timestamp, kind: EventKind, id: String, resourceNumber: UInt64, occurredAt: Timestamp,
-            footprint: [NumberedMeter]?, deltas: [NumberedMeter]?, reason: String?, attributes: Attributes
-        ) {
-            self.recordedAt = recordedAt
-            self.kind = kind
-            self.id = id
-            self.resourceNumber = resourceNumber
-            self.occurredAt = occurredAt
-            self.footprint = footprint
-            self.deltas = deltas
-            self.reason = reason
-            self.attributes = attributes
-        }
-
         /// The event these fields hold, its resource and meter names looked up in `names`.
         func resolved(seq: UInt64, names: inout LogNames, in txn: borrowing some ReadableTransaction & ~Copyable)
             throws -> RecordedEvent
@@ -224,29 +194,6 @@ enum EventRecord {
         }
     }
 
-    /// The payload of a version-1 record, as formats 1 to 5 wrote it (for the upgrade's tests and fuzzing).
-    static func version1Payload(of event: UsageEvent) -> [UInt8] {
-        var writer = ByteWriter(capacity: 128)
-        writer.write(kindCode(event.kind))
-        writer.writeString(event.id)
-        writer.writeString(event.resource.type)
-        writer.writeString(event.resource.id)
-        writer.writeString(event.owner)
-        writer.writeOrdered(event.occurredAt.microseconds)
-        var flags: UInt8 = 0
-        if event.footprint != nil { flags |= 1 }
-        if event.deltas != nil { flags |= 2 }
-        if event.reason != nil { flags |= 4 }
-        writer.write(flags)
-        for meters in [event.footprint, event.deltas] {
-            guard let meters else { continue }
-            RecordFields.writeMeters(meters, into: &writer)
-        }
-        if let reason = event.reason { writer.writeString(reason) }
-        writeAttributes(event.attributes, into: &writer)
-        return writer.bytes
-    }
-
     private static func writeAttributes(_ attributes: Attributes, into writer: inout ByteWriter) {
         writer.writeVarint(UInt64(attributes.count))
         for (key, value) in attributes {
@@ -308,6 +255,23 @@ enum EventRecord {
         case 4: return .adjustment
         default: return nil
         }
+    }
+}
+
+extension EventRecord.Fields {
+    /// `event`'s fields, given its resource's number and the numbers of its footprint's and deltas' meters
+    /// (in the meters' order). In an extension, so that the memberwise initializer stays.
+    init(
+        _ event: UsageEvent, recordedAt: Timestamp, resourceNumber: UInt64, footprintNumbers: [UInt64],
+        deltaNumbers: [UInt64]
+    ) {
+        func numbered(_ meters: Meters?, _ numbers: [UInt64]) -> [EventRecord.NumberedMeter]? {
+            meters.map { zip(numbers, $0).map { EventRecord.NumberedMeter(number: $0, value: $1.value) } }
+        }
+        self.init(
+            recordedAt: recordedAt, kind: event.kind, id: event.id, resourceNumber: resourceNumber,
+            occurredAt: event.occurredAt, footprint: numbered(event.footprint, footprintNumbers),
+            deltas: numbered(event.deltas, deltaNumbers), reason: event.reason, attributes: event.attributes)
     }
 }
 

@@ -73,25 +73,28 @@ struct LogNames {
     mutating func meterName(_ number: UInt64, seq: UInt64, in txn: borrowing some ReadableTransaction & ~Copyable)
         throws -> String
     {
-        if let name = meterNames[number] { return name }
-        guard let name = try txn.get(schema.meterNames, number) else {
-            throw LedgerError.corrupt(reason: "event seq \(seq): meter number \(number) has no name in meter_names")
-        }
-        meterNames[number] = name
-        return name
+        try Self.entry(number, of: schema.meterNames, memo: &meterNames, seq: seq, what: "meter", in: txn)
     }
 
     /// The resource registered under `number`; an unregistered number is damage.
     mutating func resource(_ number: UInt64, seq: UInt64, in txn: borrowing some ReadableTransaction & ~Copyable)
         throws -> ResourceName
     {
-        if let name = resources[number] { return name }
-        guard let name = try txn.get(schema.resourceNames, number) else {
+        try Self.entry(number, of: schema.resourceNames, memo: &resources, seq: seq, what: "resource", in: txn)
+    }
+
+    /// The entry of `table` under `number`, read once per body: `memo` keeps what was read.
+    private static func entry<Codec: StorageCodec>(
+        _ number: UInt64, of table: Table<BigEndianUInt64, Codec>, memo: inout [UInt64: Codec.Item], seq: UInt64,
+        what: String, in txn: borrowing some ReadableTransaction & ~Copyable
+    ) throws -> Codec.Item {
+        if let found = memo[number] { return found }
+        guard let found = try txn.get(table, number) else {
             throw LedgerError.corrupt(
-                reason: "event seq \(seq): resource number \(number) has no entry in resource_names")
+                reason: "event seq \(seq): \(what) number \(number) has no entry in \(table.name)")
         }
-        resources[number] = name
-        return name
+        memo[number] = found
+        return found
     }
 
     /// Numbers for `meters`, in their order: interned when `interning`, else nil when one is unknown.

@@ -106,13 +106,7 @@ struct UsageBuckets: Sendable {
         switch kind {
         case .total(let from): return from
         case .fixed(let length, let offset): return instant - divmodFloor(instant + offset, length).1
-        case .listed(let starts):
-            var low = 0, high = starts.count - 1
-            while low < high {
-                let middle = (low + high + 1) / 2
-                if starts[middle] <= instant { low = middle } else { high = middle - 1 }
-            }
-            return starts[low]
+        case .listed(let starts): return starts[starts.lastIndex(notAfter: instant) ?? 0]
         }
     }
 
@@ -122,8 +116,9 @@ struct UsageBuckets: Sendable {
         case .total: return end
         case .fixed(let length, _): return min(start + length, end)
         case .listed(let starts):
-            let next = starts.first { $0 > start } ?? end
-            return min(next, end)
+            // A binary search: an answer by hour over a year asks this for each of thousands of rows.
+            let next = (starts.lastIndex(notAfter: start) ?? -1) + 1
+            return next < starts.count ? min(starts[next], end) : end
         }
     }
 

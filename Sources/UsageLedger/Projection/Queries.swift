@@ -203,18 +203,16 @@ extension Ledger {
         try checkRetention(query, span, in: txn)
         var buckets: [BucketKey: UsageAmounts] = [:]
         // Steady spans of the subject, needed unless owner_hourly answers (an owner's ungrouped whole hours).
-        let ungroupedOwner = {
-            if case .owner = query.subject { return !query.groupByResource } else { return false }
-        }()
         // Only the spans sharing an hour with the range are decoded: an owner's history can hold thousands.
         let hours =
             query.from.hourFloor.microseconds..<(query.end.hourFloor.microseconds + Timestamp.microsecondsPerHour)
         // An owner's ungrouped usage needs no spans: whole hours come from owner_hourly, and the steady part
         // of a partial hour is its owner sum less its rows.
-        let steady = ungroupedOwner ? [] : try subjectSpans(query.subject, owner: owner, overlapping: hours, in: txn)
+        let steady =
+            query.isUngroupedOwner ? [] : try subjectSpans(query.subject, owner: owner, overlapping: hours, in: txn)
         if span.firstWhole <= span.lastWhole {
             try addWholeHours(query, span, owner: owner, to: &buckets, in: txn)
-            if !ungroupedOwner { try addSteadyHours(steady, query, span, to: &buckets) }
+            if !query.isUngroupedOwner { try addSteadyHours(steady, query, span, to: &buckets) }
             try addUnmaterialized(unmaterialized, query, span, to: &buckets, in: txn)
         }
         try addPartialHours(
@@ -283,7 +281,7 @@ extension Ledger {
         while hour < span.lastWhole {
             defer { hour += Timestamp.microsecondsPerHour }
             if span.splitHours.contains(hour) { continue }
-            if case .owner = query.subject, !query.groupByResource {
+            if query.isUngroupedOwner {
                 // Ungrouped: the hour's rows go into one bucket, and owner_hourly holds their sum.
                 if let stored = try txn.get(schema.ownerHourly, OwnerHour(hour: hour, owner: owner)) {
                     try buckets[query.bucket(hour, nil), default: .init()].add(stored.amounts)
@@ -359,15 +357,12 @@ extension Ledger {
         steady: [(resource: ResourceID, span: SteadySpan)], to buckets: inout [BucketKey: UsageAmounts],
         in txn: borrowing ReadTransaction
     ) throws {
-        let ungroupedOwner = {
-            if case .owner = query.subject { return !query.groupByResource } else { return false }
-        }()
         var folds: [ResourceID: FoldResult] = [:]
         for (start, stop) in span.edges {
             var candidates: [ResourceID: UInt64?] = [:]
             let hour = start.hourFloor.microseconds
             var steadyHours =
-                ungroupedOwner ? try txn.get(schema.ownerHourly, OwnerHour(hour: hour, owner: owner)) : nil
+                query.isUngroupedOwner ? try txn.get(schema.ownerHourly, OwnerHour(hour: hour, owner: owner)) : nil
             try rows(of: query.subject, owner: owner, hour: hour, in: txn) { resource, amounts in
                 candidates[resource] = .some(nil)
                 try steadyHours?.add(amounts, sign: -1)
@@ -520,6 +515,12 @@ struct UsageQuery {
     var end: Timestamp
     var buckets: UsageBuckets
     var groupByResource: Bool
+
+    /// An owner's usage summed over its resources: `owner_hourly` answers its whole hours.
+    var isUngroupedOwner: Bool {
+        if case .owner = subject { return !groupByResource }
+        return false
+    }
 
     func bucket(_ instant: Int64, _ resource: ResourceID?) -> BucketKey {
         BucketKey(start: buckets.start(containing: instant), resource: groupByResource ? resource : nil)

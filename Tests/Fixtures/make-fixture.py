@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Makes the format-4 fixture: a small ledger written by the format-4 build (commit b10da4e) and the
-answers that build gave, so that the upgrade test compares a format-5 build's answers with them.
+"""Makes an upgrade fixture: a small ledger written by the build of one on-disk format, and the answers
+that build gave, so that the upgrade tests compare a later build's answers with them.
 
     python3 make-fixture.py PATH/TO/usage-ledger OUTPUT_DIR
 
-It was run once, before format 5 existed; rerunning it needs a format-4 build (git checkout b10da4e)."""
+Each was made once, with the release build of its format, before the next format existed:
+    format4/  commit b10da4e (format 4)
+    format5/  commit 2a119b4 (format 5)
+Rerunning it needs that build (git checkout COMMIT)."""
 import json, os, random, shutil, subprocess, sys
 
 cli, out = sys.argv[1], sys.argv[2]
